@@ -1,0 +1,180 @@
+//! The event log behind resumable SSE streams.
+//!
+//! Every event the layer sends on a legacy SSE stream is appended here first and read
+//! back by whoever is attached to the stream, so a client that drops and comes back with
+//! `Last-Event-ID` reads the same log from its cursor. Keys are (session, stream): a
+//! stream of one session can never be read through another.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::session::SessionId;
+use crate::util::BoxFuture;
+
+/// A stream's identity within its session: a random 64-bit number, so a stream cannot be
+/// guessed from another session's ids.
+///
+/// ```
+/// use tower_mcp_session::event_log::StreamId;
+///
+/// assert_eq!(StreamId::from_raw(255).to_string(), "00000000000000ff");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(u64);
+
+impl StreamId {
+    /// A fresh random stream id.
+    pub fn random() -> Self {
+        let mut b = [0u8; 8];
+        crate::session::fill_random(&mut b);
+        Self(u64::from_le_bytes(b))
+    }
+
+    /// A stream id from its numeric value.
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The numeric value.
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({self})")
+    }
+}
+
+/// Which stream of which session.
+///
+/// ```
+/// use tower_mcp_session::SessionId;
+/// use tower_mcp_session::event_log::{StreamId, StreamKey};
+///
+/// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::from_raw(7));
+/// assert_eq!(key.stream().raw(), 7);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    session: SessionId,
+    stream: StreamId,
+}
+
+impl StreamKey {
+    /// The key of `stream` in `session`.
+    pub fn new(session: SessionId, stream: StreamId) -> Self {
+        Self { session, stream }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+}
+
+/// One event as stored: its sequence number within the stream (from 1) and the SSE
+/// `data` payload (one JSON-RPC message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the stream, starting at 1 and increasing by one per event.
+    pub seq: u64,
+    /// The message, exactly as it will be sent in the SSE `data` field.
+    pub data: Bytes,
+}
+
+/// What a read of a stream found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The events after the cursor, in order (possibly none yet).
+    Events {
+        /// The events, consecutive from the cursor + 1.
+        events: Vec<StoredEvent>,
+        /// The sequence number of the newest event the stream holds.
+        last_seq: u64,
+        /// Whether the stream has ended and `events` reaches its end.
+        finished: bool,
+    },
+    /// Events after the cursor were dropped by retention: the gap cannot be filled.
+    Evicted,
+    /// No such stream in this session (never existed, expired or removed).
+    UnknownStream,
+}
+
+/// Why the event log could not do what was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EventLogError {
+    /// The stream is unknown (expired, removed, or never opened).
+    UnknownStream,
+    /// The stream has ended; nothing more can be appended.
+    Finished,
+    /// The backend could not be reached or failed.
+    Unavailable(crate::store::BoxError),
+}
+
+impl fmt::Display for EventLogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownStream => f.write_str("unknown event stream"),
+            Self::Finished => f.write_str("event stream already finished"),
+            Self::Unavailable(_) => f.write_str("the event log is unavailable"),
+        }
+    }
+}
+
+impl std::error::Error for EventLogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// Storage for resumable streams: object safe, so the layer holds an `Arc<dyn EventLog>`.
+///
+/// A stream is opened once, appended to by its producer(s), finished once, and read by
+/// at most one attached client at a time (from any instance, with a shared log).
+/// Retention is bounded per stream and per session (count, bytes, time); a read whose
+/// cursor fell out of retention gets [`ReadOutcome::Evicted`], never a silent gap.
+pub trait EventLog: Send + Sync + 'static {
+    /// Create an empty stream. Opening an existing stream is a no-op.
+    fn open<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>>;
+
+    /// Append one event; returns its sequence number. Sequence numbers are assigned by
+    /// the log, so concurrent producers of one stream get distinct, ordered numbers.
+    fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>>;
+
+    /// Mark the stream ended: readers that reach its end stop.
+    fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>>;
+
+    /// Read up to `max` events strictly after sequence number `after`.
+    fn read_after<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        after: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>>;
+
+    /// Resolve when the stream may hold events after `after`, or has finished, or is
+    /// gone. Waking early is allowed (callers read again); a log that cannot notify may
+    /// poll.
+    fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()>;
+
+    /// Drop every stream of `session` (the session ended).
+    fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>>;
+}
