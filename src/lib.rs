@@ -1,14 +1,33 @@
 //! Era-aware session layer for MCP Streamable HTTP servers.
+//!
+//! See the crate README for the full story; the architecture in one line:
+//! [`era`] classification → session resolution ([`store`]) → inner call → SSE rewrite
+//! (`stream`, [`event_log`]) → stores behind traits.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod era;
 pub mod event_log;
 pub mod headers;
+mod jsonrpc;
+mod layer;
+mod manager;
+mod metrics;
+mod rejection;
+mod security;
 pub mod session;
+pub mod sse;
 pub mod store;
+mod stream;
 mod util;
 
+pub use body::McpBody;
 pub use era::ProtocolVersion;
+pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
+pub use manager::{SendError, SessionManager};
+pub use metrics::Metrics;
+pub use rejection::RejectionKind;
 pub use session::{CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionId, SessionRecord};
+pub use stream::SseControl;
 pub use util::BoxFuture;

@@ -159,18 +159,19 @@ impl VersionHeader {
 
 /// Classify a request from its version header and, for POST, what its body says.
 ///
-/// `initialize` is always legacy: the handshake no longer exists in 2026-07-28. A modern
-/// header or a modern `_meta` protocol version makes the request modern; anything else
-/// (no header, a 2025 revision, an unparseable header) is legacy, where the session
-/// rules decide what to do with it.
-pub(crate) fn classify(header: VersionHeader, is_initialize: bool, meta_version: Option<ProtocolVersion>) -> Era {
+/// `initialize` is always legacy: the handshake no longer exists in 2026-07-28. A
+/// header naming 2026-07-28 or later makes the request modern, and so does a body that
+/// carries the 2026-07-28 request metadata (`_meta` with a protocol version), whatever
+/// version it names: no 2025-era client sends that field, and the modern validation
+/// rules are the ones that can answer it correctly. Anything else (no header, a 2025
+/// revision, an unparseable header) is legacy, where the session rules apply.
+pub(crate) fn classify(header: VersionHeader, is_initialize: bool, has_modern_meta: bool) -> Era {
     if is_initialize {
         return Era::Legacy;
     }
-    match (header, meta_version) {
-        (VersionHeader::Present(v), _) if v.is_modern() => Era::Modern,
-        (VersionHeader::Present(_), _) => Era::Legacy,
-        (_, Some(v)) if v.is_modern() => Era::Modern,
+    match header {
+        VersionHeader::Present(v) if v.is_modern() => Era::Modern,
+        _ if has_modern_meta => Era::Modern,
         _ => Era::Legacy,
     }
 }
@@ -210,14 +211,16 @@ mod tests {
         use VersionHeader::*;
         let modern = Present(ProtocolVersion::V2026_07_28);
         let legacy = Present(ProtocolVersion::V2025_06_18);
-        let m = Some(ProtocolVersion::V2026_07_28);
-        assert_eq!(classify(modern, true, m), Era::Legacy);
-        assert_eq!(classify(modern, false, None), Era::Modern);
-        assert_eq!(classify(legacy, false, m), Era::Legacy);
-        assert_eq!(classify(Absent, false, m), Era::Modern);
-        assert_eq!(classify(Absent, false, None), Era::Legacy);
-        assert_eq!(classify(Invalid, false, None), Era::Legacy);
+        assert_eq!(classify(modern, true, true), Era::Legacy);
+        assert_eq!(classify(modern, false, false), Era::Modern);
+        assert_eq!(classify(legacy, false, false), Era::Legacy);
+        // A legacy header with modern metadata is contradictory: modern validation answers it.
+        assert_eq!(classify(legacy, false, true), Era::Modern);
+        assert_eq!(classify(Absent, false, true), Era::Modern);
+        assert_eq!(classify(Absent, false, false), Era::Legacy);
+        assert_eq!(classify(Invalid, false, false), Era::Legacy);
+        assert_eq!(classify(Invalid, false, true), Era::Modern);
         let future = Present("2027-01-01".parse().unwrap());
-        assert_eq!(classify(future, false, None), Era::Modern);
+        assert_eq!(classify(future, false, false), Era::Modern);
     }
 }

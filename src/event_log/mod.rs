@@ -5,6 +5,9 @@
 //! `Last-Event-ID` reads the same log from its cursor. Keys are (session, stream): a
 //! stream of one session can never be read through another.
 
+mod memory;
+
+pub use memory::{MemoryEventLog, MemoryEventLogBuilder};
 use std::fmt;
 
 use bytes::Bytes;

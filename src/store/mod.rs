@@ -4,6 +4,9 @@
 //! run time. [`MemoryStore`] is the default; the `redis` feature adds a store shared by
 //! many instances.
 
+mod memory;
+
+pub use memory::{AtCapacity, MemoryStore, MemoryStoreBuilder};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,11 @@ pub enum StoreError {
     },
     /// The backend could not be reached or failed; the layer answers 503.
     Unavailable(BoxError),
+    /// An attribute write would take the session past the store's bound on the number
+    /// or total size of its attributes; nothing was written. The bound keeps one
+    /// session from growing without limit; it is the application's error, not the
+    /// client's, and the layer never produces it.
+    AttributeLimit,
 }
 
 impl fmt::Display for StoreError {
@@ -46,6 +54,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::AtCapacity { .. } => f.write_str("the session store is at capacity"),
             Self::Unavailable(_) => f.write_str("the session store is unavailable"),
+            Self::AttributeLimit => f.write_str("the session's attributes would exceed the store's limit"),
         }
     }
 }
@@ -54,7 +63,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Unavailable(e) => Some(&**e),
-            Self::AtCapacity { .. } => None,
+            Self::AtCapacity { .. } | Self::AttributeLimit => None,
         }
     }
 }
@@ -145,6 +154,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// attached); `None` when it does not exist, expired or was closed.
     fn acquire<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>>;
 
+    /// Whether a live session with this id exists. Unlike [`acquire`](Self::acquire) it
+    /// neither marks the session busy nor counts as activity: server-side traffic must
+    /// not keep a session alive.
+    fn contains<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// End one busy period begun by [`acquire`](Self::acquire); the idle clock
     /// restarts when the last busy period of the session ends. Never blocks.
     fn release(&self, id: &SessionId);
@@ -173,5 +187,26 @@ pub trait SessionStore: Send + Sync + 'static {
     /// How many sessions are live, when the store can tell cheaply.
     fn len_hint(&self) -> Option<usize> {
         None
+    }
+}
+
+/// Holds one busy period of a session open: made after a successful
+/// [`SessionStore::acquire`], it calls [`SessionStore::release`] when dropped, so the
+/// idle clock starts when the last request, response stream or attached reader of the
+/// session is done, however it ends.
+pub(crate) struct BusyGuard {
+    store: Arc<dyn SessionStore>,
+    id: SessionId,
+}
+
+impl BusyGuard {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, id: SessionId) -> Self {
+        Self { store, id }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.store.release(&self.id);
     }
 }

@@ -1,0 +1,56 @@
+//! The echo MCP server behind `McpSessionLayer`, on axum.
+//!
+//! ```text
+//! cargo run --example echo_server -- --addr 127.0.0.1:8080 --max-sessions 1000
+//! ```
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::routing::any_service;
+use tower_mcp_session::McpSessionLayer;
+use tower_mcp_session::store::MemoryStore;
+
+struct Args {
+    addr: SocketAddr,
+    max_sessions: usize,
+    sse_tool_calls: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { addr: "127.0.0.1:8080".parse().expect("valid"), max_sessions: 10_000, sse_tool_calls: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
+            "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
+            "--sse" => args.sse_tool_calls = true,
+            "-h" | "--help" => {
+                println!("usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("echo_server: {e}");
+        std::process::exit(2);
+    });
+    let layer = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(args.max_sessions).build()).build();
+    let options = common::EchoOptions { sse_tool_calls: args.sse_tool_calls, manager: Some(layer.manager()) };
+    let app = Router::new().route_service("/mcp", any_service(common::echo_service(options))).layer(layer);
+    let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
+        eprintln!("echo_server: cannot bind {}: {e}", args.addr);
+        std::process::exit(1);
+    });
+    println!("echo MCP server listening on http://{}/mcp", listener.local_addr().expect("bound"));
+    axum::serve(listener, app).await.expect("server error");
+}

@@ -1,0 +1,139 @@
+//! The response body of the layer: the inner body untouched, a rejection, or a
+//! resumable SSE stream read from the event log.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::store::BusyGuard;
+use crate::stream::reader::Reader;
+use crate::util::BoxFuture;
+
+pin_project! {
+    /// Response body of [`McpSession`](crate::McpSession).
+    ///
+    /// Modern requests and plain JSON answers carry the inner service's body unchanged;
+    /// legacy SSE answers become a resumable stream of events with layer-assigned ids;
+    /// refusals carry a JSON-RPC error.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use tower_mcp_session::McpBody;
+    ///
+    /// let body: McpBody<http_body_util::Empty<bytes::Bytes>> = McpBody::empty();
+    /// assert!(body.is_end_stream());
+    /// ```
+    pub struct McpBody<B> {
+        #[pin]
+        kind: Kind<B>,
+        // Holds the session busy until the body is finished or dropped.
+        busy: Option<Arc<BusyGuard>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Full { data: Option<Bytes> },
+        Prefixed { prefix: Option<Bytes>, body: Pin<Box<B>> },
+        Stream { reader: Option<Reader>, pending: Option<BoxFuture<'static, (Reader, Option<Bytes>)>> },
+    }
+}
+
+impl<B> McpBody<B> {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self { kind: Kind::Full { data: (!data.is_empty()).then_some(data) }, busy: None }
+    }
+
+    pub(crate) fn inner(body: B, busy: Option<Arc<BusyGuard>>) -> Self {
+        Self { kind: Kind::Inner { body }, busy }
+    }
+
+    pub(crate) fn prefixed(prefix: Bytes, body: Pin<Box<B>>) -> Self {
+        Self { kind: Kind::Prefixed { prefix: (!prefix.is_empty()).then_some(prefix), body }, busy: None }
+    }
+
+    pub(crate) fn stream(reader: Reader) -> Self {
+        Self { kind: Kind::Stream { reader: Some(reader), pending: None }, busy: None }
+    }
+}
+
+impl<B> Body for McpBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = match this.kind.project() {
+            KindProj::Inner { body } => ready!(body.poll_frame(cx)),
+            KindProj::Full { data } => data.take().map(|d| Ok(Frame::data(d))),
+            KindProj::Prefixed { prefix, body } => match prefix.take() {
+                Some(p) => Some(Ok(Frame::data(p))),
+                None => ready!(body.as_mut().poll_frame(cx)),
+            },
+            KindProj::Stream { reader, pending } => {
+                if pending.is_none() {
+                    match reader.take() {
+                        Some(r) => *pending = Some(Box::pin(r.next_chunk())),
+                        None => return Poll::Ready(None),
+                    }
+                }
+                let fut = pending.as_mut().expect("set above");
+                let (r, chunk) = ready!(fut.as_mut().poll(cx));
+                *pending = None;
+                if chunk.is_some() {
+                    *reader = Some(r);
+                }
+                chunk.map(|c| Ok(Frame::data(c)))
+            }
+        };
+        if polled.is_none() {
+            // Done: the busy period ends with the body, not when the client goes away later.
+            this.busy.take();
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+            Kind::Prefixed { prefix, body } => prefix.is_none() && body.is_end_stream(),
+            Kind::Stream { reader, pending } => reader.is_none() && pending.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for McpBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Inner { .. } => "inner",
+            Kind::Full { .. } => "full",
+            Kind::Prefixed { .. } => "prefixed",
+            Kind::Stream { .. } => "stream",
+        };
+        f.debug_struct("McpBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,113 @@
+//! Opt-in validation of 2026-07-28 requests (`strict_modern_headers`): the request
+//! metadata headers must be present and agree with the body.
+
+use http::HeaderMap;
+
+use crate::ProtocolVersion;
+use crate::era::VersionHeader;
+use crate::headers::{MCP_METHOD, MCP_NAME};
+use crate::jsonrpc::Peeked;
+use crate::rejection::{Rejection, RejectionKind};
+
+/// Methods whose target is repeated in `Mcp-Name`.
+const NAMED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+
+/// Check a modern request's headers against its body, in the order that gives each
+/// failure its specified error: header missing (-32020), metadata missing (-32602),
+/// header ≠ metadata (-32020), version unsupported (-32022), method/name headers (-32020).
+pub(crate) fn validate(
+    headers: &HeaderMap,
+    version: VersionHeader,
+    message: &Peeked,
+    supported: &[ProtocolVersion],
+    supported_text: impl FnOnce() -> Vec<String>,
+) -> Result<(), Rejection> {
+    let id = message.id();
+    let mismatch = || Rejection::new(RejectionKind::HeaderMismatch).with_id(id);
+    let VersionHeader::Present(header_version) = version else {
+        return Err(mismatch());
+    };
+    let meta = &message.modern;
+    let Some(meta_version) = meta.protocol_version.as_deref() else {
+        return Err(Rejection::new(RejectionKind::MissingRequestMeta).with_id(id));
+    };
+    if !meta.has_client_capabilities {
+        return Err(Rejection::new(RejectionKind::MissingRequestMeta).with_id(id));
+    }
+    if meta_version != header_version.to_string() {
+        return Err(mismatch());
+    }
+    if !supported.contains(&header_version) {
+        return Err(Rejection::new(RejectionKind::UnsupportedModernVersion)
+            .with_id(id)
+            .data("supported", supported_text().into())
+            .data("requested", meta_version.into()));
+    }
+    let method_header = headers.get(MCP_METHOD).and_then(|v| v.to_str().ok()).and_then(decode_header_value);
+    if method_header.is_none() || method_header.as_deref() != message.method() {
+        return Err(mismatch());
+    }
+    if message.method().is_some_and(|m| NAMED_METHODS.contains(&m)) {
+        let name_header = headers.get(MCP_NAME).and_then(|v| v.to_str().ok()).and_then(decode_header_value);
+        match (name_header.as_deref(), meta.name.as_deref()) {
+            (Some(h), Some(b)) if h == b => {}
+            _ => return Err(mismatch()),
+        }
+    }
+    Ok(())
+}
+
+/// Header values that are not plain ASCII travel as `=?base64?<data>?=`; decode those.
+/// `None` when the sentinel form is malformed.
+fn decode_header_value(value: &str) -> Option<String> {
+    let Some(encoded) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+        return Some(value.to_owned());
+    };
+    String::from_utf8(base64_decode(encoded)?).ok()
+}
+
+/// Standard-alphabet base64 with optional padding.
+fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let trimmed = input.trim_end_matches('=');
+    if input.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    for chunk in trimmed.as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= sextet(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_sentinel() {
+        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
+        assert_eq!(decode_header_value("=?base64?aGVsbG8=?=").as_deref(), Some("hello"));
+        assert_eq!(decode_header_value("=?base64?aGVsbG8?=").as_deref(), Some("hello"));
+        assert_eq!(decode_header_value("=?base64?5pel5pys?=").as_deref(), Some("日本"));
+        assert_eq!(decode_header_value("=?base64?!!!?="), None);
+        assert_eq!(decode_header_value("=?base64?a?="), None);
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+    }
+}

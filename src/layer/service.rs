@@ -1,0 +1,578 @@
+//! [`McpSession`]: the service. Per request: origin/host guard → era classification →
+//! session resolution → inner call → SSE rewrite.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::time::timeout;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::negotiate::{accepts_all, is_event_stream, is_json_content};
+use super::{Shared, modern};
+use crate::body::McpBody;
+use crate::era::{Era, VersionHeader, classify};
+use crate::event_log::{ReadOutcome, StreamId, StreamKey};
+use crate::headers::{LAST_EVENT_ID, MCP_SESSION_ID, X_ACCEL_BUFFERING};
+use crate::jsonrpc::{self, InitializeOutcome, MessageKind, PeekError, Peeked};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::session::{Principal, Session, SessionId, SessionRecord};
+use crate::sse::EventId;
+use crate::sse::SseParser;
+use crate::store::{BoxError, BusyGuard, StoreError};
+use crate::stream::reader::Reader;
+use crate::stream::{LiveStream, SseControl, pump::pump, standalone_stream};
+use crate::{ProtocolVersion, SessionRecord as Record};
+
+const BOTH_TYPES: &[&str] = &["application/json", "text/event-stream"];
+const SSE_TYPE: &[&str] = &["text/event-stream"];
+
+/// The service made by [`McpSessionLayer`](crate::McpSessionLayer).
+///
+/// The inner service receives `http::Request<Full<Bytes>>`: the layer reads (and
+/// bounds) each POST body to classify it, then hands the same bytes on.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::service_fn;
+/// use tower_mcp_session::{McpSession, McpSessionLayer};
+/// use tower_layer::Layer;
+///
+/// let inner = service_fn(|_req: http::Request<Full<Bytes>>| async {
+///     Ok::<_, Infallible>(http::Response::new(Full::<Bytes>::default()))
+/// });
+/// let service: McpSession<_> = McpSessionLayer::new().layer(inner);
+/// let _inner = service.get_ref();
+/// ```
+pub struct McpSession<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> McpSession<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the layer's service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for McpSession<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for McpSession<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpSession").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for McpSession<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    type Response = Response<McpBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The ready service goes into the future; a clone stays for the next call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture::new(Box::pin(async move { Handler { shared, inner }.serve(req).await }))
+    }
+}
+
+type Answer<B, E> = Result<Response<McpBody<B>>, E>;
+
+struct Handler<S> {
+    shared: Arc<Shared>,
+    inner: S,
+}
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    async fn serve<ReqBody>(self, req: Request<ReqBody>) -> Answer<ResBody, S::Error>
+    where
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        if let Err(kind) = self.shared.guard.check(&parts.headers, authority) {
+            return Ok(self.reject(Rejection::new(kind)));
+        }
+        let version = VersionHeader::read(&parts.headers);
+        let modern_header = matches!(version, VersionHeader::Present(v) if v.is_modern());
+        match parts.method {
+            Method::POST => self.post(parts, body, version).await,
+            Method::GET | Method::DELETE if self.shared.modern_only => Ok(self.reject(self.method_not_allowed())),
+            // 2026-07-28 has no GET stream and no DELETE: the inner service answers.
+            Method::GET | Method::DELETE if modern_header => self.pass_through(parts, Bytes::new()).await,
+            Method::GET => self.get(parts, version).await,
+            Method::DELETE => self.delete(parts, version).await,
+            _ => Ok(self.reject(self.method_not_allowed())),
+        }
+    }
+
+    fn method_not_allowed(&self) -> Rejection {
+        let allow = match (self.shared.modern_only, self.shared.client_termination) {
+            (true, _) => "POST",
+            (false, true) => "GET, POST, DELETE",
+            (false, false) => "GET, POST",
+        };
+        Rejection::new(RejectionKind::MethodNotAllowed).header(ALLOW, HeaderValue::from_static(allow))
+    }
+
+    fn reject(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
+        self.shared.counters.rejected(rejection.kind);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(reason = rejection.kind.reason(), status = rejection.kind.status().as_u16(), "request rejected");
+        rejection.into_response().map(McpBody::full)
+    }
+
+    async fn post<ReqBody>(self, parts: Parts, body: ReqBody, version: VersionHeader) -> Answer<ResBody, S::Error>
+    where
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        if !is_json_content(&parts.headers) {
+            return Ok(self.reject(Rejection::new(RejectionKind::UnsupportedMediaType)));
+        }
+        if !accepts_all(&parts.headers, BOTH_TYPES) {
+            return Ok(self.reject(Rejection::new(RejectionKind::NotAcceptable)));
+        }
+        let bytes = match Self::read_body(&self.shared, &parts, body).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        let message = match jsonrpc::peek_body(&bytes) {
+            Ok(message) => message,
+            Err(PeekError::Parse) => return Ok(self.reject(Rejection::new(RejectionKind::ParseError))),
+            Err(PeekError::InvalidRequest) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest))),
+        };
+        let single = match message {
+            jsonrpc::Body::Single(single) => single,
+            jsonrpc::Body::Batch(items) => return self.batch(parts, bytes, version, items).await,
+        };
+        let has_modern_meta = single.modern.protocol_version.is_some();
+        match classify(version, single.is_initialize(), has_modern_meta) {
+            Era::Modern => self.modern(parts, bytes, version, single).await,
+            Era::Legacy if self.shared.modern_only => Ok(self.reject(self.legacy_on_modern_only(version, &single))),
+            Era::Legacy => {
+                if let Err(rejection) = self.legacy_version(version) {
+                    return Ok(self.reject(rejection.with_id(single.id())));
+                }
+                if single.is_initialize() {
+                    self.initialize(parts, bytes, single).await
+                } else {
+                    self.legacy_message(parts, bytes, single).await
+                }
+            }
+        }
+    }
+
+    async fn read_body<ReqBody>(shared: &Shared, parts: &Parts, body: ReqBody) -> Result<Bytes, Rejection>
+    where
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        let limit = shared.max_body_bytes;
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(Rejection::new(RejectionKind::PayloadTooLarge));
+        }
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(Rejection::new(RejectionKind::PayloadTooLarge)),
+            // The client broke off or sent a malformed body: nothing to parse.
+            Err(_) => Err(Rejection::new(RejectionKind::ParseError)),
+        }
+    }
+
+    /// A legacy request's `MCP-Protocol-Version`: absent is fine (the negotiated version
+    /// applies), anything else must be a supported 2025 revision.
+    fn legacy_version(&self, version: VersionHeader) -> Result<Option<ProtocolVersion>, Rejection> {
+        match version {
+            VersionHeader::Absent => Ok(None),
+            VersionHeader::Present(v) if self.shared.legacy_versions.contains(&v) => Ok(Some(v)),
+            _ => Err(Rejection::new(RejectionKind::UnsupportedProtocolVersion)
+                .data("supported", self.shared.supported_versions().into())),
+        }
+    }
+
+    fn legacy_on_modern_only(&self, version: VersionHeader, message: &Peeked) -> Rejection {
+        let requested = match (version, &message.initialize) {
+            (VersionHeader::Present(v), _) => Some(v.to_string()),
+            (_, Some(init)) => init.protocol_version.clone(),
+            _ => None,
+        };
+        match requested {
+            Some(requested) => Rejection::new(RejectionKind::UnsupportedModernVersion)
+                .with_id(message.id())
+                .data("supported", self.shared.supported_versions().into())
+                .data("requested", requested.into()),
+            // No version anywhere: the required header is missing (2026-07-28 rules).
+            None => Rejection::new(RejectionKind::HeaderMismatch).with_id(message.id()),
+        }
+    }
+
+    async fn modern(self, parts: Parts, bytes: Bytes, version: VersionHeader, message: Peeked) -> Answer<ResBody, S::Error> {
+        if self.shared.strict_modern_headers {
+            let shared = self.shared.clone();
+            if let Err(rejection) =
+                modern::validate(&parts.headers, version, &message, &shared.modern_versions, || shared.supported_versions())
+            {
+                return Ok(self.reject(rejection));
+            }
+        }
+        self.pass_through(parts, bytes).await
+    }
+
+    /// Hand a request to the inner service untouched and its answer back untouched,
+    /// except that no session id ever leaves on a 2026-07-28 answer.
+    async fn pass_through(mut self, parts: Parts, bytes: Bytes) -> Answer<ResBody, S::Error> {
+        self.shared.counters.modern();
+        let response = self.inner.call(Request::from_parts(parts, Full::new(bytes))).await?;
+        let (mut head, body) = response.into_parts();
+        head.headers.remove(MCP_SESSION_ID);
+        if is_event_stream(&head.headers) {
+            head.headers.entry(X_ACCEL_BUFFERING).or_insert(HeaderValue::from_static("no"));
+        }
+        Ok(Response::from_parts(head, McpBody::inner(body, None)))
+    }
+
+    async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        let shared = self.shared.clone();
+        let request_id = message.id().map(ToOwned::to_owned);
+        let reservation = match timeout(shared.store_timeout, shared.store.reserve()).await {
+            Ok(Ok(reservation)) => reservation,
+            Ok(Err(StoreError::AtCapacity { retry_after })) => {
+                return Ok(self.reject(Rejection::new(RejectionKind::AtCapacity).with_id(message.id()).retry_after(retry_after)));
+            }
+            Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable().with_id(message.id()))),
+        };
+        let init = message.initialize.unwrap_or_default();
+        let id = shared.ids.make_session_id();
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let requested = init.protocol_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(ProtocolVersion::V2025_03_26);
+        let pending = SessionRecord::new(id.clone(), requested)
+            .with_client(init.client_info, init.capabilities)
+            .with_principal(principal);
+        let mut req = Request::from_parts(parts, Full::new(bytes));
+        // The inner service may want the id it is about to hand out; the session
+        // becomes real only if the answer is a successful InitializeResult.
+        req.extensions_mut().insert(Session::new(Arc::new(pending.clone()), shared.store.clone()));
+        let response = self.inner.call(req).await?;
+        let (mut head, body) = response.into_parts();
+        let request_id = request_id.expect("initialize is a request, so it has an id");
+        let (outcome, body) = if !head.status.is_success() {
+            (None, McpBody::inner(body, None))
+        } else if is_json_content(&head.headers) {
+            match Limited::new(body, shared.max_initialize_response_bytes).collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
+                }
+                Err(_) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))),
+            }
+        } else if is_event_stream(&head.headers) {
+            scan_initialize_stream(body, &request_id, shared.max_initialize_response_bytes, shared.sse.max_event_bytes).await
+        } else {
+            (None, McpBody::inner(body, None))
+        };
+        let Some(InitializeOutcome::Succeeded(negotiated)) = outcome else {
+            // A failed initialize leaves nothing behind: the reservation is dropped here.
+            return Ok(Response::from_parts(head, body));
+        };
+        let record = SessionRecord { protocol_version: negotiated, ..pending };
+        match timeout(shared.store_timeout, shared.store.insert(reservation, record)).await {
+            Ok(Ok(record)) => {
+                shared.counters.session_created();
+                if let Some(hook) = &shared.on_created {
+                    hook(&record);
+                }
+                #[cfg(feature = "tracing")]
+                tracing::debug!(session = %record.id(), version = %negotiated, "session created");
+            }
+            _ => return Ok(self.reject(store_unavailable().with_id(Some(&request_id)))),
+        }
+        head.headers.insert(MCP_SESSION_ID, HeaderValue::from_str(id.as_str()).expect("session ids are visible ASCII"));
+        head.headers.remove(CONTENT_LENGTH);
+        Ok(Response::from_parts(head, body))
+    }
+
+    /// Find the session a legacy request names and mark it busy.
+    async fn resolve(shared: &Shared, parts: &Parts) -> Result<(Arc<Record>, BusyGuard), Rejection> {
+        let mut values = parts.headers.get_all(MCP_SESSION_ID).iter();
+        let Some(value) = values.next() else {
+            return Err(Rejection::new(RejectionKind::MissingSessionId));
+        };
+        // Checked before any lookup, so a malformed id costs the store nothing.
+        let id = match (values.next(), value.to_str().ok().and_then(SessionId::parse)) {
+            (None, Some(id)) => id,
+            _ => return Err(Rejection::new(RejectionKind::MalformedSessionId)),
+        };
+        let store = &shared.store;
+        let record = match timeout(shared.store_timeout, store.acquire(&id)).await {
+            Ok(Ok(Some(record))) => record,
+            Ok(Ok(None)) => return Err(Rejection::new(RejectionKind::SessionNotFound)),
+            Ok(Err(_)) | Err(_) => return Err(store_unavailable()),
+        };
+        let busy = BusyGuard::new(store.clone(), id);
+        // Another principal's session looks exactly like an unknown one.
+        if shared.bind_principal && record.principal() != parts.extensions.get::<Principal>() {
+            return Err(Rejection::new(RejectionKind::SessionNotFound));
+        }
+        Ok((record, busy))
+    }
+
+    async fn legacy_message(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        let (record, busy) = match Self::resolve(&self.shared, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection.with_id(message.id()))),
+        };
+        let is_request = matches!(message.kind, MessageKind::Request { .. });
+        self.call_in_session(parts, bytes, record, busy, is_request).await
+    }
+
+    async fn batch(self, parts: Parts, bytes: Bytes, version: VersionHeader, items: Vec<Peeked>) -> Answer<ResBody, S::Error> {
+        if matches!(version, VersionHeader::Present(v) if v.is_modern()) {
+            if self.shared.strict_modern_headers {
+                return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest)));
+            }
+            return self.pass_through(parts, bytes).await;
+        }
+        if self.shared.modern_only {
+            return Ok(self.reject(Rejection::new(RejectionKind::HeaderMismatch)));
+        }
+        if items.iter().any(Peeked::is_initialize) || !matches!(version, VersionHeader::Absent | VersionHeader::Present(ProtocolVersion::V2025_03_26)) {
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
+        }
+        let (record, busy) = match Self::resolve(&self.shared, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        if !record.protocol_version().allows_batches() {
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
+        }
+        let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
+        self.call_in_session(parts, bytes, record, busy, has_request).await
+    }
+
+    /// Call the inner service for a request of an established session and turn an SSE
+    /// answer into a resumable stream.
+    async fn call_in_session(
+        mut self,
+        parts: Parts,
+        bytes: Bytes,
+        record: Arc<Record>,
+        busy: BusyGuard,
+        expects_answer: bool,
+    ) -> Answer<ResBody, S::Error> {
+        let shared = self.shared.clone();
+        let mut req = Request::from_parts(parts, Full::new(bytes));
+        req.extensions_mut().insert(Session::new(record.clone(), shared.store.clone()));
+        let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
+        if let Some((stream_id, live)) = &stream {
+            req.extensions_mut().insert(SseControl { live: live.clone(), stream: *stream_id });
+        }
+        let response = self.inner.call(req).await?;
+        let (mut head, body) = response.into_parts();
+        let busy = Arc::new(busy);
+        let Some((stream_id, live)) = stream.filter(|_| head.status.is_success() && is_event_stream(&head.headers)) else {
+            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
+        };
+        let key = StreamKey::new(record.id().clone(), stream_id);
+        if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
+            // Without a log the stream cannot be resumable; still deliver it live.
+            #[cfg(feature = "tracing")]
+            tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
+            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
+        }
+        shared.streams.adopt(&key, &live);
+        shared.streams.spawn_pump(record.id(), pump(body, key.clone(), shared.log.clone(), shared.sse.max_event_bytes, busy.clone()));
+        if live.close_epoch() == 0 {
+            // Let a quick answer catch up with the headers: one write instead of several,
+            // so latency does not hinge on TCP_NODELAY.
+            let _ = timeout(shared.sse.first_event_wait, shared.log.wait_after(&key, 0)).await;
+        }
+        let attachment = live.attach();
+        let priming = record.protocol_version().supports_priming();
+        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, 0, 0, priming, busy);
+        set_sse_headers(&mut head);
+        Ok(Response::from_parts(head, McpBody::stream(reader)))
+    }
+
+    async fn get(self, parts: Parts, version: VersionHeader) -> Answer<ResBody, S::Error> {
+        if let Err(rejection) = self.legacy_version(version) {
+            return Ok(self.reject(rejection));
+        }
+        if !accepts_all(&parts.headers, SSE_TYPE) {
+            return Ok(self.reject(Rejection::new(RejectionKind::NotAcceptable)));
+        }
+        let (record, busy) = match Self::resolve(&self.shared, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        let shared = self.shared.clone();
+        let busy = Arc::new(busy);
+        let (key, cursor, priming) = match parts.headers.get(LAST_EVENT_ID) {
+            Some(value) => {
+                let Some(event_id) = value.to_str().ok().and_then(EventId::parse) else {
+                    return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
+                };
+                let key = StreamKey::new(record.id().clone(), event_id.stream());
+                match timeout(shared.store_timeout, shared.log.read_after(&key, event_id.seq(), 1)).await {
+                    Ok(Ok(ReadOutcome::Events { .. })) => {}
+                    Ok(Ok(ReadOutcome::UnknownStream)) => return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId))),
+                    Ok(Ok(ReadOutcome::Evicted)) => return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted))),
+                    Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable())),
+                }
+                shared.counters.resumed();
+                (key, event_id.seq(), false)
+            }
+            None => {
+                let key = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
+                if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
+                    return Ok(self.reject(store_unavailable()));
+                }
+                let live = shared.streams.live(&key);
+                (key, live.delivered(), record.protocol_version().supports_priming())
+            }
+        };
+        let live = shared.streams.live(&key);
+        let close_epoch = live.close_epoch();
+        let attachment = live.attach();
+        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, close_epoch, cursor, priming, busy);
+        let mut response = Response::new(McpBody::stream(reader));
+        set_sse_headers(&mut response);
+        Ok(response)
+    }
+
+    async fn delete(self, parts: Parts, version: VersionHeader) -> Answer<ResBody, S::Error> {
+        if !self.shared.client_termination {
+            return Ok(self.reject(self.method_not_allowed()));
+        }
+        if let Err(rejection) = self.legacy_version(version) {
+            return Ok(self.reject(rejection));
+        }
+        let (record, busy) = match Self::resolve(&self.shared, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        drop(busy);
+        let removed = timeout(self.shared.store_timeout, self.shared.store.remove(record.id(), crate::CloseReason::Deleted)).await;
+        match removed {
+            Ok(Ok(true)) => {
+                let mut response = Response::new(McpBody::empty());
+                *response.status_mut() = StatusCode::OK;
+                Ok(response)
+            }
+            // Someone else ended it between the lookup and now.
+            Ok(Ok(false)) => Ok(self.reject(Rejection::new(RejectionKind::SessionNotFound))),
+            Ok(Err(_)) | Err(_) => Ok(self.reject(store_unavailable())),
+        }
+    }
+}
+
+fn store_unavailable() -> Rejection {
+    Rejection::new(RejectionKind::StoreUnavailable).retry_after(std::time::Duration::from_secs(1))
+}
+
+trait SseHead {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap;
+}
+
+impl SseHead for http::response::Parts {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.headers
+    }
+}
+
+impl<B> SseHead for Response<B> {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        Response::headers_mut(self)
+    }
+}
+
+fn set_sse_headers(head: &mut impl SseHead) {
+    let headers = head.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    headers.remove(CONTENT_LENGTH);
+}
+
+/// Read an SSE answer to `initialize` until the response to it shows up (or the bound
+/// is reached), and give back what was read followed by the rest of the body.
+async fn scan_initialize_stream<B>(
+    body: B,
+    request_id: &serde_json::value::RawValue,
+    max_bytes: usize,
+    max_event_bytes: usize,
+) -> (Option<InitializeOutcome>, McpBody<B>)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let mut body = Box::pin(body);
+    let mut seen = BytesMut::new();
+    let mut parser = SseParser::new(max_event_bytes.min(max_bytes));
+    let mut outcome = None;
+    'scan: while seen.len() <= max_bytes {
+        let Some(Ok(frame)) = body.frame().await else { break };
+        let Ok(data) = frame.into_data() else { continue };
+        parser.push(&data);
+        seen.extend_from_slice(&data);
+        while let Ok(Some(event)) = parser.next_event() {
+            if let Some(found) = jsonrpc::initialize_outcome(&event.data, request_id) {
+                outcome = Some(found);
+                break 'scan;
+            }
+        }
+    }
+    (outcome, McpBody::prefixed(seen.freeze(), body))
+}

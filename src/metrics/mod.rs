@@ -1,0 +1,93 @@
+//! Counters a user can read: sessions created, active and closed by reason, requests
+//! rejected by kind, streams resumed. Plain atomics, cheap enough for the hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::rejection::RejectionKind;
+use crate::session::CloseReason;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    created: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    rejected: [AtomicU64; RejectionKind::ALL.len()],
+    resumed: AtomicU64,
+    modern_passed_through: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn session_created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn session_closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, kind: RejectionKind) {
+        self.rejected[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn resumed(&self) {
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn modern(&self) {
+        self.modern_passed_through.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, active: Option<usize>) -> Metrics {
+        Metrics {
+            active_sessions: active,
+            sessions_created: self.created.load(Ordering::Relaxed),
+            sessions_closed: CloseReason::ALL.map(|r| (r, self.closed[r.index()].load(Ordering::Relaxed))).to_vec(),
+            rejected: RejectionKind::ALL
+                .iter()
+                .map(|k| (*k, self.rejected[k.index()].load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            streams_resumed: self.resumed.load(Ordering::Relaxed),
+            modern_requests: self.modern_passed_through.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A point-in-time copy of the layer's counters, from
+/// [`SessionManager::metrics`](crate::SessionManager::metrics).
+///
+/// ```
+/// use tower_mcp_session::McpSessionLayer;
+///
+/// let layer = McpSessionLayer::new();
+/// let m = layer.manager().metrics();
+/// assert_eq!(m.sessions_created, 0);
+/// assert_eq!(m.active_sessions, Some(0));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Live sessions, when the store can tell cheaply (the memory store can).
+    pub active_sessions: Option<usize>,
+    /// Sessions created by this layer since it was built.
+    pub sessions_created: u64,
+    /// Sessions ended, by reason (every reason listed, zeros included).
+    pub sessions_closed: Vec<(CloseReason, u64)>,
+    /// Requests refused, by kind (kinds with a zero count are left out).
+    pub rejected: Vec<(RejectionKind, u64)>,
+    /// Successful `Last-Event-ID` resumptions.
+    pub streams_resumed: u64,
+    /// 2026-07-28-era requests passed through untouched.
+    pub modern_requests: u64,
+}
+
+impl Metrics {
+    /// How many sessions ended for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.sessions_closed.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+
+    /// How many requests were refused as `kind`.
+    pub fn rejected(&self, kind: RejectionKind) -> u64 {
+        self.rejected.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+    }
+}

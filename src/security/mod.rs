@@ -1,0 +1,161 @@
+//! DNS-rebinding and cross-origin protection: the `Host` and `Origin` checks every
+//! request passes before anything else happens.
+//!
+//! The defaults suit the most common deployment, a server on a developer's machine:
+//! only loopback host names (`localhost`, `127.0.0.1`, `[::1]`, any port) are served,
+//! and an `Origin`, when present, must be a loopback origin too. A public deployment
+//! names its host names and browser origins on the layer builder.
+
+use http::HeaderMap;
+use http::header::{HOST, ORIGIN};
+
+use crate::rejection::RejectionKind;
+
+/// Which `Host` values are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HostPolicy {
+    /// Loopback names plus the listed ones.
+    AllowList(Vec<String>),
+    /// Any host (the deployment protects itself some other way).
+    Any,
+}
+
+/// Which `Origin` values are accepted when the header is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OriginPolicy {
+    /// Loopback origins plus the listed ones (exact `scheme://host[:port]`).
+    AllowList(Vec<String>),
+    /// Any origin.
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub(crate) hosts: HostPolicy,
+    pub(crate) origins: OriginPolicy,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self { hosts: HostPolicy::AllowList(Vec::new()), origins: OriginPolicy::AllowList(Vec::new()) }
+    }
+}
+
+impl Guard {
+    /// Check `Origin` first (the spec's MUST: present and invalid → 403), then `Host`.
+    pub(crate) fn check(&self, headers: &HeaderMap, uri_authority: Option<&str>) -> Result<(), RejectionKind> {
+        if let Some(origin) = headers.get(ORIGIN) {
+            let ok = match &self.origins {
+                OriginPolicy::Any => true,
+                OriginPolicy::AllowList(list) => origin.to_str().is_ok_and(|o| origin_allowed(o, list)),
+            };
+            if !ok {
+                return Err(RejectionKind::ForbiddenOrigin);
+            }
+        }
+        if let HostPolicy::AllowList(list) = &self.hosts {
+            // HTTP/2 carries the authority in the URI instead of a Host header.
+            let host = headers.get(HOST).and_then(|h| h.to_str().ok()).or(uri_authority);
+            if !host.is_some_and(|h| host_allowed(h, list)) {
+                return Err(RejectionKind::ForbiddenHost);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Split `host[:port]` (with `[v6]` brackets) into the host part, lowercased.
+fn host_part(authority: &str) -> Option<String> {
+    let authority = authority.trim();
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.starts_with(':') && port_ok(&after[1..])) {
+            return None;
+        }
+        &authority[..end + 2]
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, port)) if port_ok(port) => h,
+            Some(_) => return None,
+            None => authority,
+        }
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn port_ok(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.ends_with(".localhost")
+}
+
+fn host_allowed(authority: &str, list: &[String]) -> bool {
+    let Some(host) = host_part(authority) else {
+        return false;
+    };
+    if is_loopback_host(&host) {
+        return true;
+    }
+    let authority = authority.trim().to_ascii_lowercase();
+    // An entry without a port allows the name on any port; with a port, only that one.
+    list.iter().any(|entry| entry.eq_ignore_ascii_case(&host) || entry.eq_ignore_ascii_case(&authority))
+}
+
+fn origin_allowed(origin: &str, list: &[String]) -> bool {
+    let origin = origin.trim();
+    if list.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    rest.and_then(host_part).is_some_and(|h| is_loopback_host(&h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn check(guard: &Guard, host: Option<&str>, origin: Option<&str>) -> Result<(), RejectionKind> {
+        let mut h = HeaderMap::new();
+        if let Some(v) = host {
+            h.insert(HOST, HeaderValue::from_str(v).unwrap());
+        }
+        if let Some(v) = origin {
+            h.insert(ORIGIN, HeaderValue::from_str(v).unwrap());
+        }
+        guard.check(&h, None)
+    }
+
+    #[test]
+    fn defaults_serve_loopback_only() {
+        let g = Guard::default();
+        for host in ["localhost", "localhost:8080", "127.0.0.1:3000", "[::1]:9", "[::1]", "LOCALHOST:1"] {
+            assert_eq!(check(&g, Some(host), None), Ok(()), "{host}");
+        }
+        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost:abc", "[::1]x", ""] {
+            assert_eq!(check(&g, Some(host), None), Err(RejectionKind::ForbiddenHost), "{host}");
+        }
+        assert_eq!(check(&g, None, None), Err(RejectionKind::ForbiddenHost));
+        assert_eq!(check(&g, Some("localhost"), Some("http://evil.example")), Err(RejectionKind::ForbiddenOrigin));
+        assert_eq!(check(&g, Some("localhost"), Some("http://localhost:5173")), Ok(()));
+        assert_eq!(check(&g, Some("localhost"), Some("null")), Err(RejectionKind::ForbiddenOrigin));
+    }
+
+    #[test]
+    fn allow_lists() {
+        let g = Guard {
+            hosts: HostPolicy::AllowList(vec!["mcp.example.com".into(), "api.example.com:443".into()]),
+            origins: OriginPolicy::AllowList(vec!["https://app.example.com".into()]),
+        };
+        assert_eq!(check(&g, Some("mcp.example.com:8443"), None), Ok(()));
+        assert_eq!(check(&g, Some("api.example.com:443"), None), Ok(()));
+        assert_eq!(check(&g, Some("api.example.com:444"), None), Err(RejectionKind::ForbiddenHost));
+        assert_eq!(check(&g, Some("mcp.example.com"), Some("https://app.example.com")), Ok(()));
+        assert_eq!(check(&g, Some("mcp.example.com"), Some("https://app.example.com.evil")), Err(RejectionKind::ForbiddenOrigin));
+        let open = Guard { hosts: HostPolicy::Any, origins: OriginPolicy::Any };
+        assert_eq!(check(&open, Some("anything"), Some("http://evil.example")), Ok(()));
+    }
+}

@@ -1,0 +1,151 @@
+//! The reader: tails one stream of the event log from a cursor and turns what it finds
+//! into SSE bytes for one client connection.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::{Attachment, SseConfig};
+use crate::event_log::{EventLog, ReadOutcome, StreamKey};
+use crate::sse::EventId;
+use crate::sse::{encode_comment, encode_event, encode_priming, encode_retry};
+use crate::store::BusyGuard;
+
+/// A client connection reading one stream.
+pub(crate) struct Reader {
+    log: Arc<dyn EventLog>,
+    key: StreamKey,
+    cfg: Arc<SseConfig>,
+    attachment: Attachment,
+    /// The close request this reader has already seen.
+    close_epoch: u64,
+    /// The last sequence number sent.
+    cursor: u64,
+    /// Bytes that must go out first (priming, `retry`).
+    prefix: BytesMut,
+    /// Whether this reader has been level with the producer at least once: only then is
+    /// falling behind a sign of a stalled client rather than of a replay in progress.
+    caught_up: bool,
+    poll_deadline: Option<Instant>,
+    done: bool,
+    _busy: Arc<BusyGuard>,
+}
+
+impl Reader {
+    /// A reader of `key` sending events after `cursor`.
+    ///
+    /// `priming` sends the 2025-11-25 priming event (an id with empty data) first;
+    /// `close_epoch` is the close request this reader counts as already handled (a POST
+    /// stream's first reader passes 0, so a close requested before it existed applies).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        log: Arc<dyn EventLog>,
+        key: StreamKey,
+        cfg: Arc<SseConfig>,
+        attachment: Attachment,
+        close_epoch: u64,
+        cursor: u64,
+        priming: bool,
+        busy: Arc<BusyGuard>,
+    ) -> Self {
+        let mut prefix = BytesMut::new();
+        if priming {
+            encode_priming(&mut prefix, EventId::new(key.stream(), cursor));
+            encode_retry(&mut prefix, millis(cfg.retry));
+        }
+        let poll_deadline = cfg.poll_after.map(|d| Instant::now() + d);
+        Self {
+            log,
+            key,
+            cfg,
+            attachment,
+            close_epoch,
+            cursor,
+            prefix,
+            caught_up: false,
+            poll_deadline,
+            done: false,
+            _busy: busy,
+        }
+    }
+
+    /// Produce the next chunk of SSE bytes, or `None` when this connection should end.
+    pub(crate) async fn next_chunk(mut self) -> (Self, Option<Bytes>) {
+        let chunk = self.produce().await;
+        (self, chunk)
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = std::mem::take(&mut self.prefix);
+        let live = self.attachment.live.clone();
+        loop {
+            // Arm the wake-up before looking at the state it reports, so no signal is lost.
+            let signal = live.signal.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+
+            if self.attachment.taken_over() {
+                return self.end(out);
+            }
+            let poll_due = self.poll_deadline.is_some_and(|d| Instant::now() >= d);
+            if live.close_epoch() != self.close_epoch || poll_due {
+                // Close the connection, not the stream: tell the client when to come back.
+                encode_retry(&mut out, millis(self.cfg.retry));
+                return self.end(out);
+            }
+            let read = timeout(self.cfg.log_timeout, self.log.read_after(&self.key, self.cursor, self.cfg.read_batch)).await;
+            let (events, last_seq, finished) = match read {
+                Ok(Ok(ReadOutcome::Events { events, last_seq, finished })) => (events, last_seq, finished),
+                // The stream is gone, our cursor fell out of retention, or the log failed:
+                // end this connection; a resume gets the precise answer.
+                _ => return self.end(out),
+            };
+            if let Some(last) = events.last() {
+                if self.caught_up && last_seq.saturating_sub(self.cursor) > self.cfg.max_reader_lag {
+                    return self.end(out);
+                }
+                let last = last.seq;
+                for event in &events {
+                    encode_event(&mut out, Some(EventId::new(self.key.stream(), event.seq)), &event.data);
+                }
+                self.cursor = last;
+                live.mark_delivered(last);
+                if finished && self.cursor >= last_seq {
+                    self.done = true;
+                }
+                return Some(out.freeze());
+            }
+            if finished {
+                return self.end(out);
+            }
+            self.caught_up = true;
+            if !out.is_empty() {
+                return Some(out.freeze());
+            }
+            let keep_alive = self.cfg.keep_alive.map(|d| Instant::now() + d);
+            let far = Instant::now() + std::time::Duration::from_secs(86_400);
+            tokio::select! {
+                _ = self.log.wait_after(&self.key, self.cursor) => {}
+                _ = &mut signal => {}
+                _ = sleep_until(keep_alive.unwrap_or(far)) => {
+                    encode_comment(&mut out, "");
+                    return Some(out.freeze());
+                }
+                _ = sleep_until(self.poll_deadline.unwrap_or(far)) => {}
+            }
+        }
+    }
+
+    fn end(&mut self, out: BytesMut) -> Option<Bytes> {
+        self.done = true;
+        (!out.is_empty()).then(|| out.freeze())
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

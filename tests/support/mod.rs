@@ -1,0 +1,239 @@
+//! Shared test helpers: the echo server behind a layer, request builders, body readers
+//! and a small SSE reader that reads the layer's output the way a client does.
+#![allow(dead_code)]
+
+#[path = "../../examples/common/mod.rs"]
+pub mod echo;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tower::util::BoxCloneService;
+use tower_mcp_session::{McpBody, McpSessionLayer};
+
+pub use echo::{EchoBody, EchoOptions};
+
+pub type App = BoxCloneService<Request<Full<Bytes>>, Response<McpBody<EchoBody>>, Infallible>;
+
+/// The echo server behind `layer`.
+pub fn app(layer: &McpSessionLayer) -> App {
+    app_with(layer, EchoOptions { sse_tool_calls: false, manager: Some(layer.manager()) })
+}
+
+pub fn app_with(layer: &McpSessionLayer, options: EchoOptions) -> App {
+    BoxCloneService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(echo::echo_service(options)))
+}
+
+pub const LEGACY: &str = "2025-06-18";
+
+pub fn initialize_body(version: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {"roots": {}},
+        "clientInfo": {"name": "test-client", "version": "1.0"}}})
+}
+
+pub fn request(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+pub fn modern_meta() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}})
+}
+
+/// A POST with the headers a well-behaved client sends.
+pub fn post() -> http::request::Builder {
+    Request::post("http://localhost/mcp")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+}
+
+/// A POST with only `Host`: for tests of the negotiation headers.
+pub fn bare_post() -> http::request::Builder {
+    Request::post("http://localhost/mcp").header("host", "localhost")
+}
+
+pub fn with_body(builder: http::request::Builder, body: &Value) -> Request<Full<Bytes>> {
+    builder.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+pub fn get() -> http::request::Builder {
+    Request::get("http://localhost/mcp").header("host", "localhost").header("accept", "text/event-stream")
+}
+
+pub fn delete() -> http::request::Builder {
+    Request::delete("http://localhost/mcp").header("host", "localhost")
+}
+
+pub fn empty(builder: http::request::Builder) -> Request<Full<Bytes>> {
+    builder.body(Full::new(Bytes::new())).unwrap()
+}
+
+pub async fn call(app: &App, req: Request<Full<Bytes>>) -> Response<McpBody<EchoBody>> {
+    tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(req)).await.expect("response in time").unwrap()
+}
+
+/// POST `body` (with an optional session) and return status, headers and the body.
+pub async fn send(app: &App, session: Option<&str>, body: &Value) -> (StatusCode, http::HeaderMap, Bytes) {
+    let mut b = post();
+    if let Some(s) = session {
+        b = b.header("mcp-session-id", s);
+    }
+    let response = call(app, with_body(b, body)).await;
+    let (head, body) = response.into_parts();
+    (head.status, head.headers, read_all(body).await)
+}
+
+pub async fn read_all(body: McpBody<EchoBody>) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(10), body.collect()).await.expect("body in time").unwrap().to_bytes()
+}
+
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Start a session at `version`; returns its id.
+pub async fn initialize(app: &App, version: &str) -> String {
+    let (status, headers, body) = send(app, None, &initialize_body(version)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    headers.get("mcp-session-id").expect("session id on initialize").to_str().unwrap().to_owned()
+}
+
+/// Assert a rejection: status, JSON-RPC error code and reason.
+pub fn assert_rejected(status: StatusCode, body: &[u8], want_status: u16, code: i64, reason: &str) {
+    assert_eq!(status.as_u16(), want_status, "{}", String::from_utf8_lossy(body));
+    let v = json(body);
+    assert_eq!(v["jsonrpc"], "2.0");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], reason, "{v}");
+}
+
+/// One SSE event as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+/// Read a complete SSE byte stream into events (comments skipped; events with only a
+/// `retry` field are reported with empty data and no id).
+pub fn sse_events(bytes: &[u8]) -> Vec<Event> {
+    let text = std::str::from_utf8(bytes).expect("SSE is UTF-8");
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        if block.trim().is_empty() {
+            continue;
+        }
+        let mut ev = Event { id: None, data: String::new(), retry: None };
+        let mut has_field = false;
+        let mut data_lines = Vec::new();
+        for line in block.lines() {
+            if line.starts_with(':') {
+                continue;
+            }
+            let (name, value) = line.split_once(':').map(|(n, v)| (n, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+            has_field = true;
+            match name {
+                "id" => ev.id = Some(value.to_owned()),
+                "data" => data_lines.push(value.to_owned()),
+                "retry" => ev.retry = value.parse().ok(),
+                _ => {}
+            }
+        }
+        ev.data = data_lines.join("\n");
+        if has_field {
+            events.push(ev);
+        }
+    }
+    events
+}
+
+/// The JSON-RPC messages in an SSE stream (events with data).
+pub fn sse_messages(bytes: &[u8]) -> Vec<Value> {
+    sse_events(bytes).into_iter().filter(|e| !e.data.is_empty()).map(|e| json(e.data.as_bytes())).collect()
+}
+
+/// A store that counts what the layer asks of it and can be made slow.
+pub mod counting {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use tower_mcp_session::store::{CloseListener, MemoryStore, Reservation, SessionStore, StoreError};
+    use tower_mcp_session::{BoxFuture, CloseReason, SessionId, SessionRecord};
+
+    #[derive(Clone, Default)]
+    pub struct CountingStore {
+        pub inner: MemoryStore,
+        pub acquires: Arc<AtomicUsize>,
+        pub delay_ms: Arc<AtomicU64>,
+    }
+
+    impl CountingStore {
+        pub fn new(inner: MemoryStore) -> Self {
+            Self { inner, ..Default::default() }
+        }
+        pub fn acquires(&self) -> usize {
+            self.acquires.load(Ordering::SeqCst)
+        }
+        pub fn set_delay(&self, d: Duration) {
+            self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+        }
+        async fn pause(&self) {
+            let ms = self.delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+    }
+
+    impl SessionStore for CountingStore {
+        fn reserve(&self) -> BoxFuture<'_, Result<Reservation, StoreError>> {
+            Box::pin(async move {
+                self.pause().await;
+                self.inner.reserve().await
+            })
+        }
+        fn insert(&self, r: Reservation, record: SessionRecord) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
+            self.inner.insert(r, record)
+        }
+        fn acquire<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+            self.acquires.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                self.pause().await;
+                self.inner.acquire(id).await
+            })
+        }
+        fn contains<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.contains(id)
+        }
+        fn release(&self, id: &SessionId) {
+            self.inner.release(id)
+        }
+        fn remove<'a>(&'a self, id: &'a SessionId, reason: CloseReason) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.remove(id, reason)
+        }
+        fn attribute<'a>(&'a self, id: &'a SessionId, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
+            self.inner.attribute(id, key)
+        }
+        fn set_attribute<'a>(&'a self, id: &'a SessionId, key: &'a str, value: Value) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.set_attribute(id, key, value)
+        }
+        fn attributes<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<serde_json::Map<String, Value>, StoreError>> {
+            self.inner.attributes(id)
+        }
+        fn add_close_listener(&self, listener: CloseListener) {
+            self.inner.add_close_listener(listener)
+        }
+        fn len_hint(&self) -> Option<usize> {
+            self.inner.len_hint()
+        }
+    }
+}
