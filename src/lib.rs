@@ -5,6 +5,7 @@
 pub mod era;
 pub mod event_log;
 pub mod headers;
+pub mod rate_limit;
 pub mod session;
 pub mod store;
 mod util;
