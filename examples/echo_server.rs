@@ -8,19 +8,31 @@ mod common;
 
 use std::net::SocketAddr;
 
+use std::num::NonZeroU32;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::any_service;
 use tower_mcp_session::McpSessionLayer;
+use tower_mcp_session::rate_limit::{CreationLimit, PeerIp, Quota};
 use tower_mcp_session::store::MemoryStore;
 
 struct Args {
     addr: SocketAddr,
     max_sessions: usize,
     sse_tool_calls: bool,
+    create_burst: Option<NonZeroU32>,
+    create_per_second: Option<NonZeroU32>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { addr: "127.0.0.1:8080".parse().expect("valid"), max_sessions: 10_000, sse_tool_calls: false };
+    let mut args = Args {
+        addr: "127.0.0.1:8080".parse().expect("valid"),
+        max_sessions: 10_000,
+        sse_tool_calls: false,
+        create_burst: None,
+        create_per_second: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -28,8 +40,14 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
             "--sse" => args.sse_tool_calls = true,
+            "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
+            "--create-per-second" => {
+                args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
+            }
             "-h" | "--help" => {
-                println!("usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse]");
+                println!(
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse] [--create-burst N] [--create-per-second R]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -44,13 +62,31 @@ async fn main() {
         eprintln!("echo_server: {e}");
         std::process::exit(2);
     });
-    let layer = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(args.max_sessions).build()).build();
-    let options = common::EchoOptions { sse_tool_calls: args.sse_tool_calls, manager: Some(layer.manager()) };
-    let app = Router::new().route_service("/mcp", any_service(common::echo_service(options))).layer(layer);
+    let mut builder = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(args.max_sessions).build());
+    if args.create_burst.is_some() || args.create_per_second.is_some() {
+        // New sessions per client IP, as axum's ConnectInfo reports it.
+        let per_second = args.create_per_second.unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(per_second).allow_burst(args.create_burst.unwrap_or(per_second));
+        let key = PeerIp::new().peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
+        builder = builder.rate_limit(CreationLimit::new().per_key(quota, key));
+    }
+    let layer = builder.build();
+    let options = common::EchoOptions {
+        sse_tool_calls: args.sse_tool_calls,
+        manager: Some(layer.manager()),
+    };
+    let app = Router::new()
+        .route_service("/mcp", any_service(common::echo_service(options)))
+        .layer(layer);
     let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
         eprintln!("echo_server: cannot bind {}: {e}", args.addr);
         std::process::exit(1);
     });
-    println!("echo MCP server listening on http://{}/mcp", listener.local_addr().expect("bound"));
-    axum::serve(listener, app).await.expect("server error");
+    println!(
+        "echo MCP server listening on http://{}/mcp",
+        listener.local_addr().expect("bound")
+    );
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .expect("server error");
 }

@@ -53,19 +53,39 @@ impl<B> McpBody<B> {
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
-        Self { kind: Kind::Full { data: (!data.is_empty()).then_some(data) }, busy: None }
+        Self {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+            busy: None,
+        }
     }
 
     pub(crate) fn inner(body: B, busy: Option<Arc<BusyGuard>>) -> Self {
-        Self { kind: Kind::Inner { body }, busy }
+        Self {
+            kind: Kind::Inner { body },
+            busy,
+        }
     }
 
     pub(crate) fn prefixed(prefix: Bytes, body: Pin<Box<B>>) -> Self {
-        Self { kind: Kind::Prefixed { prefix: (!prefix.is_empty()).then_some(prefix), body }, busy: None }
+        Self {
+            kind: Kind::Prefixed {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                body,
+            },
+            busy: None,
+        }
     }
 
     pub(crate) fn stream(reader: Reader) -> Self {
-        Self { kind: Kind::Stream { reader: Some(reader), pending: None }, busy: None }
+        Self {
+            kind: Kind::Stream {
+                reader: Some(reader),
+                pending: None,
+            },
+            busy: None,
+        }
     }
 }
 

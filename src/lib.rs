@@ -14,6 +14,7 @@ mod jsonrpc;
 mod layer;
 mod manager;
 mod metrics;
+pub mod rate_limit;
 mod rejection;
 mod security;
 pub mod session;

@@ -34,7 +34,10 @@ async fn l1_initialize_mints_session_id_only_on_initialize() {
         let sid = headers["mcp-session-id"].to_str().unwrap().to_owned();
         let (status, headers, _) = send(&app, Some(&sid), &request(1, "tools/list", json!({}))).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(headers.get("mcp-session-id").is_none(), "ids only on initialize responses");
+        assert!(
+            headers.get("mcp-session-id").is_none(),
+            "ids only on initialize responses"
+        );
     }
     assert_eq!(layer.manager().metrics().sessions_created, 3);
 }
@@ -47,11 +50,15 @@ async fn l1_initialize_answered_with_sse() {
         let body = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n\
                     event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"serverInfo\":{\"name\":\"s\",\"version\":\"1\"}}}\n\n";
         let mut r = Response::new(Full::new(Bytes::from(body)));
-        r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
         Ok::<_, Infallible>(r)
     });
     let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(inner);
-    let resp = svc.oneshot(with_body(post(), &initialize_body("2025-11-25"))).await.unwrap();
+    let resp = svc
+        .oneshot(with_body(post(), &initialize_body("2025-11-25")))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().get("mcp-session-id").is_some());
     let (_, body) = resp.into_parts();
@@ -66,23 +73,39 @@ async fn l1_initialize_answered_with_sse() {
 #[tokio::test]
 async fn failed_initialize_leaves_nothing_behind() {
     let answers: Vec<(u16, &str)> = vec![
-        (200, r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"unsupported"}}"#),
-        (500, r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#),
+        (
+            200,
+            r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"unsupported"}}"#,
+        ),
+        (
+            500,
+            r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#,
+        ),
         (200, r#"{"jsonrpc":"2.0","id":0,"result":{"capabilities":{}}}"#),
-        (200, r#"{"jsonrpc":"2.0","id":99,"result":{"protocolVersion":"2025-06-18"}}"#),
+        (
+            200,
+            r#"{"jsonrpc":"2.0","id":99,"result":{"protocolVersion":"2025-06-18"}}"#,
+        ),
     ];
     for (status, body) in answers {
-        let layer = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(1).build()).build();
+        let layer = McpSessionLayer::builder()
+            .store(MemoryStore::builder().max_sessions(1).build())
+            .build();
         let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
-            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
             Ok::<_, Infallible>(r)
         });
         let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(inner);
         for _ in 0..3 {
             // With a cap of one, a leaked reservation would turn the second try into 503.
-            let resp = svc.clone().oneshot(with_body(post(), &initialize_body(LEGACY))).await.unwrap();
+            let resp = svc
+                .clone()
+                .oneshot(with_body(post(), &initialize_body(LEGACY)))
+                .await
+                .unwrap();
             assert_eq!(resp.status().as_u16(), status);
             assert!(resp.headers().get("mcp-session-id").is_none(), "no id for {body}");
         }
@@ -140,9 +163,15 @@ async fn malformed_session_id_is_400_without_store_lookup() {
         assert_rejected(head.status, &read_all(body).await, 400, -32000, "malformed_session_id");
     }
     let non_ascii = http::HeaderValue::from_bytes("é".as_bytes()).unwrap();
-    let req = with_body(post().header("mcp-session-id", non_ascii), &request(1, "ping", json!({})));
+    let req = with_body(
+        post().header("mcp-session-id", non_ascii),
+        &request(1, "ping", json!({})),
+    );
     assert_eq!(call(&app, req).await.status(), 400);
-    let twice = with_body(post().header("mcp-session-id", "a").header("mcp-session-id", "b"), &request(1, "ping", json!({})));
+    let twice = with_body(
+        post().header("mcp-session-id", "a").header("mcp-session-id", "b"),
+        &request(1, "ping", json!({})),
+    );
     assert_eq!(call(&app, twice).await.status(), 400);
     assert_eq!(store.acquires(), 0, "no lookup for a malformed id");
 }
@@ -153,16 +182,33 @@ async fn malformed_session_id_is_400_without_store_lookup() {
 async fn l4_l5_unknown_session_404_and_reinitialize() {
     let layer = layer();
     let app = app(&layer);
-    let (status, _, body) = send(&app, Some("0123456789abcdef0123456789abcdef"), &request(1, "ping", json!({}))).await;
+    let (status, _, body) = send(
+        &app,
+        Some("0123456789abcdef0123456789abcdef"),
+        &request(1, "ping", json!({})),
+    )
+    .await;
     assert_rejected(status, &body, 404, -32001, "session_not_found");
     let old = initialize(&app, LEGACY).await;
-    assert!(layer.manager().close(&tower_mcp_session::SessionId::parse(&old).unwrap()).await.unwrap());
+    assert!(
+        layer
+            .manager()
+            .close(&tower_mcp_session::SessionId::parse(&old).unwrap())
+            .await
+            .unwrap()
+    );
     let (status, _, body) = send(&app, Some(&old), &request(2, "ping", json!({}))).await;
     assert_rejected(status, &body, 404, -32001, "session_not_found");
     let new = initialize(&app, LEGACY).await;
     assert_ne!(new, old);
-    assert_eq!(send(&app, Some(&new), &request(3, "ping", json!({}))).await.0, StatusCode::OK);
-    assert_eq!(send(&app, Some(&old), &request(4, "ping", json!({}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, Some(&new), &request(3, "ping", json!({}))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, Some(&old), &request(4, "ping", json!({}))).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// [L6] DELETE: valid → 200 and then 404 everywhere; unknown → 404; missing → 400.
@@ -198,10 +244,16 @@ async fn l6_delete_405_when_termination_not_allowed() {
     let layer = McpSessionLayer::builder().client_termination(false).build();
     let app = app(&layer);
     let sid = initialize(&app, LEGACY).await;
-    let (head, body) = call(&app, empty(delete().header("mcp-session-id", &sid))).await.into_parts();
+    let (head, body) = call(&app, empty(delete().header("mcp-session-id", &sid)))
+        .await
+        .into_parts();
     assert_rejected(head.status, &read_all(body).await, 405, -32000, "method_not_allowed");
     assert_eq!(head.headers["allow"], "GET, POST");
-    assert_eq!(send(&app, Some(&sid), &request(1, "ping", json!({}))).await.0, StatusCode::OK, "session survives");
+    assert_eq!(
+        send(&app, Some(&sid), &request(1, "ping", json!({}))).await.0,
+        StatusCode::OK,
+        "session survives"
+    );
 }
 
 /// [L7][L8] invalid or unsupported MCP-Protocol-Version → 400; absent → accepted.
@@ -210,18 +262,31 @@ async fn l7_l8_protocol_version_header() {
     let app = app(&layer());
     let sid = initialize(&app, LEGACY).await;
     for bad in ["1999-01-01", "garbage", "2024-11-05"] {
-        let req = with_body(post().header("mcp-session-id", &sid).header("mcp-protocol-version", bad), &request(1, "ping", json!({})));
+        let req = with_body(
+            post()
+                .header("mcp-session-id", &sid)
+                .header("mcp-protocol-version", bad),
+            &request(1, "ping", json!({})),
+        );
         let (head, body) = call(&app, req).await.into_parts();
         let body = read_all(body).await;
         assert_rejected(head.status, &body, 400, -32000, "unsupported_protocol_version");
-        assert!(json(&body)["error"]["data"]["supported"].as_array().unwrap().contains(&json!("2025-06-18")));
+        assert!(
+            json(&body)["error"]["data"]["supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("2025-06-18"))
+        );
     }
     for good in [None, Some("2025-06-18"), Some("2025-11-25")] {
         let mut b = post().header("mcp-session-id", &sid);
         if let Some(v) = good {
             b = b.header("mcp-protocol-version", v);
         }
-        assert_eq!(call(&app, with_body(b, &request(1, "ping", json!({})))).await.status(), StatusCode::OK);
+        assert_eq!(
+            call(&app, with_body(b, &request(1, "ping", json!({})))).await.status(),
+            StatusCode::OK
+        );
     }
 }
 
@@ -235,16 +300,27 @@ async fn l16_session_bound_to_principal() {
     let resp = call(&app, req).await;
     let sid = resp.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let ping = || request(1, "ping", json!({}));
-    let as_alice = with_body(post().header("mcp-session-id", &sid).extension(Principal::new("alice")), &ping());
+    let as_alice = with_body(
+        post().header("mcp-session-id", &sid).extension(Principal::new("alice")),
+        &ping(),
+    );
     assert_eq!(call(&app, as_alice).await.status(), StatusCode::OK);
-    let as_bob = with_body(post().header("mcp-session-id", &sid).extension(Principal::new("bob")), &ping());
+    let as_bob = with_body(
+        post().header("mcp-session-id", &sid).extension(Principal::new("bob")),
+        &ping(),
+    );
     let (head, body) = call(&app, as_bob).await.into_parts();
     let bob_body = read_all(body).await;
     assert_rejected(head.status, &bob_body, 404, -32001, "session_not_found");
     let anonymous = with_body(post().header("mcp-session-id", &sid), &ping());
     assert_eq!(call(&app, anonymous).await.status(), StatusCode::NOT_FOUND);
     // Indistinguishable from an unknown id: same status, same body.
-    let unknown = with_body(post().header("mcp-session-id", "unknown").extension(Principal::new("bob")), &ping());
+    let unknown = with_body(
+        post()
+            .header("mcp-session-id", "unknown")
+            .extension(Principal::new("bob")),
+        &ping(),
+    );
     let (_, body) = call(&app, unknown).await.into_parts();
     assert_eq!(read_all(body).await, bob_body);
     // Bob could not DELETE alice's session either.
@@ -265,14 +341,23 @@ async fn a1_a2_foreign_origin_is_403_on_every_method() {
         echo::handle(EchoOptions::default(), req).map(Ok::<_, Infallible>)
     });
     use futures_util::FutureExt;
-    let app: App = tower::util::BoxCloneService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(counting));
+    let app: App =
+        tower::util::BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(counting));
     let sid = initialize(&app, "2025-03-26").await;
     let before = calls.load(Ordering::SeqCst);
     let evil = "http://evil.example";
     for req in [
         with_body(post().header("origin", evil), &initialize_body(LEGACY)),
-        with_body(post().header("origin", evil).header("mcp-session-id", &sid), &request(1, "tools/call", json!({"name":"echo","arguments":{"message":"x"}}))),
-        with_body(post().header("origin", evil).header("mcp-protocol-version", "2026-07-28"), &request(1, "tools/list", json!({"_meta": modern_meta()}))),
+        with_body(
+            post().header("origin", evil).header("mcp-session-id", &sid),
+            &request(1, "tools/call", json!({"name":"echo","arguments":{"message":"x"}})),
+        ),
+        with_body(
+            post()
+                .header("origin", evil)
+                .header("mcp-protocol-version", "2026-07-28"),
+            &request(1, "tools/list", json!({"_meta": modern_meta()})),
+        ),
         empty(get().header("origin", evil).header("mcp-session-id", &sid)),
         empty(delete().header("origin", evil).header("mcp-session-id", &sid)),
     ] {
@@ -281,8 +366,17 @@ async fn a1_a2_foreign_origin_is_403_on_every_method() {
         assert_rejected(head.status, &body, 403, -32000, "forbidden_origin");
         assert_eq!(json(&body)["id"], Value::Null);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), before, "no request reached the inner service");
-    let ok = with_body(post().header("origin", "http://localhost:5173").header("mcp-session-id", &sid), &request(1, "ping", json!({})));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "no request reached the inner service"
+    );
+    let ok = with_body(
+        post()
+            .header("origin", "http://localhost:5173")
+            .header("mcp-session-id", &sid),
+        &request(1, "ping", json!({})),
+    );
     assert_eq!(call(&app, ok).await.status(), StatusCode::OK);
 }
 
@@ -292,7 +386,12 @@ async fn a1_a2_foreign_origin_is_403_on_every_method() {
 async fn a3_host_allow_list() {
     let app = app(&layer());
     let init = initialize_body(LEGACY);
-    let foreign = with_body(post().header("host", "evil.example").header("origin", "http://evil.example"), &init);
+    let foreign = with_body(
+        post()
+            .header("host", "evil.example")
+            .header("origin", "http://evil.example"),
+        &init,
+    );
     let (head, body) = call(&app, foreign).await.into_parts();
     assert_rejected(head.status, &read_all(body).await, 403, -32000, "forbidden_origin");
     let foreign_host = Request::post("/mcp")
@@ -312,7 +411,10 @@ async fn a3_host_allow_list() {
             .unwrap();
         assert_eq!(call(&app, req).await.status(), StatusCode::OK, "{host}");
     }
-    let public = app_with(&McpSessionLayer::builder().allow_host("mcp.example.com").build(), EchoOptions::default());
+    let public = app_with(
+        &McpSessionLayer::builder().allow_host("mcp.example.com").build(),
+        EchoOptions::default(),
+    );
     let req = Request::post("/mcp")
         .header("host", "mcp.example.com")
         .header("content-type", "application/json")
@@ -327,7 +429,12 @@ async fn a3_host_allow_list() {
 async fn a4_a5_content_types_and_202() {
     let app = app(&layer());
     let sid = initialize(&app, LEGACY).await;
-    let (status, headers, body) = send(&app, Some(&sid), &request(1, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}))).await;
+    let (status, headers, body) = send(
+        &app,
+        Some(&sid),
+        &request(1, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(json(&body)["result"]["content"][0]["text"], "hi");
@@ -368,7 +475,12 @@ async fn a7_batches_only_for_2025_03_26() {
     let with_init = json!([initialize_body("2025-03-26")]);
     let (status, _, body) = send(&app, Some(&old), &with_init).await;
     assert_rejected(status, &body, 400, -32600, "batch_not_allowed");
-    let req = with_body(post().header("mcp-session-id", &old).header("mcp-protocol-version", "2025-06-18"), &batch);
+    let req = with_body(
+        post()
+            .header("mcp-session-id", &old)
+            .header("mcp-protocol-version", "2025-06-18"),
+        &batch,
+    );
     assert_eq!(call(&app, req).await.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -380,32 +492,118 @@ async fn a10_transport_errors() {
     let sid = initialize(&app, LEGACY).await;
     let ping = request(1, "ping", json!({}));
     let cases: Vec<(Request<Full<Bytes>>, u16, i64, &str)> = vec![
-        (with_body(bare_post().header("content-type", "application/json"), &ping), 406, -32000, "not_acceptable"),
-        (with_body(bare_post().header("content-type", "application/json").header("accept", "application/json"), &ping), 406, -32000, "not_acceptable"),
-        (with_body(bare_post().header("content-type", "application/json").header("accept", "text/event-stream"), &ping), 406, -32000, "not_acceptable"),
-        (with_body(bare_post().header("content-type", "text/plain").header("accept", "*/*"), &ping), 415, -32000, "unsupported_media_type"),
-        (with_body(bare_post().header("accept", "*/*"), &ping), 415, -32000, "unsupported_media_type"),
-        (post().header("mcp-session-id", &sid).body(Full::new(Bytes::from(vec![b' '; 2048]))).unwrap(), 413, -32000, "payload_too_large"),
-        (post().header("mcp-session-id", &sid).body(Full::new(Bytes::from_static(b"{\"jsonrpc\": "))).unwrap(), 400, -32700, "parse_error"),
-        (post().header("mcp-session-id", &sid).body(Full::new(Bytes::from_static(b"{}"))).unwrap(), 400, -32600, "invalid_request"),
-        (post().header("mcp-session-id", &sid).body(Full::new(Bytes::from_static(b"[]"))).unwrap(), 400, -32600, "invalid_request"),
-        (Request::put("/mcp").header("host", "localhost").body(Full::new(Bytes::new())).unwrap(), 405, -32000, "method_not_allowed"),
+        (
+            with_body(bare_post().header("content-type", "application/json"), &ping),
+            406,
+            -32000,
+            "not_acceptable",
+        ),
+        (
+            with_body(
+                bare_post()
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json"),
+                &ping,
+            ),
+            406,
+            -32000,
+            "not_acceptable",
+        ),
+        (
+            with_body(
+                bare_post()
+                    .header("content-type", "application/json")
+                    .header("accept", "text/event-stream"),
+                &ping,
+            ),
+            406,
+            -32000,
+            "not_acceptable",
+        ),
+        (
+            with_body(
+                bare_post().header("content-type", "text/plain").header("accept", "*/*"),
+                &ping,
+            ),
+            415,
+            -32000,
+            "unsupported_media_type",
+        ),
+        (
+            with_body(bare_post().header("accept", "*/*"), &ping),
+            415,
+            -32000,
+            "unsupported_media_type",
+        ),
+        (
+            post()
+                .header("mcp-session-id", &sid)
+                .body(Full::new(Bytes::from(vec![b' '; 2048])))
+                .unwrap(),
+            413,
+            -32000,
+            "payload_too_large",
+        ),
+        (
+            post()
+                .header("mcp-session-id", &sid)
+                .body(Full::new(Bytes::from_static(b"{\"jsonrpc\": ")))
+                .unwrap(),
+            400,
+            -32700,
+            "parse_error",
+        ),
+        (
+            post()
+                .header("mcp-session-id", &sid)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+            400,
+            -32600,
+            "invalid_request",
+        ),
+        (
+            post()
+                .header("mcp-session-id", &sid)
+                .body(Full::new(Bytes::from_static(b"[]")))
+                .unwrap(),
+            400,
+            -32600,
+            "invalid_request",
+        ),
+        (
+            Request::put("/mcp")
+                .header("host", "localhost")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+            405,
+            -32000,
+            "method_not_allowed",
+        ),
     ];
     for (req, status, code, reason) in cases {
         let (head, body) = call(&app, req).await.into_parts();
         let body = read_all(body).await;
         assert_rejected(head.status, &body, status, code, reason);
-        assert!(!String::from_utf8_lossy(&body).contains("Error"), "no internal error text: {}", String::from_utf8_lossy(&body));
+        assert!(
+            !String::from_utf8_lossy(&body).contains("Error"),
+            "no internal error text: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     // A lying Content-Length is caught while reading, too.
     let (tx, body) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
     for _ in 0..3 {
-        tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b' '; 600])))).await.unwrap();
+        tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b' '; 600]))))
+            .await
+            .unwrap();
     }
     drop(tx);
     let mut body = body;
     let stream_body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| body.poll_recv(cx)));
-    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(echo::echo_service(EchoOptions::default()));
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(echo::echo_service(EchoOptions::default()));
     let req = Request::post("/mcp")
         .header("host", "localhost")
         .header("content-type", "application/json")
@@ -418,4 +616,3 @@ async fn a10_transport_errors() {
     assert_eq!(m.rejected(RejectionKind::PayloadTooLarge), 2);
     assert_eq!(m.rejected(RejectionKind::NotAcceptable), 3);
 }
-

@@ -31,7 +31,9 @@ fn recording_layer(store: MemoryStore) -> (McpSessionLayer, Closed) {
 /// sessions, exactly 900 answers of 503 with Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_is_exact_under_concurrency_refuse() {
-    let layer = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(100).build()).build();
+    let layer = McpSessionLayer::builder()
+        .store(MemoryStore::builder().max_sessions(100).build())
+        .build();
     let app = app(&layer);
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -65,7 +67,10 @@ async fn cap_is_exact_under_concurrency_refuse() {
 async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
     let store = MemoryStore::builder()
         .max_sessions(100)
-        .at_capacity(AtCapacity::EvictIdle { min_idle: Duration::ZERO, retry_after: Duration::from_secs(1) })
+        .at_capacity(AtCapacity::EvictIdle {
+            min_idle: Duration::ZERO,
+            retry_after: Duration::from_secs(1),
+        })
         .build();
     let (layer, closed) = recording_layer(store.clone());
     let app = app(&layer);
@@ -104,13 +109,23 @@ async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
     stop.store(true, Ordering::SeqCst);
     sampler.await.unwrap();
     assert!(max_seen.load(Ordering::SeqCst) <= 100, "live count went over the cap");
-    assert_eq!(statuses.get(&StatusCode::OK), Some(&1000), "idle sessions make room: {statuses:?}");
+    assert_eq!(
+        statuses.get(&StatusCode::OK),
+        Some(&1000),
+        "idle sessions make room: {statuses:?}"
+    );
     let closed = closed.lock().unwrap();
     for sid in &busy {
         assert!(!closed.contains_key(sid), "busy session {sid} was evicted");
-        assert_eq!(send(&app, Some(sid), &request(1, "ping", json!({}))).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, Some(sid), &request(1, "ping", json!({}))).await.0,
+            StatusCode::OK
+        );
     }
-    assert!(closed.values().all(|r| r == &[CloseReason::Evicted]), "each evicted session closed once");
+    assert!(
+        closed.values().all(|r| r == &[CloseReason::Evicted]),
+        "each evicted session closed once"
+    );
     assert_eq!(closed.len(), 1000 + 10 - 100);
     drop(held);
 }
@@ -130,10 +145,16 @@ async fn idle_and_lifetime_expiry_under_paused_time() {
     let active = initialize(&app, LEGACY).await;
     for _ in 0..20 {
         tokio::time::advance(Duration::from_secs(40)).await;
-        assert_eq!(send(&app, Some(&active), &request(1, "ping", json!({}))).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, Some(&active), &request(1, "ping", json!({}))).await.0,
+            StatusCode::OK
+        );
     }
     // 800 s have passed: `idle` idled out long ago; `active` hit its lifetime at 600 s.
-    assert_eq!(send(&app, Some(&idle), &request(1, "ping", json!({}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, Some(&idle), &request(1, "ping", json!({}))).await.0,
+        StatusCode::NOT_FOUND
+    );
     let closed = closed.lock().unwrap().clone();
     assert_eq!(closed[&idle], vec![CloseReason::Idle]);
     assert_eq!(closed[&active], vec![CloseReason::Lifetime]);
@@ -144,7 +165,10 @@ async fn idle_and_lifetime_expiry_under_paused_time() {
 /// attached) does.
 #[tokio::test(start_paused = true)]
 async fn server_traffic_does_not_keep_a_session_alive() {
-    let store = MemoryStore::builder().idle_timeout(Duration::from_secs(60)).sweep_interval(Duration::from_secs(1)).build();
+    let store = MemoryStore::builder()
+        .idle_timeout(Duration::from_secs(60))
+        .sweep_interval(Duration::from_secs(1))
+        .build();
     let (layer, closed) = recording_layer(store);
     let app = app(&layer);
     let manager = layer.manager();
@@ -152,7 +176,12 @@ async fn server_traffic_does_not_keep_a_session_alive() {
     let id = SessionId::parse(&sid).unwrap();
     for _ in 0..5 {
         tokio::time::advance(Duration::from_secs(20)).await;
-        let _ = manager.send(&id, &json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})).await;
+        let _ = manager
+            .send(
+                &id,
+                &json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}}),
+            )
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(closed.lock().unwrap().get(&sid), Some(&vec![CloseReason::Idle]));
@@ -162,7 +191,10 @@ async fn server_traffic_does_not_keep_a_session_alive() {
     assert_eq!(stream.status(), StatusCode::OK);
     tokio::time::advance(Duration::from_secs(300)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!closed.lock().unwrap().contains_key(&listening), "an attached client keeps its session");
+    assert!(
+        !closed.lock().unwrap().contains_key(&listening),
+        "an attached client keeps its session"
+    );
     drop(stream);
     tokio::time::advance(Duration::from_secs(61)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -200,17 +232,27 @@ async fn close_hook_fires_once_under_races() {
 #[tokio::test]
 async fn slow_store_is_503_with_retry_after() {
     let store = CountingStore::new(MemoryStore::new());
-    let layer = McpSessionLayer::builder().store(store.clone()).store_timeout(Duration::from_millis(50)).build();
+    let layer = McpSessionLayer::builder()
+        .store(store.clone())
+        .store_timeout(Duration::from_millis(50))
+        .build();
     let app = app(&layer);
     let sid = initialize(&app, LEGACY).await;
     store.set_delay(Duration::from_millis(500));
-    for (session, body) in [(Some(sid.as_str()), request(1, "ping", json!({}))), (None, initialize_body(LEGACY))] {
+    for (session, body) in [
+        (Some(sid.as_str()), request(1, "ping", json!({}))),
+        (None, initialize_body(LEGACY)),
+    ] {
         let (status, headers, bytes) = send(&app, session, &body).await;
         assert_rejected(status, &bytes, 503, -32000, "store_unavailable");
         assert_eq!(headers["retry-after"], "1");
     }
     store.set_delay(Duration::ZERO);
-    assert_eq!(send(&app, Some(&sid), &request(1, "ping", json!({}))).await.0, StatusCode::OK, "recovers by itself");
+    assert_eq!(
+        send(&app, Some(&sid), &request(1, "ping", json!({}))).await.0,
+        StatusCode::OK,
+        "recovers by itself"
+    );
 }
 
 /// The inner service sees the session and keeps state in its attributes.
@@ -219,24 +261,35 @@ async fn inner_service_keeps_attributes_in_the_session() {
     let layer = McpSessionLayer::new();
     let app = app(&layer);
     let sid = initialize(&app, LEGACY).await;
-    let (status, _, _) = send(&app, Some(&sid), &request(1, "logging/setLevel", json!({"level": "debug"}))).await;
+    let (status, _, _) = send(
+        &app,
+        Some(&sid),
+        &request(1, "logging/setLevel", json!({"level": "debug"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    use tower_mcp_session::store::SessionStore;
-    let store = MemoryStore::new();
-    drop(store);
     let seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
     let probe = tower::service_fn(move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
         let s = s.clone();
         async move {
             let session = req.extensions().get::<tower_mcp_session::Session>().cloned().unwrap();
-            *s.lock().unwrap() = Some((session.attribute("logLevel").await.unwrap(), session.record().client_info().map(|c| c.get().to_owned())));
+            *s.lock().unwrap() = Some((
+                session.attribute("logLevel").await.unwrap(),
+                session.record().client_info().map(|c| c.get().to_owned()),
+            ));
             Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
         }
     });
     let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(probe);
     use tower::ServiceExt;
-    let _ = svc.oneshot(with_body(post().header("mcp-session-id", &sid), &request(2, "ping", json!({})))).await.unwrap();
+    let _ = svc
+        .oneshot(with_body(
+            post().header("mcp-session-id", &sid),
+            &request(2, "ping", json!({})),
+        ))
+        .await
+        .unwrap();
     let (level, info) = seen.lock().unwrap().take().unwrap();
     assert_eq!(level, Some(json!("debug")));
     assert_eq!(info.as_deref(), Some(r#"{"name":"test-client","version":"1.0"}"#));

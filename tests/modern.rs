@@ -22,7 +22,9 @@ fn modern_call(id: u64, method: &str, mut params: Value) -> Value {
 
 /// A POST carrying every 2026-07-28 header for `body`.
 fn modern_post(body: &Value) -> http::request::Builder {
-    let mut b = post().header("mcp-protocol-version", MODERN).header("mcp-method", body["method"].as_str().unwrap());
+    let mut b = post()
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", body["method"].as_str().unwrap());
     if let Some(name) = body.pointer("/params/name").and_then(Value::as_str) {
         b = b.header("mcp-name", name);
     }
@@ -70,13 +72,19 @@ async fn modern_requests_pass_through_untouched() {
             let (parts, body) = req.into_parts();
             let bytes = body.collect().await.unwrap().to_bytes();
             *s.lock().unwrap() = Some((parts.headers, bytes));
-            let mut r = Response::new(Full::new(Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}")));
-            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            r.headers_mut().insert("mcp-session-id", "inner-minted".parse().unwrap());
+            let mut r = Response::new(Full::new(Bytes::from_static(
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+            )));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("mcp-session-id", "inner-minted".parse().unwrap());
             Ok::<_, Infallible>(r)
         }
     });
-    let svc = tower::ServiceBuilder::new().layer(McpSessionLayer::new()).service(inner);
+    let svc = tower::ServiceBuilder::new()
+        .layer(McpSessionLayer::new())
+        .service(inner);
     let raw = Bytes::from_static(b"{ \"jsonrpc\":\"2.0\", \"id\":1, \"method\":\"tools/list\", \"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}} }");
     let req = post()
         .header("mcp-protocol-version", MODERN)
@@ -86,7 +94,10 @@ async fn modern_requests_pass_through_untouched() {
         .unwrap();
     let resp = svc.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers().get("mcp-session-id").is_none(), "never echoed, even if the inner service sets one");
+    assert!(
+        resp.headers().get("mcp-session-id").is_none(),
+        "never echoed, even if the inner service sets one"
+    );
     let (headers, bytes) = seen.lock().unwrap().take().unwrap();
     assert_eq!(bytes, raw);
     assert_eq!(headers["mcp-session-id"], "whatever");
@@ -114,7 +125,11 @@ async fn m4_m5_modern_only_get_delete_405() {
 async fn m6_last_event_id_ignored() {
     let app = app(&McpSessionLayer::new());
     let body = modern_call(3, "tools/list", json!({}));
-    let (status, headers, bytes) = answer(&app, with_body(modern_post(&body).header("last-event-id", "00000000000000ff-1"), &body)).await;
+    let (status, headers, bytes) = answer(
+        &app,
+        with_body(modern_post(&body).header("last-event-id", "00000000000000ff-1"), &body),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
     assert!(json(&bytes)["result"]["tools"].is_array());
@@ -126,7 +141,11 @@ async fn m8_to_m12_strict_header_validation() {
     let app = strict();
     let echo = modern_call(9, "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
     // [M8] no MCP-Protocol-Version (the body's _meta makes it modern).
-    let no_header = bare_post().header("content-type", "application/json").header("accept", "application/json, text/event-stream").header("mcp-method", "tools/call").header("mcp-name", "echo");
+    let no_header = bare_post()
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo");
     let (s, _, b) = answer(&app, with_body(no_header, &echo)).await;
     assert_rejected(s, &b, 400, -32020, "header_mismatch");
     assert_eq!(json(&b)["id"], 9);
@@ -138,15 +157,24 @@ async fn m8_to_m12_strict_header_validation() {
     // [M10] both 1900-01-01 → -32022 naming what is supported.
     let req = with_body(modern_post(&odd).header("mcp-protocol-version", "1900-01-01"), &odd);
     let mut req = req;
-    req.headers_mut().insert("mcp-protocol-version", "1900-01-01".parse().unwrap());
+    req.headers_mut()
+        .insert("mcp-protocol-version", "1900-01-01".parse().unwrap());
     let (s, _, b) = answer(&app, req).await;
     assert_rejected(s, &b, 400, -32022, "unsupported_protocol_version");
     let v = json(&b);
     assert_eq!(v["id"], 9);
     assert_eq!(v["error"]["data"]["requested"], "1900-01-01");
-    assert!(v["error"]["data"]["supported"].as_array().unwrap().contains(&json!(MODERN)));
+    assert!(
+        v["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(MODERN))
+    );
     // [M11] missing _meta fields → -32602.
-    for drop_field in ["io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities"] {
+    for drop_field in [
+        "io.modelcontextprotocol/protocolVersion",
+        "io.modelcontextprotocol/clientCapabilities",
+    ] {
         let mut missing = echo.clone();
         missing["params"]["_meta"].as_object_mut().unwrap().remove(drop_field);
         let (s, _, b) = answer(&app, with_body(modern_post(&echo), &missing)).await;
@@ -159,11 +187,37 @@ async fn m8_to_m12_strict_header_validation() {
     }
     // [M12] Mcp-Method missing or wrong, Mcp-Name missing or wrong.
     let cases: Vec<Request<Full<Bytes>>> = vec![
-        with_body(post().header("mcp-protocol-version", MODERN).header("mcp-name", "echo"), &echo),
-        with_body(post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/list").header("mcp-name", "echo"), &echo),
-        with_body(post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call"), &echo),
-        with_body(post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").header("mcp-name", "other"), &echo),
-        with_body(post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").header("mcp-name", "=?base64?!!?="), &echo),
+        with_body(
+            post().header("mcp-protocol-version", MODERN).header("mcp-name", "echo"),
+            &echo,
+        ),
+        with_body(
+            post()
+                .header("mcp-protocol-version", MODERN)
+                .header("mcp-method", "tools/list")
+                .header("mcp-name", "echo"),
+            &echo,
+        ),
+        with_body(
+            post()
+                .header("mcp-protocol-version", MODERN)
+                .header("mcp-method", "tools/call"),
+            &echo,
+        ),
+        with_body(
+            post()
+                .header("mcp-protocol-version", MODERN)
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "other"),
+            &echo,
+        ),
+        with_body(
+            post()
+                .header("mcp-protocol-version", MODERN)
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "=?base64?!!?="),
+            &echo,
+        ),
     ];
     for req in cases {
         let (s, _, b) = answer(&app, req).await;
@@ -174,10 +228,20 @@ async fn m8_to_m12_strict_header_validation() {
     assert_eq!(s, StatusCode::OK);
     let mut tool = echo.clone();
     tool["params"]["name"] = json!("échø");
-    let req = with_body(post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").header("mcp-name", "=?base64?w6ljaMO4?="), &tool);
+    let req = with_body(
+        post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "=?base64?w6ljaMO4?="),
+        &tool,
+    );
     let (s, _, b) = answer(&app, req).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(json(&b)["error"]["code"], -32602, "reached the inner service, which knows no such tool");
+    assert_eq!(
+        json(&b)["error"]["code"],
+        -32602,
+        "reached the inner service, which knows no such tool"
+    );
 }
 
 /// [M13] an unknown (or removed) method on a modern request → 404 + -32601 from the
@@ -207,11 +271,17 @@ async fn m19_modern_only_rejects_legacy() {
     assert_eq!(v["id"], 0);
     let (s, _, b) = send(&app, None, &request(1, "tools/list", json!({}))).await;
     assert_rejected(s, &b, 400, -32020, "header_mismatch");
-    let req = with_body(post().header("mcp-protocol-version", "2025-06-18"), &request(1, "tools/list", json!({})));
+    let req = with_body(
+        post().header("mcp-protocol-version", "2025-06-18"),
+        &request(1, "tools/list", json!({})),
+    );
     let (s, _, b) = answer(&app, req).await;
     assert_rejected(s, &b, 400, -32022, "unsupported_protocol_version");
     let body = modern_call(2, "tools/list", json!({}));
-    assert_eq!(answer(&app, with_body(modern_post(&body), &body)).await.0, StatusCode::OK);
+    assert_eq!(
+        answer(&app, with_body(modern_post(&body), &body)).await.0,
+        StatusCode::OK
+    );
 }
 
 /// [D1][D3][D4] one endpoint, both eras: initialize → legacy session; legacy header →
@@ -223,18 +293,37 @@ async fn d1_d3_d4_dual_era_routing() {
     // [D1]
     let sid = initialize(&app, "2025-11-25").await;
     // [D3]
-    let req = with_body(post().header("mcp-protocol-version", "2025-11-25"), &request(1, "tools/list", json!({})));
+    let req = with_body(
+        post().header("mcp-protocol-version", "2025-11-25"),
+        &request(1, "tools/list", json!({})),
+    );
     assert_eq!(answer(&app, req).await.0, StatusCode::BAD_REQUEST);
-    let req = with_body(post().header("mcp-protocol-version", "2025-11-25").header("mcp-session-id", "unknown"), &request(1, "tools/list", json!({})));
+    let req = with_body(
+        post()
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", "unknown"),
+        &request(1, "tools/list", json!({})),
+    );
     assert_eq!(answer(&app, req).await.0, StatusCode::NOT_FOUND);
-    let req = with_body(post().header("mcp-protocol-version", "2025-11-25").header("mcp-session-id", &sid), &request(1, "tools/list", json!({})));
+    let req = with_body(
+        post()
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &sid),
+        &request(1, "tools/list", json!({})),
+    );
     assert_eq!(answer(&app, req).await.0, StatusCode::OK);
     // [D2] a modern request in the same process needs no session.
     let body = modern_call(2, "tools/list", json!({}));
-    assert_eq!(answer(&app, with_body(modern_post(&body), &body)).await.0, StatusCode::OK);
+    assert_eq!(
+        answer(&app, with_body(modern_post(&body), &body)).await.0,
+        StatusCode::OK
+    );
     // [D4] GET/DELETE naming 2026-07-28 are the inner service's business (the echo server
     // has no GET endpoint and says 405); without a session header they would be 400.
-    for req in [empty(get().header("mcp-protocol-version", MODERN)), empty(delete().header("mcp-protocol-version", MODERN))] {
+    for req in [
+        empty(get().header("mcp-protocol-version", MODERN)),
+        empty(delete().header("mcp-protocol-version", MODERN)),
+    ] {
         assert_eq!(answer(&app, req).await.0, StatusCode::METHOD_NOT_ALLOWED);
     }
     assert_eq!(answer(&app, empty(delete())).await.0, StatusCode::BAD_REQUEST);
@@ -246,7 +335,11 @@ async fn d1_d3_d4_dual_era_routing() {
 #[tokio::test]
 async fn lenient_mode_leaves_validation_to_the_inner_service() {
     let app = app(&McpSessionLayer::new());
-    let echo = modern_call(5, "tools/call", json!({"name": "echo", "arguments": {"message": "through"}}));
+    let echo = modern_call(
+        5,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "through"}}),
+    );
     let req = with_body(post().header("mcp-protocol-version", MODERN), &echo);
     let (s, _, b) = answer(&app, req).await;
     assert_eq!(s, StatusCode::OK);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::*;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower_mcp_session::event_log::MemoryEventLog;
 use tower_mcp_session::{McpBody, McpSessionLayer, SessionId};
 
@@ -44,7 +44,11 @@ impl Drop for ChannelBody {
     }
 }
 
-type StreamApp = BoxCloneService<Request<Full<Bytes>>, Response<McpBody<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>>, Infallible>;
+type StreamApp = BoxCloneSyncService<
+    Request<Full<Bytes>>,
+    Response<McpBody<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>>,
+    Infallible,
+>;
 
 /// The echo server for everything, except `tools/call` of `stream`: `n` progress
 /// notifications then the result, `gap` apart, produced by a task that stops only when
@@ -65,30 +69,48 @@ fn streaming_app(layer: &McpSessionLayer, n: usize, gap: Duration, dropped: Arc<
                         }
                         tokio::time::sleep(gap).await;
                     }
-                    let done = json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "done"}]}});
-                    let _ = tx.send(Bytes::from(format!("event: message\r\ndata: {done}\r\n\r\n"))).await;
+                    let done =
+                        json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "done"}]}});
+                    let _ = tx
+                        .send(Bytes::from(format!("event: message\r\ndata: {done}\r\n\r\n")))
+                        .await;
                 });
                 let mut r = Response::new(ChannelBody { rx, dropped }.boxed_unsync());
-                r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+                r.headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
                 return Ok::<_, Infallible>(r);
             }
             let r = echo::handle(EchoOptions::default(), req).await;
             Ok(r.map(|b| b.boxed_unsync()))
         }
     });
-    BoxCloneService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(svc))
+    BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(svc))
 }
 
-async fn stream_call<B>(app: &BoxCloneService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>, sid: &str, id: u64) -> Response<McpBody<B>> {
+async fn stream_call<B>(
+    app: &BoxCloneSyncService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>,
+    sid: &str,
+    id: u64,
+) -> Response<McpBody<B>> {
     let body = request(id, "tools/call", json!({"name": "stream", "arguments": {}}));
-    app.clone().oneshot(with_body(post().header("mcp-session-id", sid), &body)).await.unwrap()
+    app.clone()
+        .oneshot(with_body(post().header("mcp-session-id", sid), &body))
+        .await
+        .unwrap()
 }
 
-async fn init_on<B>(app: &BoxCloneService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>, version: &str) -> String
+async fn init_on<B>(
+    app: &BoxCloneSyncService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>,
+    version: &str,
+) -> String
 where
     B: Body<Data = Bytes> + Send + 'static,
 {
-    let resp = app.clone().oneshot(with_body(post(), &initialize_body(version))).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(with_body(post(), &initialize_body(version)))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     resp.headers()["mcp-session-id"].to_str().unwrap().to_owned()
 }
@@ -108,7 +130,10 @@ where
         if events.iter().filter(|e| !e.data.is_empty()).count() >= want {
             return (events, false);
         }
-        match tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("frame in time") {
+        match tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("frame in time")
+        {
             Some(Ok(frame)) => buf.extend_from_slice(&frame.into_data().unwrap()),
             Some(Err(e)) => panic!("body error {e:?}"),
             None => return (sse_events(&buf), true),
@@ -117,11 +142,14 @@ where
 }
 
 async fn resume<B>(
-    app: &BoxCloneService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>,
+    app: &BoxCloneSyncService<Request<Full<Bytes>>, Response<McpBody<B>>, Infallible>,
     sid: &str,
     last: &str,
 ) -> Response<McpBody<B>> {
-    app.clone().oneshot(empty(get().header("mcp-session-id", sid).header("last-event-id", last))).await.unwrap()
+    app.clone()
+        .oneshot(empty(get().header("mcp-session-id", sid).header("last-event-id", last)))
+        .await
+        .unwrap()
 }
 
 fn data_events(events: &[Event]) -> Vec<Event> {
@@ -144,14 +172,25 @@ async fn drop_anywhere_resume_gets_exactly_the_rest() {
             assert_eq!(resp.status(), 200);
             let (mut got, _) = read_events(resp.body_mut(), k).await;
             // k = 0: only the priming event (id, empty data) was read.
-            assert!(got[0].data.is_empty() && got[0].id.as_deref().is_some_and(|id| id.ends_with("-0")), "priming first");
+            assert!(
+                got[0].data.is_empty() && got[0].id.as_deref().is_some_and(|id| id.ends_with("-0")),
+                "priming first"
+            );
             drop(resp);
             let mut all = data_events(&got);
             loop {
-                let cursor = got.iter().rev().find_map(|e| e.id.clone()).expect("an id to resume from");
+                let cursor = got
+                    .iter()
+                    .rev()
+                    .find_map(|e| e.id.clone())
+                    .expect("an id to resume from");
                 let mut again = resume(&app, &sid, &cursor).await;
                 assert_eq!(again.status(), 200, "resume from {cursor}");
-                let want = if let (Some(s), true) = (second, all.len() < N + 1) { s } else { usize::MAX };
+                let want = if let (Some(s), true) = (second, all.len() < N + 1) {
+                    s
+                } else {
+                    usize::MAX
+                };
                 let (more, ended) = read_events(again.body_mut(), want).await;
                 all.extend(data_events(&more));
                 got = more;
@@ -164,13 +203,21 @@ async fn drop_anywhere_resume_gets_exactly_the_rest() {
                 }
                 if got.is_empty() {
                     // Nothing new on this connection yet; go round again.
-                    got = vec![Event { id: Some(cursor), data: String::new(), retry: None }];
+                    got = vec![Event {
+                        id: Some(cursor),
+                        data: String::new(),
+                        retry: None,
+                    }];
                 }
             }
             assert_eq!(all.len(), N + 1, "k={k} second={second:?}: {all:?}");
             let stream = all[0].id.as_ref().unwrap().split('-').next().unwrap().to_owned();
             for (i, e) in all.iter().enumerate() {
-                assert_eq!(e.id.as_deref(), Some(format!("{stream}-{}", i + 1).as_str()), "consecutive ids");
+                assert_eq!(
+                    e.id.as_deref(),
+                    Some(format!("{stream}-{}", i + 1).as_str()),
+                    "consecutive ids"
+                );
                 let v = json(e.data.as_bytes());
                 if i < N {
                     assert_eq!(v["params"]["progress"], i, "payload order");
@@ -200,16 +247,27 @@ async fn response_produced_while_away_is_delivered() {
     // The handler closed the connection right after priming: priming + retry, then end.
     let bytes = read_all(resp.into_body()).await;
     let events = sse_events(&bytes);
-    assert!(events.iter().all(|e| e.data.is_empty()), "no message before the close: {events:?}");
+    assert!(
+        events.iter().all(|e| e.data.is_empty()),
+        "no message before the close: {events:?}"
+    );
     assert!(events.iter().any(|e| e.retry == Some(1000)), "retry before closing");
     let priming = events.iter().find_map(|e| e.id.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (head, body) = call(&app, empty(get().header("mcp-session-id", &sid).header("last-event-id", &priming))).await.into_parts();
+    let (head, body) = call(
+        &app,
+        empty(get().header("mcp-session-id", &sid).header("last-event-id", &priming)),
+    )
+    .await
+    .into_parts();
     assert_eq!(head.status, 200);
     let messages = sse_messages(&read_all(body).await);
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["id"], 7);
-    assert_eq!(messages[0]["result"]["content"][0]["text"], "reconnection test complete");
+    assert_eq!(
+        messages[0]["result"]["content"][0]["text"],
+        "reconnection test complete"
+    );
     assert_eq!(layer.manager().metrics().streams_resumed, 1);
 }
 
@@ -225,10 +283,19 @@ async fn priming_only_for_2025_11_25_and_progress_tool() {
         let events = sse_events(&bytes);
         assert_eq!(events[0].data.is_empty(), primed, "{version}: {events:?}");
         let messages = sse_messages(&bytes);
-        let progress: Vec<_> = messages.iter().filter_map(|m| m["params"]["progress"].as_i64()).collect();
+        let progress: Vec<_> = messages
+            .iter()
+            .filter_map(|m| m["params"]["progress"].as_i64())
+            .collect();
         assert_eq!(progress, vec![0, 50, 100]);
-        assert_eq!(messages.last().unwrap()["result"]["content"][0]["text"], "progress complete");
-        assert!(data_events(&events).iter().all(|e| e.id.is_some()), "every event has an id");
+        assert_eq!(
+            messages.last().unwrap()["result"]["content"][0]["text"],
+            "progress complete"
+        );
+        assert!(
+            data_events(&events).iter().all(|e| e.id.is_some()),
+            "every event has an id"
+        );
     }
 }
 
@@ -250,11 +317,29 @@ async fn foreign_guessed_and_malformed_cursors_are_rejected() {
         (a.as_str(), format!("{stream}-01"), 400, "unknown_event_id"),
     ];
     for (sid, cursor, status, reason) in cases {
-        let (head, body) = call(&app, empty(get().header("mcp-session-id", sid).header("last-event-id", cursor.as_str()))).await.into_parts();
+        let (head, body) = call(
+            &app,
+            empty(
+                get()
+                    .header("mcp-session-id", sid)
+                    .header("last-event-id", cursor.as_str()),
+            ),
+        )
+        .await
+        .into_parts();
         assert_rejected(head.status, &read_all(body).await, status, -32000, reason);
     }
     // The owner can still replay it (the stream finished; nothing after its end).
-    let (head, body) = call(&app, empty(get().header("mcp-session-id", &a).header("last-event-id", a_id.as_str()))).await.into_parts();
+    let (head, body) = call(
+        &app,
+        empty(
+            get()
+                .header("mcp-session-id", &a)
+                .header("last-event-id", a_id.as_str()),
+        ),
+    )
+    .await
+    .into_parts();
     assert_eq!(head.status, 200);
     assert_eq!(sse_messages(&read_all(body).await).len(), 4);
 }
@@ -294,7 +379,10 @@ async fn disconnect_semantics_per_era() {
     let resp = stream_call(&app, &sid, 1).await;
     drop(resp);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!dropped.load(Ordering::SeqCst), "legacy: the layer keeps driving the inner body");
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "legacy: the layer keeps driving the inner body"
+    );
 
     let modern = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "stream", "arguments": {}, "_meta": modern_meta()}});
     let req = with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern);
@@ -302,12 +390,22 @@ async fn disconnect_semantics_per_era() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("mcp-session-id").is_none());
     let first = resp.body_mut().frame().await.unwrap().unwrap().into_data().unwrap();
-    assert!(!String::from_utf8_lossy(&first).contains("id:"), "no event ids in 2026-07-28 streams");
+    assert!(
+        !String::from_utf8_lossy(&first).contains("id:"),
+        "no event ids in 2026-07-28 streams"
+    );
     let flag = Arc::new(AtomicBool::new(false));
     let app2 = streaming_app(&layer, 50, Duration::from_millis(5), flag.clone());
-    let resp = app2.clone().oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern)).await.unwrap();
+    let resp = app2
+        .clone()
+        .oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern))
+        .await
+        .unwrap();
     drop(resp);
-    assert!(flag.load(Ordering::SeqCst), "modern: dropping the response drops the inner body at once");
+    assert!(
+        flag.load(Ordering::SeqCst),
+        "modern: dropping the response drops the inner body at once"
+    );
 }
 
 /// Head-of-line isolation: a stream nobody reads while its handler floods it does not
@@ -323,14 +421,22 @@ async fn unread_stream_blocks_nobody() {
     let ping = |sid: String, id: u64| {
         let app = app.clone();
         async move {
-            let resp = app.oneshot(with_body(post().header("mcp-session-id", &sid), &request(id, "ping", json!({})))).await.unwrap();
+            let resp = app
+                .oneshot(with_body(
+                    post().header("mcp-session-id", &sid),
+                    &request(id, "ping", json!({})),
+                ))
+                .await
+                .unwrap();
             let status = resp.status();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             (status, body)
         }
     };
     let both = async { tokio::join!(ping(a.clone(), 2), ping(b.clone(), 3)) };
-    let ((sa, ba), (sb, bb)) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("other requests complete promptly");
+    let ((sa, ba), (sb, bb)) = tokio::time::timeout(Duration::from_secs(5), both)
+        .await
+        .expect("other requests complete promptly");
     assert_eq!((sa, sb), (StatusCode::OK, StatusCode::OK));
     assert_eq!(json(&ba)["id"], 2);
     assert_eq!(json(&bb)["id"], 3);
@@ -353,7 +459,10 @@ async fn push_reaches_only_the_target_session() {
     manager.send(&SessionId::parse(&a).unwrap(), &note(1)).await.unwrap();
     manager.send(&SessionId::parse(&a).unwrap(), &note(2)).await.unwrap();
     let (got_a, _) = read_events(stream_a.body_mut(), 2).await;
-    let msgs: Vec<_> = data_events(&got_a).iter().map(|e| json(e.data.as_bytes())["params"]["n"].clone()).collect();
+    let msgs: Vec<_> = data_events(&got_a)
+        .iter()
+        .map(|e| json(e.data.as_bytes())["params"]["n"].clone())
+        .collect();
     assert_eq!(msgs, vec![json!(1), json!(2)]);
     // B got nothing but its priming event.
     let nothing = tokio::time::timeout(Duration::from_millis(100), read_events(stream_b.body_mut(), 1)).await;
@@ -362,16 +471,30 @@ async fn push_reaches_only_the_target_session() {
     // takes over from the first GET, which ends.
     let mut second = call(&app, empty(get().header("mcp-session-id", &a))).await;
     let (rest, ended) = read_events(stream_a.body_mut(), usize::MAX).await;
-    assert!(ended && data_events(&rest).is_empty(), "the first GET ended without repeats");
+    assert!(
+        ended && data_events(&rest).is_empty(),
+        "the first GET ended without repeats"
+    );
     manager.send(&SessionId::parse(&a).unwrap(), &note(3)).await.unwrap();
     let (got, _) = read_events(second.body_mut(), 1).await;
-    let msgs: Vec<_> = data_events(&got).iter().map(|e| json(e.data.as_bytes())["params"]["n"].clone()).collect();
+    let msgs: Vec<_> = data_events(&got)
+        .iter()
+        .map(|e| json(e.data.as_bytes())["params"]["n"].clone())
+        .collect();
     assert_eq!(msgs, vec![json!(3)]);
     // notify_me: the tool pushes to the caller's own GET stream.
-    let (status, _, body) = send(&app, Some(&a), &request(9, "tools/call", json!({"name": "notify_me", "arguments": {}}))).await;
+    let (status, _, body) = send(
+        &app,
+        Some(&a),
+        &request(9, "tools/call", json!({"name": "notify_me", "arguments": {}})),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (got, _) = read_events(second.body_mut(), 1).await;
-    assert_eq!(json(data_events(&got)[0].data.as_bytes())["params"]["data"], "hello from notify_me");
+    assert_eq!(
+        json(data_events(&got)[0].data.as_bytes())["params"]["data"],
+        "hello from notify_me"
+    );
     assert_eq!(manager.broadcast(&note(4)).await, 2, "both sessions are listening");
 }
 
@@ -394,19 +517,29 @@ async fn keep_alive_and_polling() {
     while let Some(frame) = stream.body_mut().frame().await {
         tail.extend_from_slice(&frame.unwrap().into_data().unwrap());
     }
-    assert!(String::from_utf8_lossy(&tail).contains("retry: 2500"), "retry sent before the polling close");
+    assert!(
+        String::from_utf8_lossy(&tail).contains("retry: 2500"),
+        "retry sent before the polling close"
+    );
 }
 
 /// Counting appends through the layer: 2026-07-28 answers never touch the event log.
 #[tokio::test]
 async fn modern_streams_store_nothing() {
     let appends = Arc::new(AtomicUsize::new(0));
-    let log = counting_log::CountingLog { inner: MemoryEventLog::new(), appends: appends.clone() };
+    let log = counting_log::CountingLog {
+        inner: MemoryEventLog::new(),
+        appends: appends.clone(),
+    };
     let layer = McpSessionLayer::builder().event_log(log).build();
     let dropped = Arc::new(AtomicBool::new(false));
     let app = streaming_app(&layer, 3, Duration::ZERO, dropped);
     let modern = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "stream", "arguments": {}, "_meta": modern_meta()}});
-    let resp = app.clone().oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern)).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern))
+        .await
+        .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(sse_messages(&bytes).len(), 4);
     assert_eq!(appends.load(Ordering::SeqCst), 0);
@@ -441,7 +574,12 @@ mod counting_log {
         fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
             self.inner.finish(key)
         }
-        fn read_after<'a>(&'a self, key: &'a StreamKey, after: u64, max: usize) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
+        fn read_after<'a>(
+            &'a self,
+            key: &'a StreamKey,
+            after: u64,
+            max: usize,
+        ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
             self.inner.read_after(key, after, max)
         }
         fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {

@@ -36,7 +36,10 @@ pub struct EchoOptions {
 /// The echo server as a tower service over any request body.
 pub fn echo_service<B>(
     options: EchoOptions,
-) -> impl tower::Service<Request<B>, Response = Response<EchoBody>, Error = Infallible, Future = impl Send> + Clone + Send + Sync
+) -> impl tower::Service<Request<B>, Response = Response<EchoBody>, Error = Infallible, Future = impl Send>
++ Clone
++ Send
++ Sync
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::fmt::Debug,
@@ -75,7 +78,11 @@ where
                 answers.push(answer);
             }
         }
-        return if answers.is_empty() { status(StatusCode::ACCEPTED) } else { json_response(StatusCode::OK, Value::Array(answers)) };
+        return if answers.is_empty() {
+            status(StatusCode::ACCEPTED)
+        } else {
+            json_response(StatusCode::OK, Value::Array(answers))
+        };
     }
     ctx.handle(message).await
 }
@@ -87,7 +94,9 @@ struct Ctx {
 }
 
 fn is_modern(message: &Value) -> bool {
-    message.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").is_some()
+    message
+        .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+        .is_some()
 }
 
 impl Ctx {
@@ -114,7 +123,11 @@ impl Ctx {
         }
         let answer = self.answer(id, method, &message).await;
         let code = answer.pointer("/error/code").and_then(Value::as_i64);
-        let status = if modern && code == Some(-32601) { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        let status = if modern && code == Some(-32601) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
         json_response(status, answer)
     }
 
@@ -128,20 +141,33 @@ impl Ctx {
         let modern = is_modern(message);
         match method {
             "initialize" if !modern => {
-                let asked = message.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or("");
-                let version = if LEGACY_VERSIONS.contains(&asked) { asked } else { LEGACY_VERSIONS[2] };
-                result(id, json!({
-                    "protocolVersion": version,
-                    "capabilities": {"tools": {"listChanged": true}, "logging": {}},
-                    "serverInfo": {"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")},
-                }))
+                let asked = message
+                    .pointer("/params/protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let version = if LEGACY_VERSIONS.contains(&asked) {
+                    asked
+                } else {
+                    LEGACY_VERSIONS[2]
+                };
+                result(
+                    id,
+                    json!({
+                        "protocolVersion": version,
+                        "capabilities": {"tools": {"listChanged": true}, "logging": {}},
+                        "serverInfo": {"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")},
+                    }),
+                )
             }
             "ping" if !modern => result(id, json!({})),
-            "server/discover" => result(id, json!({
-                "supportedVersions": [MODERN_VERSION],
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")},
-            })),
+            "server/discover" => result(
+                id,
+                json!({
+                    "supportedVersions": [MODERN_VERSION],
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")},
+                }),
+            ),
             "logging/setLevel" if !modern => {
                 let level = message.pointer("/params/level").cloned().unwrap_or(Value::Null);
                 if let Some(session) = &self.session {
@@ -159,12 +185,18 @@ impl Ctx {
         let name = message.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
         match name {
             "echo" => {
-                let text = message.pointer("/params/arguments/message").and_then(Value::as_str).unwrap_or("");
+                let text = message
+                    .pointer("/params/arguments/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 result(id, text_result(text))
             }
             "notify_me" => {
                 let (Some(manager), Some(session)) = (&self.options.manager, &self.session) else {
-                    return result(id, json!({"content": [{"type": "text", "text": "no session to notify"}], "isError": true}));
+                    return result(
+                        id,
+                        json!({"content": [{"type": "text", "text": "no session to notify"}], "isError": true}),
+                    );
                 };
                 let note = json!({
                     "jsonrpc": "2.0",
@@ -173,7 +205,10 @@ impl Ctx {
                 });
                 match manager.send(session.id(), &note).await {
                     Ok(()) => result(id, text_result("notification sent")),
-                    Err(e) => result(id, json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true})),
+                    Err(e) => result(
+                        id,
+                        json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
+                    ),
                 }
             }
             _ => error(id, -32602, "Unknown tool"),
@@ -247,14 +282,19 @@ fn status(status: StatusCode) -> Response<EchoBody> {
 fn json_response(status: StatusCode, value: Value) -> Response<EchoBody> {
     let mut r = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn sse_head(body: EchoBody) -> Response<EchoBody> {
     let mut r = Response::new(body);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -276,7 +316,9 @@ where
 }
 
 async fn send_event(tx: &mpsc::Sender<Bytes>, message: &Value) -> bool {
-    tx.send(Bytes::from(format!("event: message\ndata: {message}\n\n"))).await.is_ok()
+    tx.send(Bytes::from(format!("event: message\ndata: {message}\n\n")))
+        .await
+        .is_ok()
 }
 
 struct ChannelBody {

@@ -136,7 +136,10 @@ pub(crate) fn peek_body(body: &[u8]) -> Result<Body, PeekError> {
         if items.is_empty() {
             return Err(PeekError::InvalidRequest);
         }
-        let peeked = items.into_iter().map(|raw| peek_message(raw.get().as_bytes())).collect::<Result<Vec<_>, _>>()?;
+        let peeked = items
+            .into_iter()
+            .map(|raw| peek_message(raw.get().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(Body::Batch(peeked));
     }
     peek_message(body).map(Body::Single)
@@ -155,9 +158,14 @@ fn peek_message(raw: &[u8]) -> Result<Peeked, PeekError> {
         return Err(PeekError::InvalidRequest);
     }
     let kind = match (env.method, env.id) {
-        (Some(method), Some(id)) if valid_id(id) => MessageKind::Request { id: id.to_owned(), method: method.into_owned() },
+        (Some(method), Some(id)) if valid_id(id) => MessageKind::Request {
+            id: id.to_owned(),
+            method: method.into_owned(),
+        },
         (Some(_), Some(_)) => return Err(PeekError::InvalidRequest),
-        (Some(method), None) => MessageKind::Notification { method: method.into_owned() },
+        (Some(method), None) => MessageKind::Notification {
+            method: method.into_owned(),
+        },
         (None, _) if env.result.is_some() || env.error.is_some() => MessageKind::Response,
         (None, _) => return Err(PeekError::InvalidRequest),
     };
@@ -183,7 +191,11 @@ fn peek_message(raw: &[u8]) -> Result<Peeked, PeekError> {
     } else if matches!(&kind, MessageKind::Request { method, .. } if method == "initialize") {
         initialize = Some(InitializeParams::default());
     }
-    Ok(Peeked { kind, initialize, modern })
+    Ok(Peeked {
+        kind,
+        initialize,
+        modern,
+    })
 }
 
 /// JSON-RPC ids are strings or numbers (null is tolerated by nobody the layer serves).
@@ -223,7 +235,10 @@ pub(crate) fn initialize_outcome(message: &[u8], id: &RawValue) -> Option<Initia
     if peek.id.map(RawValue::get) != Some(id.get()) {
         return None;
     }
-    let version = peek.result.and_then(|r| r.protocol_version).and_then(|v| v.parse().ok());
+    let version = peek
+        .result
+        .and_then(|r| r.protocol_version)
+        .and_then(|v| v.parse().ok());
     Some(version.map_or(InitializeOutcome::Failed, InitializeOutcome::Succeeded))
 }
 
@@ -242,7 +257,11 @@ pub(crate) fn error_body(id: Option<&RawValue>, code: i64, message: &str, data: 
         id: Option<&'a RawValue>,
         error: ErrorObject<'a>,
     }
-    let body = ErrorResponse { jsonrpc: "2.0", id, error: ErrorObject { code, message, data } };
+    let body = ErrorResponse {
+        jsonrpc: "2.0",
+        id,
+        error: ErrorObject { code, message, data },
+    };
     Bytes::from(serde_json::to_vec(&body).expect("error responses always serialize"))
 }
 
@@ -275,9 +294,18 @@ mod tests {
         assert_eq!(peek_body(b"42").unwrap_err(), PeekError::InvalidRequest);
         assert_eq!(peek_body(b"{}").unwrap_err(), PeekError::InvalidRequest);
         assert_eq!(peek_body(b"[]").unwrap_err(), PeekError::InvalidRequest);
-        assert_eq!(peek_body(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err(), PeekError::InvalidRequest);
-        assert_eq!(peek_body(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#).unwrap_err(), PeekError::InvalidRequest);
-        assert_eq!(peek_body(br#"{"jsonrpc":"2.0","id":1,"method":3}"#).unwrap_err(), PeekError::InvalidRequest);
+        assert_eq!(
+            peek_body(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err(),
+            PeekError::InvalidRequest
+        );
+        assert_eq!(
+            peek_body(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#).unwrap_err(),
+            PeekError::InvalidRequest
+        );
+        assert_eq!(
+            peek_body(br#"{"jsonrpc":"2.0","id":1,"method":3}"#).unwrap_err(),
+            PeekError::InvalidRequest
+        );
     }
 
     #[test]
@@ -298,7 +326,9 @@ mod tests {
 
     #[test]
     fn batch() {
-        let Body::Batch(items) = peek_body(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#).unwrap() else {
+        let Body::Batch(items) =
+            peek_body(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#).unwrap()
+        else {
             panic!("not a batch");
         };
         assert_eq!(items.len(), 2);
@@ -308,7 +338,10 @@ mod tests {
     fn initialize_outcomes() {
         let id = RawValue::from_string("7".into()).unwrap();
         let ok = br#"{"jsonrpc":"2.0","id":7,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}"#;
-        assert_eq!(initialize_outcome(ok, &id), Some(InitializeOutcome::Succeeded(ProtocolVersion::V2025_11_25)));
+        assert_eq!(
+            initialize_outcome(ok, &id),
+            Some(InitializeOutcome::Succeeded(ProtocolVersion::V2025_11_25))
+        );
         let err = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#;
         assert_eq!(initialize_outcome(err, &id), Some(InitializeOutcome::Failed));
         let other = br#"{"jsonrpc":"2.0","id":8,"result":{"protocolVersion":"2025-11-25"}}"#;
@@ -320,6 +353,9 @@ mod tests {
     #[test]
     fn error_bodies() {
         let b = error_body(None, -32001, "Session not found", None);
-        assert_eq!(&b[..], br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#);
+        assert_eq!(
+            &b[..],
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#
+        );
     }
 }

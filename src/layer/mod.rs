@@ -18,6 +18,7 @@ use crate::ProtocolVersion;
 use crate::event_log::{EventLog, MemoryEventLog};
 use crate::manager::SessionManager;
 use crate::metrics::Counters;
+use crate::rate_limit::CreationLimit;
 use crate::security::{Guard, HostPolicy, OriginPolicy};
 use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
@@ -44,13 +45,22 @@ pub(crate) struct Shared {
     pub(crate) streams: Streams,
     pub(crate) counters: Counters,
     pub(crate) on_created: Option<CreatedHook>,
+    pub(crate) creation_limit: Option<CreationLimit>,
 }
 
 impl Shared {
     /// Every version this endpoint serves, for error messages that must name them.
     pub(crate) fn supported_versions(&self) -> Vec<String> {
-        let legacy = if self.modern_only { &[][..] } else { &self.legacy_versions[..] };
-        legacy.iter().chain(&self.modern_versions).map(ToString::to_string).collect()
+        let legacy = if self.modern_only {
+            &[][..]
+        } else {
+            &self.legacy_versions[..]
+        };
+        legacy
+            .iter()
+            .chain(&self.modern_versions)
+            .map(ToString::to_string)
+            .collect()
     }
 }
 
@@ -147,6 +157,7 @@ impl<S> Layer<S> for McpSessionLayer {
 /// | [`sse_poll_after`](Self::sse_poll_after) | none (connections stay open) |
 /// | [`max_reader_lag`](Self::max_reader_lag) | 512 events |
 /// | [`store_timeout`](Self::store_timeout) | 1 s |
+/// | [`rate_limit`](Self::rate_limit) | none (creation is not rate-limited) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -176,6 +187,7 @@ pub struct McpSessionLayerBuilder {
     sse: SseConfig,
     on_created: Option<CreatedHook>,
     on_closed: Vec<crate::store::CloseListener>,
+    creation_limit: Option<CreationLimit>,
 }
 
 impl Default for McpSessionLayerBuilder {
@@ -195,6 +207,7 @@ impl Default for McpSessionLayerBuilder {
             sse: SseConfig::default(),
             on_created: None,
             on_closed: Vec::new(),
+            creation_limit: None,
         }
     }
 }
@@ -334,6 +347,14 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// Rate-limit session creation (`initialize` without a session) with `limit`;
+    /// refusals get 429 with `Retry-After`. Requests on established sessions and
+    /// 2026-07-28 requests are never limited by it.
+    pub fn rate_limit(mut self, limit: CreationLimit) -> Self {
+        self.creation_limit = Some(limit);
+        self
+    }
+
     /// Call `hook` with the record of every session this layer creates.
     pub fn on_session_created(mut self, hook: impl Fn(&SessionRecord) + Send + Sync + 'static) -> Self {
         self.on_created = Some(Arc::new(hook));
@@ -368,6 +389,7 @@ impl McpSessionLayerBuilder {
             streams: Streams::default(),
             counters: Counters::default(),
             on_created: self.on_created,
+            creation_limit: self.creation_limit,
         });
         // The store outlives nothing it is told about: a weak reference keeps the
         // store → listener → layer path from becoming a cycle.

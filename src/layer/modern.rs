@@ -43,12 +43,18 @@ pub(crate) fn validate(
             .data("supported", supported_text().into())
             .data("requested", meta_version.into()));
     }
-    let method_header = headers.get(MCP_METHOD).and_then(|v| v.to_str().ok()).and_then(decode_header_value);
+    let method_header = headers
+        .get(MCP_METHOD)
+        .and_then(|v| v.to_str().ok())
+        .and_then(decode_header_value);
     if method_header.is_none() || method_header.as_deref() != message.method() {
         return Err(mismatch());
     }
     if message.method().is_some_and(|m| NAMED_METHODS.contains(&m)) {
-        let name_header = headers.get(MCP_NAME).and_then(|v| v.to_str().ok()).and_then(decode_header_value);
+        let name_header = headers
+            .get(MCP_NAME)
+            .and_then(|v| v.to_str().ok())
+            .and_then(decode_header_value);
         match (name_header.as_deref(), meta.name.as_deref()) {
             (Some(h), Some(b)) if h == b => {}
             _ => return Err(mismatch()),

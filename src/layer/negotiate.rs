@@ -15,13 +15,17 @@ pub(crate) fn accepts_all(headers: &HeaderMap, needed: &[&str]) -> bool {
         .filter(|range| !has_zero_quality(range))
         .map(|range| range.split(';').next().unwrap_or("").trim())
         .collect();
-    needed.iter().all(|want| ranges.iter().any(|range| media_matches(range, want)))
+    needed
+        .iter()
+        .all(|want| ranges.iter().any(|range| media_matches(range, want)))
 }
 
 fn has_zero_quality(range: &str) -> bool {
     range.split(';').skip(1).any(|p| {
         let p = p.trim();
-        p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        p.strip_prefix("q=")
+            .or_else(|| p.strip_prefix("Q="))
+            .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
     })
 }
 
@@ -86,7 +90,10 @@ mod tests {
     fn content_type() {
         let mut m = HeaderMap::new();
         assert!(!is_json_content(&m));
-        m.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        m.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         assert!(is_json_content(&m));
         m.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json_content(&m));

@@ -80,13 +80,18 @@ impl<S> McpSession<S> {
 
 impl<S: Clone> Clone for McpSession<S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for McpSession<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpSession").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("McpSession")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,7 +173,11 @@ where
     fn reject(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
         self.shared.counters.rejected(rejection.kind);
         #[cfg(feature = "tracing")]
-        tracing::debug!(reason = rejection.kind.reason(), status = rejection.kind.status().as_u16(), "request rejected");
+        tracing::debug!(
+            reason = rejection.kind.reason(),
+            status = rejection.kind.status().as_u16(),
+            "request rejected"
+        );
         rejection.into_response().map(McpBody::full)
     }
 
@@ -221,7 +230,11 @@ where
         ReqBody::Error: Into<BoxError>,
     {
         let limit = shared.max_body_bytes;
-        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(Rejection::new(RejectionKind::PayloadTooLarge));
         }
@@ -260,12 +273,18 @@ where
         }
     }
 
-    async fn modern(self, parts: Parts, bytes: Bytes, version: VersionHeader, message: Peeked) -> Answer<ResBody, S::Error> {
+    async fn modern(
+        self,
+        parts: Parts,
+        bytes: Bytes,
+        version: VersionHeader,
+        message: Peeked,
+    ) -> Answer<ResBody, S::Error> {
         if self.shared.strict_modern_headers {
             let shared = self.shared.clone();
-            if let Err(rejection) =
-                modern::validate(&parts.headers, version, &message, &shared.modern_versions, || shared.supported_versions())
-            {
+            if let Err(rejection) = modern::validate(&parts.headers, version, &message, &shared.modern_versions, || {
+                shared.supported_versions()
+            }) {
                 return Ok(self.reject(rejection));
             }
         }
@@ -280,7 +299,9 @@ where
         let (mut head, body) = response.into_parts();
         head.headers.remove(MCP_SESSION_ID);
         if is_event_stream(&head.headers) {
-            head.headers.entry(X_ACCEL_BUFFERING).or_insert(HeaderValue::from_static("no"));
+            head.headers
+                .entry(X_ACCEL_BUFFERING)
+                .or_insert(HeaderValue::from_static("no"));
         }
         Ok(Response::from_parts(head, McpBody::inner(body, None)))
     }
@@ -288,24 +309,43 @@ where
     async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
         let shared = self.shared.clone();
         let request_id = message.id().map(ToOwned::to_owned);
+        if let Some(limit) = &shared.creation_limit
+            && let Err(limited) = limit.check(&parts)
+        {
+            // Checked before anything is reserved: a refusal leaves no state behind.
+            let mut rejection = Rejection::new(RejectionKind::RateLimited).with_id(message.id());
+            for (name, value) in limited.headers() {
+                rejection = rejection.header(name, value);
+            }
+            return Ok(self.reject(rejection));
+        }
         let reservation = match timeout(shared.store_timeout, shared.store.reserve()).await {
             Ok(Ok(reservation)) => reservation,
             Ok(Err(StoreError::AtCapacity { retry_after })) => {
-                return Ok(self.reject(Rejection::new(RejectionKind::AtCapacity).with_id(message.id()).retry_after(retry_after)));
+                return Ok(self.reject(
+                    Rejection::new(RejectionKind::AtCapacity)
+                        .with_id(message.id())
+                        .retry_after(retry_after),
+                ));
             }
             Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable().with_id(message.id()))),
         };
         let init = message.initialize.unwrap_or_default();
         let id = shared.ids.make_session_id();
         let principal = parts.extensions.get::<Principal>().cloned();
-        let requested = init.protocol_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(ProtocolVersion::V2025_03_26);
+        let requested = init
+            .protocol_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ProtocolVersion::V2025_03_26);
         let pending = SessionRecord::new(id.clone(), requested)
             .with_client(init.client_info, init.capabilities)
             .with_principal(principal);
         let mut req = Request::from_parts(parts, Full::new(bytes));
         // The inner service may want the id it is about to hand out; the session
         // becomes real only if the answer is a successful InitializeResult.
-        req.extensions_mut().insert(Session::new(Arc::new(pending.clone()), shared.store.clone()));
+        req.extensions_mut()
+            .insert(Session::new(Arc::new(pending.clone()), shared.store.clone()));
         let response = self.inner.call(req).await?;
         let (mut head, body) = response.into_parts();
         let request_id = request_id.expect("initialize is a request, so it has an id");
@@ -317,10 +357,20 @@ where
                     let bytes = collected.to_bytes();
                     (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
                 }
-                Err(_) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))),
+                Err(_) => {
+                    return Ok(
+                        self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))
+                    );
+                }
             }
         } else if is_event_stream(&head.headers) {
-            scan_initialize_stream(body, &request_id, shared.max_initialize_response_bytes, shared.sse.max_event_bytes).await
+            scan_initialize_stream(
+                body,
+                &request_id,
+                shared.max_initialize_response_bytes,
+                shared.sse.max_event_bytes,
+            )
+            .await
         } else {
             (None, McpBody::inner(body, None))
         };
@@ -328,7 +378,10 @@ where
             // A failed initialize leaves nothing behind: the reservation is dropped here.
             return Ok(Response::from_parts(head, body));
         };
-        let record = SessionRecord { protocol_version: negotiated, ..pending };
+        let record = SessionRecord {
+            protocol_version: negotiated,
+            ..pending
+        };
         match timeout(shared.store_timeout, shared.store.insert(reservation, record)).await {
             Ok(Ok(record)) => {
                 shared.counters.session_created();
@@ -340,7 +393,10 @@ where
             }
             _ => return Ok(self.reject(store_unavailable().with_id(Some(&request_id)))),
         }
-        head.headers.insert(MCP_SESSION_ID, HeaderValue::from_str(id.as_str()).expect("session ids are visible ASCII"));
+        head.headers.insert(
+            MCP_SESSION_ID,
+            HeaderValue::from_str(id.as_str()).expect("session ids are visible ASCII"),
+        );
         head.headers.remove(CONTENT_LENGTH);
         Ok(Response::from_parts(head, body))
     }
@@ -379,7 +435,13 @@ where
         self.call_in_session(parts, bytes, record, busy, is_request).await
     }
 
-    async fn batch(self, parts: Parts, bytes: Bytes, version: VersionHeader, items: Vec<Peeked>) -> Answer<ResBody, S::Error> {
+    async fn batch(
+        self,
+        parts: Parts,
+        bytes: Bytes,
+        version: VersionHeader,
+        items: Vec<Peeked>,
+    ) -> Answer<ResBody, S::Error> {
         if matches!(version, VersionHeader::Present(v) if v.is_modern()) {
             if self.shared.strict_modern_headers {
                 return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest)));
@@ -389,7 +451,12 @@ where
         if self.shared.modern_only {
             return Ok(self.reject(Rejection::new(RejectionKind::HeaderMismatch)));
         }
-        if items.iter().any(Peeked::is_initialize) || !matches!(version, VersionHeader::Absent | VersionHeader::Present(ProtocolVersion::V2025_03_26)) {
+        if items.iter().any(Peeked::is_initialize)
+            || !matches!(
+                version,
+                VersionHeader::Absent | VersionHeader::Present(ProtocolVersion::V2025_03_26)
+            )
+        {
             return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
         }
         let (record, busy) = match Self::resolve(&self.shared, &parts).await {
@@ -415,15 +482,20 @@ where
     ) -> Answer<ResBody, S::Error> {
         let shared = self.shared.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
-        req.extensions_mut().insert(Session::new(record.clone(), shared.store.clone()));
+        req.extensions_mut()
+            .insert(Session::new(record.clone(), shared.store.clone()));
         let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
         if let Some((stream_id, live)) = &stream {
-            req.extensions_mut().insert(SseControl { live: live.clone(), stream: *stream_id });
+            req.extensions_mut().insert(SseControl {
+                live: live.clone(),
+                stream: *stream_id,
+            });
         }
         let response = self.inner.call(req).await?;
         let (mut head, body) = response.into_parts();
         let busy = Arc::new(busy);
-        let Some((stream_id, live)) = stream.filter(|_| head.status.is_success() && is_event_stream(&head.headers)) else {
+        let Some((stream_id, live)) = stream.filter(|_| head.status.is_success() && is_event_stream(&head.headers))
+        else {
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         };
         let key = StreamKey::new(record.id().clone(), stream_id);
@@ -434,7 +506,16 @@ where
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         }
         shared.streams.adopt(&key, &live);
-        shared.streams.spawn_pump(record.id(), pump(body, key.clone(), shared.log.clone(), shared.sse.max_event_bytes, busy.clone()));
+        shared.streams.spawn_pump(
+            record.id(),
+            pump(
+                body,
+                key.clone(),
+                shared.log.clone(),
+                shared.sse.max_event_bytes,
+                busy.clone(),
+            ),
+        );
         if live.close_epoch() == 0 {
             // Let a quick answer catch up with the headers: one write instead of several,
             // so latency does not hinge on TCP_NODELAY.
@@ -442,7 +523,16 @@ where
         }
         let attachment = live.attach();
         let priming = record.protocol_version().supports_priming();
-        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, 0, 0, priming, busy);
+        let reader = Reader::new(
+            shared.log.clone(),
+            key,
+            shared.sse.clone(),
+            attachment,
+            0,
+            0,
+            priming,
+            busy,
+        );
         set_sse_headers(&mut head);
         Ok(Response::from_parts(head, McpBody::stream(reader)))
     }
@@ -468,8 +558,12 @@ where
                 let key = StreamKey::new(record.id().clone(), event_id.stream());
                 match timeout(shared.store_timeout, shared.log.read_after(&key, event_id.seq(), 1)).await {
                     Ok(Ok(ReadOutcome::Events { .. })) => {}
-                    Ok(Ok(ReadOutcome::UnknownStream)) => return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId))),
-                    Ok(Ok(ReadOutcome::Evicted)) => return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted))),
+                    Ok(Ok(ReadOutcome::UnknownStream)) => {
+                        return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
+                    }
+                    Ok(Ok(ReadOutcome::Evicted)) => {
+                        return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted)));
+                    }
                     Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable())),
                 }
                 shared.counters.resumed();
@@ -487,7 +581,16 @@ where
         let live = shared.streams.live(&key);
         let close_epoch = live.close_epoch();
         let attachment = live.attach();
-        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, close_epoch, cursor, priming, busy);
+        let reader = Reader::new(
+            shared.log.clone(),
+            key,
+            shared.sse.clone(),
+            attachment,
+            close_epoch,
+            cursor,
+            priming,
+            busy,
+        );
         let mut response = Response::new(McpBody::stream(reader));
         set_sse_headers(&mut response);
         Ok(response)
@@ -505,7 +608,11 @@ where
             Err(rejection) => return Ok(self.reject(rejection)),
         };
         drop(busy);
-        let removed = timeout(self.shared.store_timeout, self.shared.store.remove(record.id(), crate::CloseReason::Deleted)).await;
+        let removed = timeout(
+            self.shared.store_timeout,
+            self.shared.store.remove(record.id(), crate::CloseReason::Deleted),
+        )
+        .await;
         match removed {
             Ok(Ok(true)) => {
                 let mut response = Response::new(McpBody::empty());

@@ -112,7 +112,9 @@ impl SessionManager {
     /// Queue a message for every session with a GET stream open on this instance;
     /// returns how many were queued.
     pub async fn broadcast<T: serde::Serialize + ?Sized>(&self, message: &T) -> usize {
-        let Ok(bytes) = serde_json::to_vec(message) else { return 0 };
+        let Ok(bytes) = serde_json::to_vec(message) else {
+            return 0;
+        };
         let bytes = Bytes::from(bytes);
         let mut sent = 0;
         for session in self.shared.streams.sessions_listening() {

@@ -40,7 +40,9 @@ impl Counters {
         Metrics {
             active_sessions: active,
             sessions_created: self.created.load(Ordering::Relaxed),
-            sessions_closed: CloseReason::ALL.map(|r| (r, self.closed[r.index()].load(Ordering::Relaxed))).to_vec(),
+            sessions_closed: CloseReason::ALL
+                .map(|r| (r, self.closed[r.index()].load(Ordering::Relaxed)))
+                .to_vec(),
             rejected: RejectionKind::ALL
                 .iter()
                 .map(|k| (*k, self.rejected[k.index()].load(Ordering::Relaxed)))
@@ -83,7 +85,10 @@ pub struct Metrics {
 impl Metrics {
     /// How many sessions ended for `reason`.
     pub fn closed(&self, reason: CloseReason) -> u64 {
-        self.sessions_closed.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.sessions_closed
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// How many requests were refused as `kind`.

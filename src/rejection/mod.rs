@@ -95,8 +95,15 @@ impl RejectionKind {
             AtCapacity | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
             InvalidUpstreamResponse => StatusCode::BAD_GATEWAY,
-            ParseError | InvalidRequest | BatchNotAllowed | MissingSessionId | MalformedSessionId
-            | UnsupportedProtocolVersion | HeaderMismatch | UnsupportedModernVersion | MissingRequestMeta
+            ParseError
+            | InvalidRequest
+            | BatchNotAllowed
+            | MissingSessionId
+            | MalformedSessionId
+            | UnsupportedProtocolVersion
+            | HeaderMismatch
+            | UnsupportedModernVersion
+            | MissingRequestMeta
             | UnknownEventId => StatusCode::BAD_REQUEST,
         }
     }
@@ -219,7 +226,13 @@ pub(crate) struct Rejection {
 
 impl Rejection {
     pub(crate) fn new(kind: RejectionKind) -> Self {
-        Self { kind, id: None, retry_after: None, extra_data: None, extra_headers: Vec::new() }
+        Self {
+            kind,
+            id: None,
+            retry_after: None,
+            extra_data: None,
+            extra_headers: Vec::new(),
+        }
     }
 
     /// Echo the request id when it is known (the answer is then an ordinary JSON-RPC
@@ -235,7 +248,9 @@ impl Rejection {
     }
 
     pub(crate) fn data(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.extra_data.get_or_insert_with(Default::default).insert(key.to_owned(), value);
+        self.extra_data
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
         self
     }
 
@@ -282,7 +297,9 @@ mod tests {
 
     #[test]
     fn response_shape() {
-        let r = Rejection::new(RejectionKind::AtCapacity).retry_after(Duration::from_millis(200)).into_response();
+        let r = Rejection::new(RejectionKind::AtCapacity)
+            .retry_after(Duration::from_millis(200))
+            .into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "1");
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();

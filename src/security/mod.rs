@@ -37,7 +37,10 @@ pub(crate) struct Guard {
 
 impl Default for Guard {
     fn default() -> Self {
-        Self { hosts: HostPolicy::AllowList(Vec::new()), origins: OriginPolicy::AllowList(Vec::new()) }
+        Self {
+            hosts: HostPolicy::AllowList(Vec::new()),
+            origins: OriginPolicy::AllowList(Vec::new()),
+        }
     }
 }
 
@@ -101,7 +104,8 @@ fn host_allowed(authority: &str, list: &[String]) -> bool {
     }
     let authority = authority.trim().to_ascii_lowercase();
     // An entry without a port allows the name on any port; with a port, only that one.
-    list.iter().any(|entry| entry.eq_ignore_ascii_case(&host) || entry.eq_ignore_ascii_case(&authority))
+    list.iter()
+        .any(|entry| entry.eq_ignore_ascii_case(&host) || entry.eq_ignore_ascii_case(&authority))
 }
 
 fn origin_allowed(origin: &str, list: &[String]) -> bool {
@@ -109,7 +113,9 @@ fn origin_allowed(origin: &str, list: &[String]) -> bool {
     if list.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
         return true;
     }
-    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
     rest.and_then(host_part).is_some_and(|h| is_loopback_host(&h))
 }
 
@@ -132,16 +138,36 @@ mod tests {
     #[test]
     fn defaults_serve_loopback_only() {
         let g = Guard::default();
-        for host in ["localhost", "localhost:8080", "127.0.0.1:3000", "[::1]:9", "[::1]", "LOCALHOST:1"] {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:3000",
+            "[::1]:9",
+            "[::1]",
+            "LOCALHOST:1",
+        ] {
             assert_eq!(check(&g, Some(host), None), Ok(()), "{host}");
         }
-        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost:abc", "[::1]x", ""] {
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost:abc",
+            "[::1]x",
+            "",
+        ] {
             assert_eq!(check(&g, Some(host), None), Err(RejectionKind::ForbiddenHost), "{host}");
         }
         assert_eq!(check(&g, None, None), Err(RejectionKind::ForbiddenHost));
-        assert_eq!(check(&g, Some("localhost"), Some("http://evil.example")), Err(RejectionKind::ForbiddenOrigin));
+        assert_eq!(
+            check(&g, Some("localhost"), Some("http://evil.example")),
+            Err(RejectionKind::ForbiddenOrigin)
+        );
         assert_eq!(check(&g, Some("localhost"), Some("http://localhost:5173")), Ok(()));
-        assert_eq!(check(&g, Some("localhost"), Some("null")), Err(RejectionKind::ForbiddenOrigin));
+        assert_eq!(
+            check(&g, Some("localhost"), Some("null")),
+            Err(RejectionKind::ForbiddenOrigin)
+        );
     }
 
     #[test]
@@ -152,10 +178,22 @@ mod tests {
         };
         assert_eq!(check(&g, Some("mcp.example.com:8443"), None), Ok(()));
         assert_eq!(check(&g, Some("api.example.com:443"), None), Ok(()));
-        assert_eq!(check(&g, Some("api.example.com:444"), None), Err(RejectionKind::ForbiddenHost));
-        assert_eq!(check(&g, Some("mcp.example.com"), Some("https://app.example.com")), Ok(()));
-        assert_eq!(check(&g, Some("mcp.example.com"), Some("https://app.example.com.evil")), Err(RejectionKind::ForbiddenOrigin));
-        let open = Guard { hosts: HostPolicy::Any, origins: OriginPolicy::Any };
+        assert_eq!(
+            check(&g, Some("api.example.com:444"), None),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            check(&g, Some("mcp.example.com"), Some("https://app.example.com")),
+            Ok(())
+        );
+        assert_eq!(
+            check(&g, Some("mcp.example.com"), Some("https://app.example.com.evil")),
+            Err(RejectionKind::ForbiddenOrigin)
+        );
+        let open = Guard {
+            hosts: HostPolicy::Any,
+            origins: OriginPolicy::Any,
+        };
         assert_eq!(check(&open, Some("anything"), Some("http://evil.example")), Ok(()));
     }
 }

@@ -160,7 +160,10 @@ mod tests {
 
     #[test]
     fn display_matches_the_documented_form() {
-        assert_eq!(EventId::new(StreamId::from_raw(255), 3).to_string(), "00000000000000ff-3");
+        assert_eq!(
+            EventId::new(StreamId::from_raw(255), 3).to_string(),
+            "00000000000000ff-3"
+        );
         assert_eq!(EventId::new(StreamId::from_raw(0), 0).to_string(), "0000000000000000-0");
         assert_eq!(
             EventId::new(StreamId::from_raw(u64::MAX), u64::MAX).to_string(),

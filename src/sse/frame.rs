@@ -26,7 +26,11 @@ pub fn encode_event(out: &mut BytesMut, id: Option<EventId>, data: &[u8]) {
         match memchr::memchr2(b'\n', b'\r', rest) {
             Some(i) => {
                 put_data_line(out, &rest[..i]);
-                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 rest = &rest[i + skip..];
             }
             None => {

@@ -53,7 +53,11 @@ mod tests {
                     Err(_) => errors += 1,
                 }
             }
-            assert!(p.buffered_bytes() <= max + chunk.len() + 64, "held {} bytes", p.buffered_bytes());
+            assert!(
+                p.buffered_bytes() <= max + chunk.len() + 64,
+                "held {} bytes",
+                p.buffered_bytes()
+            );
         }
         (events, errors, p)
     }

@@ -474,7 +474,12 @@ mod tests {
 
     #[test]
     fn retry_accepts_digits_only() {
-        for bad in [&b"retry: 1a\n\n"[..], b"retry: -1\n\n", b"retry:\n\n", b"retry: 99999999999999999999\n\n"] {
+        for bad in [
+            &b"retry: 1a\n\n"[..],
+            b"retry: -1\n\n",
+            b"retry:\n\n",
+            b"retry: 99999999999999999999\n\n",
+        ] {
             let mut p = SseParser::new(1024);
             p.push(bad);
             assert_eq!(p.next_event().unwrap(), None);

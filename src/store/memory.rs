@@ -471,7 +471,11 @@ impl SessionStore for MemoryStore {
         Box::pin(self.inner.reserve())
     }
 
-    fn insert(&self, reservation: Reservation, record: SessionRecord) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
+    fn insert(
+        &self,
+        reservation: Reservation,
+        record: SessionRecord,
+    ) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
         // Lazy like every other future here: nothing happens unless it is polled.
         Box::pin(async move { self.inner.insert(reservation, record) })
     }
@@ -485,7 +489,11 @@ impl SessionStore for MemoryStore {
     fn contains<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let now = self.inner.now();
-            Ok(self.inner.sessions.get(id).is_some_and(|e| self.inner.expiry(&e, now).is_none()))
+            Ok(self
+                .inner
+                .sessions
+                .get(id)
+                .is_some_and(|e| self.inner.expiry(&e, now).is_none()))
         })
     }
 
@@ -501,7 +509,12 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(self.inner.attribute(id, key)) })
     }
 
-    fn set_attribute<'a>(&'a self, id: &'a SessionId, key: &'a str, value: Value) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn set_attribute<'a>(
+        &'a self,
+        id: &'a SessionId,
+        key: &'a str,
+        value: Value,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.inner.set_attribute(id, key, value) })
     }
 
@@ -650,7 +663,9 @@ impl Inner {
                 if now.saturating_sub(stamp) < min_idle {
                     return false;
                 }
-                let Some((stamp, id)) = candidates.list.pop() else { break };
+                let Some((stamp, id)) = candidates.list.pop() else {
+                    break;
+                };
                 // Re-checked under the shard's write lock, which `acquire` cannot hold
                 // at the same time: a session acquired or released since the scan has a
                 // new count or stamp and is skipped, so a busy session is never evicted.
@@ -705,7 +720,10 @@ impl Inner {
             }
         }
         // Removal happens after the scan: the iterator holds shard read locks.
-        let removed = expired.iter().filter(|id| self.take(id, |e| self.expiry(e, now)).is_some()).count();
+        let removed = expired
+            .iter()
+            .filter(|id| self.take(id, |e| self.expiry(e, now)).is_some())
+            .count();
         if let AtCapacity::EvictIdle { min_idle, .. } = self.config.at_capacity {
             let mut list = oldest.into_sorted_vec();
             list.reverse();
@@ -722,7 +740,11 @@ impl Inner {
         removed
     }
 
-    fn insert(self: &Arc<Self>, reservation: Reservation, record: SessionRecord) -> Result<Arc<SessionRecord>, StoreError> {
+    fn insert(
+        self: &Arc<Self>,
+        reservation: Reservation,
+        record: SessionRecord,
+    ) -> Result<Arc<SessionRecord>, StoreError> {
         let now = self.now();
         let expires_at = match self.lifetime_nanos {
             None => u64::MAX,

@@ -98,7 +98,10 @@ impl LiveStream {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.attached.fetch_add(1, Ordering::AcqRel);
         self.signal.notify_waiters();
-        Attachment { live: self.clone(), generation }
+        Attachment {
+            live: self.clone(),
+            generation,
+        }
     }
 
     pub(crate) fn delivered(&self) -> u64 {

@@ -16,8 +16,13 @@ use crate::store::BusyGuard;
 ///
 /// `busy` keeps the session from idling out while the request is still being worked on,
 /// attached client or not.
-pub(crate) async fn pump<B>(body: B, key: StreamKey, log: Arc<dyn EventLog>, max_event_bytes: usize, busy: Arc<BusyGuard>)
-where
+pub(crate) async fn pump<B>(
+    body: B,
+    key: StreamKey,
+    log: Arc<dyn EventLog>,
+    max_event_bytes: usize,
+    busy: Arc<BusyGuard>,
+) where
     B: Body<Data = Bytes> + Send + 'static,
 {
     let mut body = std::pin::pin!(body);

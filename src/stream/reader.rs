@@ -97,9 +97,17 @@ impl Reader {
                 encode_retry(&mut out, millis(self.cfg.retry));
                 return self.end(out);
             }
-            let read = timeout(self.cfg.log_timeout, self.log.read_after(&self.key, self.cursor, self.cfg.read_batch)).await;
+            let read = timeout(
+                self.cfg.log_timeout,
+                self.log.read_after(&self.key, self.cursor, self.cfg.read_batch),
+            )
+            .await;
             let (events, last_seq, finished) = match read {
-                Ok(Ok(ReadOutcome::Events { events, last_seq, finished })) => (events, last_seq, finished),
+                Ok(Ok(ReadOutcome::Events {
+                    events,
+                    last_seq,
+                    finished,
+                })) => (events, last_seq, finished),
                 // The stream is gone, our cursor fell out of retention, or the log failed:
                 // end this connection; a resume gets the precise answer.
                 _ => return self.end(out),

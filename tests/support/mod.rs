@@ -13,20 +13,30 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower_mcp_session::{McpBody, McpSessionLayer};
 
 pub use echo::{EchoBody, EchoOptions};
 
-pub type App = BoxCloneService<Request<Full<Bytes>>, Response<McpBody<EchoBody>>, Infallible>;
+pub type App = BoxCloneSyncService<Request<Full<Bytes>>, Response<McpBody<EchoBody>>, Infallible>;
 
 /// The echo server behind `layer`.
 pub fn app(layer: &McpSessionLayer) -> App {
-    app_with(layer, EchoOptions { sse_tool_calls: false, manager: Some(layer.manager()) })
+    app_with(
+        layer,
+        EchoOptions {
+            sse_tool_calls: false,
+            manager: Some(layer.manager()),
+        },
+    )
 }
 
 pub fn app_with(layer: &McpSessionLayer, options: EchoOptions) -> App {
-    BoxCloneService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(echo::echo_service(options)))
+    BoxCloneSyncService::new(
+        tower::ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(echo::echo_service(options)),
+    )
 }
 
 pub const LEGACY: &str = "2025-06-18";
@@ -63,7 +73,9 @@ pub fn with_body(builder: http::request::Builder, body: &Value) -> Request<Full<
 }
 
 pub fn get() -> http::request::Builder {
-    Request::get("http://localhost/mcp").header("host", "localhost").header("accept", "text/event-stream")
+    Request::get("http://localhost/mcp")
+        .header("host", "localhost")
+        .header("accept", "text/event-stream")
 }
 
 pub fn delete() -> http::request::Builder {
@@ -75,7 +87,10 @@ pub fn empty(builder: http::request::Builder) -> Request<Full<Bytes>> {
 }
 
 pub async fn call(app: &App, req: Request<Full<Bytes>>) -> Response<McpBody<EchoBody>> {
-    tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(req)).await.expect("response in time").unwrap()
+    tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(req))
+        .await
+        .expect("response in time")
+        .unwrap()
 }
 
 /// POST `body` (with an optional session) and return status, headers and the body.
@@ -90,7 +105,11 @@ pub async fn send(app: &App, session: Option<&str>, body: &Value) -> (StatusCode
 }
 
 pub async fn read_all(body: McpBody<EchoBody>) -> Bytes {
-    tokio::time::timeout(Duration::from_secs(10), body.collect()).await.expect("body in time").unwrap().to_bytes()
+    tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("body in time")
+        .unwrap()
+        .to_bytes()
 }
 
 pub fn json(bytes: &[u8]) -> Value {
@@ -101,7 +120,12 @@ pub fn json(bytes: &[u8]) -> Value {
 pub async fn initialize(app: &App, version: &str) -> String {
     let (status, headers, body) = send(app, None, &initialize_body(version)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    headers.get("mcp-session-id").expect("session id on initialize").to_str().unwrap().to_owned()
+    headers
+        .get("mcp-session-id")
+        .expect("session id on initialize")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Assert a rejection: status, JSON-RPC error code and reason.
@@ -130,14 +154,21 @@ pub fn sse_events(bytes: &[u8]) -> Vec<Event> {
         if block.trim().is_empty() {
             continue;
         }
-        let mut ev = Event { id: None, data: String::new(), retry: None };
+        let mut ev = Event {
+            id: None,
+            data: String::new(),
+            retry: None,
+        };
         let mut has_field = false;
         let mut data_lines = Vec::new();
         for line in block.lines() {
             if line.starts_with(':') {
                 continue;
             }
-            let (name, value) = line.split_once(':').map(|(n, v)| (n, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+            let (name, value) = line
+                .split_once(':')
+                .map(|(n, v)| (n, v.strip_prefix(' ').unwrap_or(v)))
+                .unwrap_or((line, ""));
             has_field = true;
             match name {
                 "id" => ev.id = Some(value.to_owned()),
@@ -156,7 +187,11 @@ pub fn sse_events(bytes: &[u8]) -> Vec<Event> {
 
 /// The JSON-RPC messages in an SSE stream (events with data).
 pub fn sse_messages(bytes: &[u8]) -> Vec<Value> {
-    sse_events(bytes).into_iter().filter(|e| !e.data.is_empty()).map(|e| json(e.data.as_bytes())).collect()
+    sse_events(bytes)
+        .into_iter()
+        .filter(|e| !e.data.is_empty())
+        .map(|e| json(e.data.as_bytes()))
+        .collect()
 }
 
 /// A store that counts what the layer asks of it and can be made slow.
@@ -178,7 +213,10 @@ pub mod counting {
 
     impl CountingStore {
         pub fn new(inner: MemoryStore) -> Self {
-            Self { inner, ..Default::default() }
+            Self {
+                inner,
+                ..Default::default()
+            }
         }
         pub fn acquires(&self) -> usize {
             self.acquires.load(Ordering::SeqCst)
@@ -201,7 +239,11 @@ pub mod counting {
                 self.inner.reserve().await
             })
         }
-        fn insert(&self, r: Reservation, record: SessionRecord) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
+        fn insert(
+            &self,
+            r: Reservation,
+            record: SessionRecord,
+        ) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
             self.inner.insert(r, record)
         }
         fn acquire<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
@@ -220,13 +262,25 @@ pub mod counting {
         fn remove<'a>(&'a self, id: &'a SessionId, reason: CloseReason) -> BoxFuture<'a, Result<bool, StoreError>> {
             self.inner.remove(id, reason)
         }
-        fn attribute<'a>(&'a self, id: &'a SessionId, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
+        fn attribute<'a>(
+            &'a self,
+            id: &'a SessionId,
+            key: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
             self.inner.attribute(id, key)
         }
-        fn set_attribute<'a>(&'a self, id: &'a SessionId, key: &'a str, value: Value) -> BoxFuture<'a, Result<(), StoreError>> {
+        fn set_attribute<'a>(
+            &'a self,
+            id: &'a SessionId,
+            key: &'a str,
+            value: Value,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
             self.inner.set_attribute(id, key, value)
         }
-        fn attributes<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<serde_json::Map<String, Value>, StoreError>> {
+        fn attributes<'a>(
+            &'a self,
+            id: &'a SessionId,
+        ) -> BoxFuture<'a, Result<serde_json::Map<String, Value>, StoreError>> {
             self.inner.attributes(id)
         }
         fn add_close_listener(&self, listener: CloseListener) {
