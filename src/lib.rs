@@ -6,6 +6,7 @@ pub mod era;
 pub mod event_log;
 pub mod headers;
 pub mod session;
+pub mod sse;
 pub mod store;
 mod util;
 

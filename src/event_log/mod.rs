@@ -9,6 +9,10 @@ use std::fmt;
 
 use bytes::Bytes;
 
+mod memory;
+
+pub use memory::{MemoryEventLog, MemoryEventLogBuilder, TooManyStreams};
+
 use crate::session::SessionId;
 use crate::util::BoxFuture;
 

@@ -1,0 +1,551 @@
+//! An incremental SSE reader following the WHATWG `text/event-stream` rules.
+//!
+//! The layer writes SSE, it does not read it in production; the reader exists so that
+//! tests, benchmarks and tools can check what the layer wrote exactly the way a browser
+//! or SDK client would read it, including the awkward parts (chunk boundaries inside a
+//! CRLF pair or a UTF-8 sequence, a BOM, CR-only line ends).
+
+use bytes::{Buf, Bytes, BytesMut};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field of this event; `None` when absent or empty (a browser would
+    /// report `"message"`).
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`, always valid UTF-8 (invalid sequences are
+    /// replaced by U+FFFD, as the standard decodes the stream).
+    pub data: Bytes,
+    /// The `id:` field given in this event, if any. The id that persists across events
+    /// (what a client resumes from) is [`SseParser::last_event_id`].
+    pub id: Option<String>,
+    /// The `retry:` value given in this event, if any and valid.
+    pub retry: Option<u64>,
+}
+
+/// Why the reader refused the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SseError {
+    /// One event (its data, event name and id, or a single unfinished line) grew past
+    /// the bound given to [`SseParser::new`]. The event is dropped; reading resumes after
+    /// the blank line that ends it.
+    EventTooLarge {
+        /// The bound that was exceeded, in bytes.
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for SseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EventTooLarge { limit } => write!(f, "SSE event larger than {limit} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for SseError {}
+
+/// Reads SSE events from bytes that arrive in arbitrary pieces.
+///
+/// Feed input with [`push`](Self::push), then call [`next_event`](Self::next_event)
+/// until it returns `Ok(None)`; do that after every push, and the reader holds at most
+/// `max_event_bytes` plus the latest chunk. When the input ends, call
+/// [`finish`](Self::finish): an event without its closing blank line is discarded, as
+/// the standard requires.
+///
+/// Choices the standard leaves to the embedder:
+/// - A block with no `data:` line is not an event, even if it has `retry:` or `id:`.
+///   Those still take effect at once: see [`reconnection_time`](Self::reconnection_time)
+///   and [`last_event_id`](Self::last_event_id).
+/// - `retry:` must be ASCII digits that fit a `u64`; anything else is ignored.
+/// - Comment lines are dropped as they arrive, so a long comment costs no memory.
+pub struct SseParser {
+    max: usize,
+    /// Unprocessed input; always starts at the beginning of a line (or inside a line
+    /// whose first bytes were dropped, see `line_dropped`).
+    input: BytesMut,
+    /// Leading bytes of `input` already searched for a line break, so a long line fed
+    /// in small chunks is not rescanned each time.
+    scanned: usize,
+    bom_checked: bool,
+    /// The last line ended with CR: an LF at the start of the next input completes a
+    /// CRLF pair and is not a blank line.
+    after_cr: bool,
+    /// The rest of the current line is dropped (a comment, or an oversized event).
+    discard_line: bool,
+    /// Bytes of the current line were dropped already, so it is not a blank line.
+    line_dropped: bool,
+    /// The current event overflowed; everything up to its blank line is dropped.
+    skipping: bool,
+    data: BytesMut,
+    event: Option<String>,
+    id: Option<String>,
+    retry: Option<u64>,
+    /// Bytes held for the event under construction.
+    size: usize,
+    last_event_id: String,
+    reconnection_time: Option<u64>,
+}
+
+impl SseParser {
+    /// A reader that refuses any event holding more than `max_event_bytes`.
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            max: max_event_bytes,
+            input: BytesMut::new(),
+            scanned: 0,
+            bom_checked: false,
+            after_cr: false,
+            discard_line: false,
+            line_dropped: false,
+            skipping: false,
+            data: BytesMut::new(),
+            event: None,
+            id: None,
+            retry: None,
+            size: 0,
+            last_event_id: String::new(),
+            reconnection_time: None,
+        }
+    }
+
+    /// Add the next piece of input; it may end anywhere.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.input.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, `Ok(None)` when more input is needed.
+    ///
+    /// After [`SseError::EventTooLarge`] the reader stays usable: the oversized event
+    /// is skipped and later events are returned normally.
+    pub fn next_event(&mut self) -> Result<Option<SseEvent>, SseError> {
+        loop {
+            if !self.bom_checked {
+                if self.input.len() < BOM.len() && BOM.starts_with(&self.input) {
+                    return Ok(None);
+                }
+                if self.input.starts_with(BOM) {
+                    self.input.advance(BOM.len());
+                }
+                self.bom_checked = true;
+            }
+            if self.after_cr {
+                match self.input.first() {
+                    None => return Ok(None),
+                    Some(b'\n') => self.input.advance(1),
+                    Some(_) => {}
+                }
+                self.after_cr = false;
+            }
+
+            let Some(rel) = memchr::memchr2(b'\n', b'\r', &self.input[self.scanned..]) else {
+                return self.hold_partial_line().map(|()| None);
+            };
+            let end = self.scanned + rel;
+            let blank = end == 0 && !self.line_dropped;
+            let outcome = if blank {
+                if self.skipping {
+                    self.skipping = false;
+                    self.reset_event();
+                    Ok(None)
+                } else {
+                    Ok(self.dispatch())
+                }
+            } else if self.discard_line || self.skipping {
+                Ok(None)
+            } else {
+                self.field(end)
+            };
+
+            let cr = self.input[end] == b'\r';
+            self.input.advance(end + 1);
+            self.scanned = 0;
+            self.discard_line = false;
+            self.line_dropped = false;
+            if cr {
+                match self.input.first() {
+                    Some(b'\n') => self.input.advance(1),
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+            match outcome {
+                Ok(None) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// End of input: drop whatever is incomplete and get ready for a new stream.
+    ///
+    /// Per the standard, an event whose closing blank line never arrived is not
+    /// dispatched, so call this only after [`next_event`](Self::next_event) returned
+    /// `Ok(None)`. Returns whether anything was discarded. The last event id and the
+    /// reconnection time are kept: a client carries them into its next connection.
+    pub fn finish(&mut self) -> bool {
+        let discarded = !self.input.is_empty()
+            || self.line_dropped
+            || self.size > 0
+            || !self.data.is_empty()
+            || self.event.is_some()
+            || self.id.is_some()
+            || self.skipping;
+        self.input = BytesMut::new();
+        self.scanned = 0;
+        self.bom_checked = false;
+        self.after_cr = false;
+        self.discard_line = false;
+        self.line_dropped = false;
+        self.skipping = false;
+        self.data = BytesMut::new();
+        self.reset_event();
+        discarded
+    }
+
+    /// The id a client would send as `Last-Event-ID`: the last `id:` field seen, kept
+    /// across events (empty when none, or when the server cleared it with an empty id).
+    pub fn last_event_id(&self) -> &str {
+        &self.last_event_id
+    }
+
+    /// The last valid `retry:` value seen, in milliseconds, whether or not its block
+    /// was dispatched as an event.
+    pub fn reconnection_time(&self) -> Option<u64> {
+        self.reconnection_time
+    }
+
+    /// Bytes currently held (input not yet consumed plus the event under construction).
+    pub fn buffered_bytes(&self) -> usize {
+        self.input.len() + self.size
+    }
+
+    /// No line break in the input: keep the partial line, unless it is a comment or the
+    /// event is being skipped, in which case its bytes can go now.
+    fn hold_partial_line(&mut self) -> Result<(), SseError> {
+        if self.input.is_empty() {
+            return Ok(());
+        }
+        if self.discard_line || self.skipping || self.input[0] == b':' {
+            self.discard_line = true;
+            self.line_dropped = true;
+            self.input.clear();
+            self.scanned = 0;
+            return Ok(());
+        }
+        self.scanned = self.input.len();
+        if self.size + self.input.len() > self.max {
+            self.input.clear();
+            self.scanned = 0;
+            self.discard_line = true;
+            self.line_dropped = true;
+            return Err(self.overflow());
+        }
+        Ok(())
+    }
+
+    /// Interpret the complete line `input[..end]` as a field.
+    fn field(&mut self, end: usize) -> Result<Option<SseEvent>, SseError> {
+        let line = &self.input[..end];
+        let (name, value) = match memchr::memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        match name {
+            b"data" => {
+                let text = String::from_utf8_lossy(value);
+                self.size += text.len() + 1;
+                if self.size <= self.max {
+                    self.data.extend_from_slice(text.as_bytes());
+                    self.data.extend_from_slice(b"\n");
+                }
+            }
+            b"event" => {
+                let text = String::from_utf8_lossy(value).into_owned();
+                self.size += text.len();
+                self.size -= self.event.as_ref().map_or(0, String::len);
+                self.event = Some(text);
+            }
+            // An id holding NUL is ignored entirely, as the standard says.
+            b"id" if !value.contains(&0) => {
+                let text = String::from_utf8_lossy(value).into_owned();
+                self.size += text.len();
+                self.size -= self.id.as_ref().map_or(0, String::len);
+                self.last_event_id.clone_from(&text);
+                self.id = Some(text);
+            }
+            b"retry" => {
+                if let Some(ms) = parse_digits(value) {
+                    self.retry = Some(ms);
+                    self.reconnection_time = Some(ms);
+                }
+            }
+            // Comments (empty name) and unknown fields are ignored.
+            _ => {}
+        }
+        if self.size > self.max {
+            self.skipping = true;
+            return Err(self.overflow());
+        }
+        Ok(None)
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        if self.data.is_empty() {
+            self.reset_event();
+            return None;
+        }
+        // Every data line added a trailing LF; the standard drops the last one.
+        self.data.truncate(self.data.len() - 1);
+        let event = SseEvent {
+            event: self.event.take().filter(|e| !e.is_empty()),
+            data: self.data.split().freeze(),
+            id: self.id.take(),
+            retry: self.retry.take(),
+        };
+        self.size = 0;
+        Some(event)
+    }
+
+    fn overflow(&mut self) -> SseError {
+        self.reset_event();
+        SseError::EventTooLarge { limit: self.max }
+    }
+
+    fn reset_event(&mut self) {
+        self.data.clear();
+        self.event = None;
+        self.id = None;
+        self.retry = None;
+        self.size = 0;
+    }
+}
+
+impl std::fmt::Debug for SseParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseParser")
+            .field("max_event_bytes", &self.max)
+            .field("buffered_bytes", &self.buffered_bytes())
+            .field("last_event_id", &self.last_event_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &c| {
+        if c.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_chunks(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new(1 << 20);
+        let mut out = Vec::new();
+        for c in chunks {
+            p.push(c);
+            while let Some(e) = p.next_event().unwrap() {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn datas(events: &[SseEvent]) -> Vec<&[u8]> {
+        events.iter().map(|e| &e.data[..]).collect()
+    }
+
+    #[test]
+    fn one_event_all_fields() {
+        let ev = read_chunks(&[b"event: ping\nid: 7\nretry: 250\ndata: hello\n\n"]);
+        assert_eq!(
+            ev,
+            vec![SseEvent {
+                event: Some("ping".into()),
+                data: Bytes::from_static(b"hello"),
+                id: Some("7".into()),
+                retry: Some(250),
+            }]
+        );
+    }
+
+    #[test]
+    fn data_lines_join_with_lf_and_every_line_ending_counts() {
+        let ev = read_chunks(&[b"data: a\ndata: b\r\ndata: c\rdata:d\n\r\n"]);
+        assert_eq!(datas(&ev), vec![&b"a\nb\nc\nd"[..]]);
+        let ev = read_chunks(&[b"data: x\r\rdata: y\r\n\r\ndata: z\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"x"[..], b"y", b"z"]);
+    }
+
+    #[test]
+    fn crlf_split_across_chunks_is_one_line_end() {
+        let ev = read_chunks(&[b"data: a\r", b"\ndata: b\r", b"\n", b"\r", b"\n"]);
+        assert_eq!(datas(&ev), vec![&b"a\nb"[..]]);
+        // A CR at the very end of a chunk, then a non-LF: still one line end.
+        let ev = read_chunks(&[b"data: a\r", b"data: b\r\r"]);
+        assert_eq!(datas(&ev), vec![&b"a\nb"[..]]);
+    }
+
+    #[test]
+    fn utf8_split_inside_a_sequence() {
+        let text = "data: h\u{e9}\u{1F600}\n\n".as_bytes();
+        let chunks: Vec<&[u8]> = text.chunks(1).collect();
+        let ev = read_chunks(&chunks);
+        assert_eq!(datas(&ev), vec!["h\u{e9}\u{1F600}".as_bytes()]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let ev = read_chunks(&[b"data: a\xffb\n\n"]);
+        assert_eq!(datas(&ev), vec!["a\u{FFFD}b".as_bytes()]);
+    }
+
+    #[test]
+    fn leading_bom_is_skipped_even_when_split_and_only_once() {
+        let ev = read_chunks(&[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"a"[..]]);
+        // A second BOM is part of the field name, which is then unknown.
+        let ev = read_chunks(&[b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\ndata: b\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"b"[..]]);
+        // Not a BOM after all.
+        let ev = read_chunks(&[b"\xEF", b"data: a\n\n"]);
+        assert_eq!(ev.len(), 0, "the first line's field name is \\xEF-prefixed");
+    }
+
+    #[test]
+    fn field_syntax_details() {
+        // No colon: the whole line is the name and the value is empty.
+        let ev = read_chunks(&[b"data\n\n"]);
+        assert_eq!(datas(&ev), vec![&b""[..]]);
+        // Exactly one leading space is removed.
+        let ev = read_chunks(&[b"data:x\n\ndata:  y\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"x"[..], b" y"]);
+        // Colons after the first are part of the value.
+        let ev = read_chunks(&[b"data: a:b\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"a:b"[..]]);
+        // Unknown fields and comments are ignored.
+        let ev = read_chunks(&[b": hi\nfoo: bar\ndata: z\n:bye\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"z"[..]]);
+        // An empty event name reads as none.
+        let ev = read_chunks(&[b"event:\ndata: z\n\n"]);
+        assert_eq!(ev[0].event, None);
+    }
+
+    #[test]
+    fn blocks_without_data_are_not_events_but_id_and_retry_stick() {
+        let mut p = SseParser::new(1024);
+        p.push(b"id: 5\nevent: x\n\nretry: 3000\n\n");
+        assert_eq!(p.next_event().unwrap(), None);
+        assert_eq!(p.last_event_id(), "5");
+        assert_eq!(p.reconnection_time(), Some(3000));
+        // The event name of the data-less block does not leak into the next event.
+        p.push(b"data: a\n\n");
+        let e = p.next_event().unwrap().unwrap();
+        assert_eq!((e.event, e.id), (None, None));
+        assert_eq!(p.last_event_id(), "5");
+    }
+
+    #[test]
+    fn id_with_nul_is_ignored_and_empty_id_clears() {
+        let mut p = SseParser::new(1024);
+        p.push(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n");
+        assert_eq!(p.next_event().unwrap().unwrap().id.as_deref(), Some("1"));
+        assert_eq!(p.next_event().unwrap().unwrap().id, None);
+        assert_eq!(p.last_event_id(), "1");
+        p.push(b"id\ndata: c\n\n");
+        assert_eq!(p.next_event().unwrap().unwrap().id.as_deref(), Some(""));
+        assert_eq!(p.last_event_id(), "");
+    }
+
+    #[test]
+    fn retry_accepts_digits_only() {
+        for bad in [
+            &b"retry: 1a\n\n"[..],
+            b"retry: -1\n\n",
+            b"retry:\n\n",
+            b"retry: 99999999999999999999\n\n",
+        ] {
+            let mut p = SseParser::new(1024);
+            p.push(bad);
+            assert_eq!(p.next_event().unwrap(), None);
+            assert_eq!(p.reconnection_time(), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn incomplete_event_at_end_is_discarded() {
+        let mut p = SseParser::new(1024);
+        p.push(b"data: a\n\ndata: b\n");
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"a");
+        assert_eq!(p.next_event().unwrap(), None);
+        assert!(p.finish());
+        assert_eq!(p.next_event().unwrap(), None);
+        assert!(!p.finish());
+        // Usable for the next stream, BOM included.
+        p.push(b"\xEF\xBB\xBFdata: c\n\n");
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"c");
+    }
+
+    #[test]
+    fn oversized_event_is_refused_then_skipped() {
+        let mut p = SseParser::new(16);
+        p.push(b"data: 0123456789\ndata: 0123456789\nid: x\n\ndata: ok\n\n");
+        assert_eq!(p.next_event(), Err(SseError::EventTooLarge { limit: 16 }));
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"ok");
+        assert_eq!(p.last_event_id(), "", "fields of the skipped event do not apply");
+    }
+
+    #[test]
+    fn endless_line_is_refused_with_bounded_memory() {
+        let mut p = SseParser::new(100);
+        p.push(b"data: ");
+        let mut errors = 0;
+        for _ in 0..1000 {
+            p.push(&[b'x'; 10]);
+            loop {
+                match p.next_event() {
+                    Ok(None) => break,
+                    Ok(Some(_)) => panic!("no event expected"),
+                    Err(_) => errors += 1,
+                }
+            }
+            assert!(p.buffered_bytes() <= 110, "{}", p.buffered_bytes());
+        }
+        assert_eq!(errors, 1);
+        p.push(b"\n\ndata: after\n\n");
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"after");
+    }
+
+    #[test]
+    fn long_comment_costs_no_memory() {
+        let mut p = SseParser::new(8);
+        p.push(b":");
+        for _ in 0..100 {
+            p.push(&[b'c'; 100]);
+            assert_eq!(p.next_event(), Ok(None));
+            assert_eq!(p.buffered_bytes(), 0);
+        }
+        p.push(b"\ndata: a\n\n");
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"a");
+    }
+
+    #[test]
+    fn many_events_in_one_chunk() {
+        let ev = read_chunks(&[b"data: 1\n\ndata: 2\n\n\n\ndata: 3\n\n"]);
+        assert_eq!(datas(&ev), vec![&b"1"[..], b"2", b"3"]);
+    }
+}
