@@ -462,6 +462,11 @@ impl MemoryEventLog {
                 .filter_map(|(id, s)| lock(&s.state).finished_at.map(|at| (at, *id)))
                 .min();
             let Some((_, victim)) = oldest_finished else {
+                drop(streams);
+                drop(entry);
+                for stream in dropped {
+                    stream.changed.notify_waiters();
+                }
                 return Err(EventLogError::Unavailable(Box::new(TooManyStreams {
                     limit: limits.session_streams,
                 })));

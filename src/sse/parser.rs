@@ -226,6 +226,10 @@ impl SseParser {
     /// event is being skipped, in which case its bytes can go now.
     fn hold_partial_line(&mut self) -> Result<(), SseError> {
         if self.input.is_empty() {
+            // One huge chunk must not pin its buffer for the rest of the stream.
+            if self.input.capacity() > 2 * self.max.max(1 << 13) {
+                self.input = BytesMut::new();
+            }
             return Ok(());
         }
         if self.discard_line || self.skipping || self.input[0] == b':' {
