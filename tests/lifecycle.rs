@@ -114,7 +114,7 @@ async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
         Some(&1000),
         "idle sessions make room: {statuses:?}"
     );
-    let closed = closed.lock().unwrap();
+    let closed = closed.lock().unwrap().clone();
     for sid in &busy {
         assert!(!closed.contains_key(sid), "busy session {sid} was evicted");
         assert_eq!(
@@ -143,16 +143,22 @@ async fn idle_and_lifetime_expiry_under_paused_time() {
     let app = app(&layer);
     let idle = initialize(&app, LEGACY).await;
     let active = initialize(&app, LEGACY).await;
-    for _ in 0..20 {
+    for _ in 0..14 {
         tokio::time::advance(Duration::from_secs(40)).await;
         assert_eq!(
             send(&app, Some(&active), &request(1, "ping", json!({}))).await.0,
             StatusCode::OK
         );
     }
-    // 800 s have passed: `idle` idled out long ago; `active` hit its lifetime at 600 s.
+    // 560 s: `idle` idled out long ago (60 s after its initialize), `active` is alive.
     assert_eq!(
         send(&app, Some(&idle), &request(1, "ping", json!({}))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    tokio::time::advance(Duration::from_secs(45)).await;
+    // 605 s: `active` was busy all along but reached its 600 s lifetime.
+    assert_eq!(
+        send(&app, Some(&active), &request(1, "ping", json!({}))).await.0,
         StatusCode::NOT_FOUND
     );
     let closed = closed.lock().unwrap().clone();

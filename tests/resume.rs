@@ -127,7 +127,7 @@ where
     loop {
         let complete = buf.len() - buf.windows(2).rev().position(|w| w == b"\n\n").unwrap_or(buf.len());
         let events = sse_events(&buf[..complete.min(buf.len())]);
-        if events.iter().filter(|e| !e.data.is_empty()).count() >= want {
+        if !events.is_empty() && events.iter().filter(|e| !e.data.is_empty()).count() >= want {
             return (events, false);
         }
         match tokio::time::timeout(Duration::from_secs(10), body.frame())
@@ -228,7 +228,6 @@ async fn drop_anywhere_resume_gets_exactly_the_rest() {
             }
         }
     }
-    assert!(!dropped.load(Ordering::SeqCst) || true);
 }
 
 /// The response produced while the client was away is delivered on resume (rmcp

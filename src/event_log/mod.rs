@@ -7,7 +7,8 @@
 
 mod memory;
 
-pub use memory::{MemoryEventLog, MemoryEventLogBuilder};
+pub use memory::{MemoryEventLog, MemoryEventLogBuilder, TooManyStreams};
+
 use std::fmt;
 
 use bytes::Bytes;
@@ -166,6 +167,11 @@ pub trait EventLog: Send + Sync + 'static {
     fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>>;
 
     /// Read up to `max` events strictly after sequence number `after`.
+    ///
+    /// `after` is the sequence number of the last event the reader has (0 for none:
+    /// the priming event). When event `after + 1` is no longer held, or `after` is
+    /// beyond the newest event the stream has had, the answer is
+    /// [`ReadOutcome::Evicted`]: never a batch that silently skips events.
     fn read_after<'a>(
         &'a self,
         key: &'a StreamKey,
@@ -175,7 +181,8 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Resolve when the stream may hold events after `after`, or has finished, or is
     /// gone. Waking early is allowed (callers read again); a log that cannot notify may
-    /// poll.
+    /// poll. It must not wait when `after` is beyond the stream's newest event: such a
+    /// cursor reads as [`ReadOutcome::Evicted`] now, and waiting would hang the reader.
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()>;
 
     /// Drop every stream of `session` (the session ended).

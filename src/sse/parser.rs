@@ -226,6 +226,10 @@ impl SseParser {
     /// event is being skipped, in which case its bytes can go now.
     fn hold_partial_line(&mut self) -> Result<(), SseError> {
         if self.input.is_empty() {
+            // One huge chunk must not pin its buffer for the rest of the stream.
+            if self.input.capacity() > 2 * self.max.max(1 << 13) {
+                self.input = BytesMut::new();
+            }
             return Ok(());
         }
         if self.discard_line || self.skipping || self.input[0] == b':' {
@@ -271,14 +275,13 @@ impl SseParser {
                 self.size -= self.event.as_ref().map_or(0, String::len);
                 self.event = Some(text);
             }
-            b"id" => {
-                if !value.contains(&0) {
-                    let text = String::from_utf8_lossy(value).into_owned();
-                    self.size += text.len();
-                    self.size -= self.id.as_ref().map_or(0, String::len);
-                    self.last_event_id.clone_from(&text);
-                    self.id = Some(text);
-                }
+            // An id holding NUL is ignored entirely, as the standard says.
+            b"id" if !value.contains(&0) => {
+                let text = String::from_utf8_lossy(value).into_owned();
+                self.size += text.len();
+                self.size -= self.id.as_ref().map_or(0, String::len);
+                self.last_event_id.clone_from(&text);
+                self.id = Some(text);
             }
             b"retry" => {
                 if let Some(ms) = parse_digits(value) {
