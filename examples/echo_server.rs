@@ -3,6 +3,10 @@
 //! ```text
 //! cargo run --example echo_server -- --addr 127.0.0.1:8080 --max-sessions 1000
 //! ```
+//!
+//! `--sse-all` answers every JSON reply (including `initialize`) as a one-event SSE
+//! stream instead, and `--strict-modern` makes the layer validate 2026-07-28 request
+//! headers and `_meta` itself; `tests/interop/run.sh` uses both.
 
 mod common;
 
@@ -23,6 +27,8 @@ struct Args {
     sse_tool_calls: bool,
     create_burst: Option<NonZeroU32>,
     create_per_second: Option<NonZeroU32>,
+    sse_all: bool,
+    strict_modern: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +38,8 @@ fn parse_args() -> Result<Args, String> {
         sse_tool_calls: false,
         create_burst: None,
         create_per_second: None,
+        sse_all: false,
+        strict_modern: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,13 +48,15 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
             "--sse" => args.sse_tool_calls = true,
+            "--sse-all" => args.sse_all = true,
+            "--strict-modern" => args.strict_modern = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse] [--create-burst N] [--create-per-second R]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse] [--sse-all] [--strict-modern] [--create-burst N] [--create-per-second R]"
                 );
                 std::process::exit(0);
             }
@@ -70,14 +80,19 @@ async fn main() {
         let key = PeerIp::new().peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
         builder = builder.rate_limit(CreationLimit::new().per_key(quota, key));
     }
+    if args.strict_modern {
+        builder = builder.strict_modern_headers(true);
+    }
     let layer = builder.build();
     let options = common::EchoOptions {
         sse_tool_calls: args.sse_tool_calls,
         manager: Some(layer.manager()),
     };
-    let app = Router::new()
-        .route_service("/mcp", any_service(common::echo_service(options)))
-        .layer(layer);
+    let mut app = Router::new().route_service("/mcp", any_service(common::echo_service(options)));
+    if args.sse_all {
+        app = app.layer(axum::middleware::map_response(json_as_sse));
+    }
+    let app = app.layer(layer);
     let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
         eprintln!("echo_server: cannot bind {}: {e}", args.addr);
         std::process::exit(1);
@@ -89,4 +104,36 @@ async fn main() {
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .expect("server error");
+}
+
+/// `--sse-all`: turn a successful JSON reply carrying one JSON-RPC message into a
+/// one-event SSE stream, as servers that always stream do.
+async fn json_as_sse(response: axum::response::Response) -> axum::response::Response {
+    use axum::body::Body;
+    use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !response.status().is_success() || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return axum::response::Response::from_parts(parts, Body::empty());
+    };
+    if bytes.first() != Some(&b'{') {
+        // A batch answer stays JSON.
+        return axum::response::Response::from_parts(parts, Body::from(bytes));
+    }
+    let text = String::from_utf8_lossy(&bytes).replace('\n', "");
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+    parts
+        .headers
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    axum::response::Response::from_parts(parts, Body::from(format!("event: message\ndata: {text}\n\n")))
 }

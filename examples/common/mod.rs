@@ -2,10 +2,19 @@
 //! `initialize`, `ping`, `tools/list`, `tools/call` and `server/discover`, answering
 //! 2025-era and 2026-07-28 requests alike. It knows nothing about sessions; the layer
 //! in front of it supplies them.
+//!
+//! Besides its own tools it carries the tools the official conformance suite
+//! (`@modelcontextprotocol/conformance`) calls, so `tests/interop/run.sh` can drive the
+//! layer with it: content tools, logging, sampling and elicitation (server-to-client
+//! requests on a POST stream, answered by a separate POST), and the 2026-07-28
+//! diagnostic tools `test_missing_capability` and `test_logging_tool`.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +24,7 @@ use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tower_mcp_session::{Session, SessionManager, SseControl};
 
 pub type EchoBody = BoxBody<Bytes, Infallible>;
@@ -103,6 +112,7 @@ impl Ctx {
     async fn handle(&self, message: Value) -> Response<EchoBody> {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             // A response from the client: accepted, nothing to answer.
+            deliver_client_response(&message);
             return status(StatusCode::ACCEPTED);
         };
         let Some(id) = message.get("id").cloned() else {
@@ -114,6 +124,13 @@ impl Ctx {
             match name {
                 "test_tool_with_progress" => return self.progress_tool(id, &message),
                 "test_reconnection" => return self.reconnection_tool(id),
+                "test_tool_with_logging" | "test_logging_tool" => return logging_tool(id, &message),
+                "test_sampling" | "test_elicitation" if !modern => return self.client_request_tool(id, name, &message),
+                "test_missing_capability" if modern && !declares(&message, "sampling") => {
+                    let mut answer = error(id, -32021, "Missing required client capability");
+                    answer["error"]["data"] = json!({"requiredCapabilities": {"sampling": {}}});
+                    return json_response(StatusCode::BAD_REQUEST, answer);
+                }
                 "echo" if self.options.sse_tool_calls => {
                     let answer = self.answer(id, method, &message).await;
                     return sse_once(answer);
@@ -132,12 +149,23 @@ impl Ctx {
     }
 
     async fn answer_json(&self, message: &Value) -> Option<Value> {
+        if message.get("method").is_none() {
+            deliver_client_response(message);
+        }
         let method = message.get("method")?.as_str()?;
         let id = message.get("id")?.clone();
         Some(self.answer(id, method, message).await)
     }
 
     async fn answer(&self, id: Value, method: &str, message: &Value) -> Value {
+        let mut answer = self.answer_legacy_shape(id, method, message).await;
+        if is_modern(message) {
+            modern_result_fields(method, &mut answer);
+        }
+        answer
+    }
+
+    async fn answer_legacy_shape(&self, id: Value, method: &str, message: &Value) -> Value {
         let modern = is_modern(message);
         match method {
             "initialize" if !modern => {
@@ -160,14 +188,22 @@ impl Ctx {
                 )
             }
             "ping" if !modern => result(id, json!({})),
-            "server/discover" => result(
-                id,
-                json!({
-                    "supportedVersions": [MODERN_VERSION],
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")},
-                }),
-            ),
+            "server/discover" => {
+                let info = json!({"name": "tower-mcp-session-echo", "version": env!("CARGO_PKG_VERSION")});
+                // A dual-era server: every revision it speaks, 2025 ones included (the
+                // layer's UnsupportedProtocolVersionError lists the same set).
+                let mut versions: Vec<&str> = LEGACY_VERSIONS.to_vec();
+                versions.push(MODERN_VERSION);
+                result(
+                    id,
+                    json!({
+                        "supportedVersions": versions,
+                        "capabilities": {"tools": {}},
+                        "serverInfo": info,
+                        "_meta": {"io.modelcontextprotocol/serverInfo": info},
+                    }),
+                )
+            }
             "logging/setLevel" if !modern => {
                 let level = message.pointer("/params/level").cloned().unwrap_or(Value::Null);
                 if let Some(session) = &self.session {
@@ -191,6 +227,42 @@ impl Ctx {
                     .unwrap_or("");
                 result(id, text_result(text))
             }
+            "test_simple_text" => result(id, text_result("This is a simple text response for testing.")),
+            "test_image_content" => result(id, json!({"content": [image_content()]})),
+            "test_audio_content" => result(
+                id,
+                json!({"content": [{"type": "audio", "data": WAV_SILENCE_BASE64, "mimeType": "audio/wav"}]}),
+            ),
+            "test_embedded_resource" => result(
+                id,
+                json!({"content": [{"type": "resource", "resource": {
+                    "uri": "test://embedded-resource",
+                    "mimeType": "text/plain",
+                    "text": "This is an embedded resource content.",
+                }}]}),
+            ),
+            "test_multiple_content_types" => result(
+                id,
+                json!({"content": [
+                    {"type": "text", "text": "Multiple content types test:"},
+                    image_content(),
+                    {"type": "resource", "resource": {
+                        "uri": "test://mixed-content-resource",
+                        "mimeType": "application/json",
+                        "text": "{\"test\":\"data\",\"value\":123}",
+                    }},
+                ]}),
+            ),
+            "test_error_handling" => result(
+                id,
+                json!({"content": [{"type": "text", "text": "This tool intentionally returns an error for testing"}], "isError": true}),
+            ),
+            "json_schema_2020_12_tool" => result(id, text_result("schema tool called")),
+            "test_missing_capability" => result(id, text_result("sampling capability declared")),
+            "test_sampling" | "test_elicitation" => result(
+                id,
+                json!({"content": [{"type": "text", "text": "server-to-client requests need a 2025 session"}], "isError": true}),
+            ),
             "notify_me" => {
                 let (Some(manager), Some(session)) = (&self.options.manager, &self.session) else {
                     return result(
@@ -217,6 +289,7 @@ impl Ctx {
 
     fn progress_tool(&self, id: Value, message: &Value) -> Response<EchoBody> {
         let token = message.pointer("/params/_meta/progressToken").cloned();
+        let modern = is_modern(message);
         sse_task(move |tx| async move {
             if let Some(token) = token {
                 for (i, progress) in [0, 50, 100].into_iter().enumerate() {
@@ -233,7 +306,11 @@ impl Ctx {
                     }
                 }
             }
-            send_event(&tx, &result(id, text_result("progress complete"))).await;
+            let mut answer = result(id, text_result("progress complete"));
+            if modern {
+                modern_result_fields("tools/call", &mut answer);
+            }
+            send_event(&tx, &answer).await;
         })
     }
 
@@ -248,6 +325,183 @@ impl Ctx {
             send_event(&tx, &result(id, text_result("reconnection test complete"))).await;
         })
     }
+
+    /// `test_sampling` / `test_elicitation`: send a request to the client on this POST's
+    /// SSE stream, wait for the client to POST the answer, then answer the tool call.
+    fn client_request_tool(&self, id: Value, name: &str, message: &Value) -> Response<EchoBody> {
+        let (capability, method, params) = if name == "test_sampling" {
+            let prompt = message
+                .pointer("/params/arguments/prompt")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            (
+                "sampling",
+                "sampling/createMessage",
+                json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100}),
+            )
+        } else {
+            let text = message
+                .pointer("/params/arguments/message")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            (
+                "elicitation",
+                "elicitation/create",
+                json!({"message": text, "requestedSchema": {"type": "object", "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"},
+                }, "required": ["username", "email"]}}),
+            )
+        };
+        let declared = self
+            .session
+            .as_ref()
+            .and_then(|s| s.record().client_capabilities())
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            .is_some_and(|caps| caps.get(capability).is_some());
+        if !declared {
+            let text = format!("the client did not declare the {capability} capability");
+            return json_response(
+                StatusCode::OK,
+                result(
+                    id,
+                    json!({"content": [{"type": "text", "text": text}], "isError": true}),
+                ),
+            );
+        }
+        let request_id = format!("echo-{}", NEXT_CLIENT_REQUEST.fetch_add(1, Ordering::Relaxed));
+        let (answer_tx, answer_rx) = oneshot::channel();
+        pending_client_requests()
+            .lock()
+            .expect("not poisoned")
+            .insert(request_id.clone(), answer_tx);
+        let request = json!({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params});
+        let is_sampling = capability == "sampling";
+        sse_task(move |tx| async move {
+            if !send_event(&tx, &request).await {
+                pending_client_requests()
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&request_id);
+                return;
+            }
+            let reply = tokio::time::timeout(Duration::from_secs(20), answer_rx).await;
+            pending_client_requests()
+                .lock()
+                .expect("not poisoned")
+                .remove(&request_id);
+            let answer = match reply {
+                Ok(Ok(reply)) if reply.get("result").is_some() => {
+                    let got = &reply["result"];
+                    let text = if is_sampling {
+                        let said = got.pointer("/content/text").and_then(Value::as_str).unwrap_or("");
+                        format!("LLM response: {said}")
+                    } else {
+                        format!("User response: action={}, content={}", got["action"], got["content"])
+                    };
+                    result(id, text_result(&text))
+                }
+                Ok(Ok(reply)) => result(
+                    id,
+                    json!({"content": [{"type": "text", "text": format!("client error: {}", reply["error"])}], "isError": true}),
+                ),
+                _ => result(
+                    id,
+                    json!({"content": [{"type": "text", "text": "no answer from the client"}], "isError": true}),
+                ),
+            };
+            send_event(&tx, &answer).await;
+        })
+    }
+}
+
+/// Requests the server sent to a client and is still waiting on, by JSON-RPC id.
+fn pending_client_requests() -> &'static Mutex<HashMap<String, oneshot::Sender<Value>>> {
+    static PENDING: OnceLock<Mutex<HashMap<String, oneshot::Sender<Value>>>> = OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+static NEXT_CLIENT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// A JSON-RPC response the client POSTed: hand it to the tool call waiting for it.
+fn deliver_client_response(message: &Value) {
+    let Some(id) = message.get("id").and_then(Value::as_str) else {
+        return;
+    };
+    let waiting = pending_client_requests().lock().expect("not poisoned").remove(id);
+    if let Some(waiting) = waiting {
+        let _ = waiting.send(message.clone());
+    }
+}
+
+/// Whether a 2026-07-28 request declares a client capability in its `_meta`.
+fn declares(message: &Value, capability: &str) -> bool {
+    message
+        .pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities")
+        .and_then(|caps| caps.get(capability))
+        .is_some()
+}
+
+/// `test_tool_with_logging` (2025) and `test_logging_tool` (2026-07-28): three log
+/// messages ~50 ms apart on the response stream, then the answer. A 2026-07-28 request
+/// gets log messages only when its `_meta` asks for a log level.
+fn logging_tool(id: Value, message: &Value) -> Response<EchoBody> {
+    let modern = is_modern(message);
+    let wants_logs = !modern
+        || message
+            .pointer("/params/_meta/io.modelcontextprotocol~1logLevel")
+            .is_some();
+    sse_task(move |tx| async move {
+        if wants_logs {
+            let lines = [
+                "Tool execution started",
+                "Tool processing data",
+                "Tool execution completed",
+            ];
+            for (i, line) in lines.into_iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let note = json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/message",
+                    "params": {"level": "info", "logger": "echo", "data": line},
+                });
+                if !send_event(&tx, &note).await {
+                    return;
+                }
+            }
+        }
+        let mut answer = result(id, text_result("logging tool finished"));
+        if modern {
+            modern_result_fields("tools/call", &mut answer);
+        }
+        send_event(&tx, &answer).await;
+    })
+}
+
+/// The fields every 2026-07-28 result carries (`resultType`), plus the caching hints
+/// of list and discover results.
+fn modern_result_fields(method: &str, answer: &mut Value) {
+    let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    result.entry("resultType").or_insert(json!("complete"));
+    if matches!(method, "tools/list" | "server/discover") {
+        result.entry("cacheScope").or_insert(json!("public"));
+        result.entry("ttlMs").or_insert(json!(0));
+    }
+}
+
+/// A 1x1 red PNG.
+const PNG_RED_PIXEL_BASE64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+/// A WAV file holding two samples of silence (8 kHz, 8-bit mono).
+const WAV_SILENCE_BASE64: &str = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQIAAACAgA==";
+
+fn image_content() -> Value {
+    json!({"type": "image", "data": PNG_RED_PIXEL_BASE64, "mimeType": "image/png"})
 }
 
 fn tools() -> Value {
@@ -258,6 +512,39 @@ fn tools() -> Value {
         {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100, then answer.", "inputSchema": empty},
         {"name": "test_reconnection", "description": "Close the connection after priming, answer on reconnection.", "inputSchema": empty},
         {"name": "notify_me", "description": "Push a notification to the caller's GET stream.", "inputSchema": empty},
+        // The tools the official conformance suite calls.
+        {"name": "test_simple_text", "description": "Answer with one text block.", "inputSchema": empty},
+        {"name": "test_image_content", "description": "Answer with a PNG image.", "inputSchema": empty},
+        {"name": "test_audio_content", "description": "Answer with a WAV clip.", "inputSchema": empty},
+        {"name": "test_embedded_resource", "description": "Answer with an embedded resource.", "inputSchema": empty},
+        {"name": "test_multiple_content_types", "description": "Answer with text, image and resource.", "inputSchema": empty},
+        {"name": "test_error_handling", "description": "Answer with a tool error.", "inputSchema": empty},
+        {"name": "test_tool_with_logging", "description": "Log three messages on the response stream, then answer.", "inputSchema": empty},
+        {"name": "test_logging_tool", "description": "Log on the response stream only when the request asks for a log level.", "inputSchema": empty},
+        {"name": "test_sampling", "description": "Ask the client for an LLM sample (2025 sessions).",
+         "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}},
+        {"name": "test_elicitation", "description": "Ask the client for user input (2025 sessions).",
+         "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
+        {"name": "test_missing_capability", "description": "Needs the sampling client capability (2026-07-28).", "inputSchema": empty},
+        {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
+         "inputSchema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                                  "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+            "properties": {
+                "name": {"type": "string"},
+                "address": {"$ref": "#/$defs/address"},
+                "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                "phone": {"type": "string"},
+                "email": {"type": "string"},
+            },
+            "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+            "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+            "then": {"required": ["phone"]},
+            "else": {"required": ["email"]},
+            "additionalProperties": false,
+         }},
     ])
 }
 

