@@ -13,6 +13,10 @@ use serde_json::Value;
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::util::BoxFuture;
 
+mod memory;
+
+pub use memory::{AtCapacity, MemoryStore, MemoryStoreBuilder};
+
 /// A callback told, exactly once per session, that the session ended and why.
 pub type CloseListener = Arc<dyn Fn(&SessionId, CloseReason) + Send + Sync>;
 
@@ -39,6 +43,11 @@ pub enum StoreError {
     },
     /// The backend could not be reached or failed; the layer answers 503.
     Unavailable(BoxError),
+    /// An attribute write would take the session past the store's bound on the number
+    /// or total size of its attributes; nothing was written. The bound keeps one
+    /// session from growing without limit; it is the application's error, not the
+    /// client's, and the layer never produces it.
+    AttributeLimit,
 }
 
 impl fmt::Display for StoreError {
@@ -46,6 +55,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::AtCapacity { .. } => f.write_str("the session store is at capacity"),
             Self::Unavailable(_) => f.write_str("the session store is unavailable"),
+            Self::AttributeLimit => f.write_str("the session's attributes would exceed the store's limit"),
         }
     }
 }
@@ -54,7 +64,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Unavailable(e) => Some(&**e),
-            Self::AtCapacity { .. } => None,
+            Self::AtCapacity { .. } | Self::AttributeLimit => None,
         }
     }
 }
