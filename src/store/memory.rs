@@ -369,7 +369,8 @@ impl fmt::Debug for MemoryStoreBuilder {
 ///   ended; failing the handler for it would help nobody).
 ///
 /// An idle session with a 32-character id, no client info and no attributes costs
-/// about 250 bytes of heap.
+/// under 300 bytes (measured: 240–290 bytes of heap, 260–300 bytes resident, at 100k
+/// and 1M sessions; `examples/memory_store_footprint.rs`).
 ///
 /// ```
 /// use tower_mcp_session::store::{MemoryStore, SessionStore};
@@ -803,8 +804,16 @@ impl Inner {
                 // Strong only for the length of one pass, so the sweeper never keeps
                 // the store alive.
                 let Some(inner) = store.upgrade() else { return };
-                let mut candidates = inner.maintenance.lock().await;
-                inner.pass(inner.now(), &mut candidates);
+                // A pass over a large store takes milliseconds (tens per million
+                // sessions); on the blocking pool it does not stall the requests that
+                // share this worker thread.
+                let pass = tokio::task::spawn_blocking(move || {
+                    let mut candidates = inner.maintenance.blocking_lock();
+                    inner.pass(inner.now(), &mut candidates);
+                });
+                if pass.await.is_err() {
+                    return;
+                }
             }
         });
     }
