@@ -352,6 +352,7 @@ impl fmt::Debug for MemoryStoreBuilder {
 /// - **Exact cap.** [`reserve`](SessionStore::reserve) takes a slot with a
 ///   compare-and-swap only while the count of live sessions plus outstanding
 ///   reservations is below the cap, so concurrent creations can never overshoot.
+///   [`insert`](SessionStore::insert) must be given a reservation from this store.
 /// - **Busy sessions are safe.** [`acquire`](SessionStore::acquire) opens a busy period
 ///   and [`release`](SessionStore::release) closes it; a session with one open never
 ///   idles out and is never evicted (only `max_lifetime` ends it).
