@@ -589,3 +589,51 @@ mod counting_log {
         }
     }
 }
+
+/// Messages pushed before the client opened its GET stream are delivered on that GET,
+/// once; a GET stream that expired while quiet is started again on resume instead of
+/// stranding the client.
+#[tokio::test(start_paused = true)]
+async fn pushes_before_listening_and_expired_get_stream() {
+    let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(60)).build();
+    let layer = McpSessionLayer::builder().event_log(log).sse_keep_alive(None).build();
+    let app = app(&layer);
+    let manager = layer.manager();
+    let sid = initialize(&app, "2025-11-25").await;
+    let id = SessionId::parse(&sid).unwrap();
+    for n in 0..3 {
+        manager
+            .send(
+                &id,
+                &json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": n}}),
+            )
+            .await
+            .unwrap();
+    }
+    let mut stream = call(&app, empty(get().header("mcp-session-id", &sid))).await;
+    let (events, _) = read_events(stream.body_mut(), 3).await;
+    let got = data_events(&events);
+    assert_eq!(got.len(), 3, "queued messages arrive on the first GET");
+    let last = got[2].id.clone().unwrap();
+    drop(stream);
+    let mut again = call(&app, empty(get().header("mcp-session-id", &sid))).await;
+    let quiet = tokio::time::timeout(Duration::from_secs(1), read_events(again.body_mut(), 1)).await;
+    assert!(quiet.is_err(), "a new GET does not repeat delivered messages");
+    drop(again);
+    // Nothing pushed for longer than the log's idle timeout: the GET stream expires.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let resumed = call(
+        &app,
+        empty(
+            get()
+                .header("mcp-session-id", &sid)
+                .header("last-event-id", last.as_str()),
+        ),
+    )
+    .await;
+    assert_eq!(
+        resumed.status(),
+        200,
+        "an expired GET stream is started again, not refused"
+    );
+}

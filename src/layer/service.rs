@@ -550,33 +550,39 @@ where
         };
         let shared = self.shared.clone();
         let busy = Arc::new(busy);
-        let (key, cursor, priming) = match parts.headers.get(LAST_EVENT_ID) {
+        let standalone = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
+        let primes = record.protocol_version().supports_priming();
+        let resumed = match parts.headers.get(LAST_EVENT_ID) {
+            None => None,
             Some(value) => {
                 let Some(event_id) = value.to_str().ok().and_then(EventId::parse) else {
                     return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
                 };
                 let key = StreamKey::new(record.id().clone(), event_id.stream());
                 match timeout(shared.store_timeout, shared.log.read_after(&key, event_id.seq(), 1)).await {
-                    Ok(Ok(ReadOutcome::Events { .. })) => {}
+                    Ok(Ok(ReadOutcome::Events { .. })) => Some((key, event_id.seq())),
+                    // The GET stream expired while nothing was pushed: start it afresh
+                    // rather than strand a client that did nothing wrong.
+                    Ok(Ok(ReadOutcome::UnknownStream)) if key == standalone => None,
                     Ok(Ok(ReadOutcome::UnknownStream)) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
                     }
-                    Ok(Ok(ReadOutcome::Evicted)) => {
+                    Ok(Ok(ReadOutcome::Evicted { .. })) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted)));
                     }
                     Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable())),
                 }
+            }
+        };
+        let (key, cursor, priming) = match resumed {
+            Some((key, cursor)) => {
                 shared.counters.resumed();
-                (key, event_id.seq(), false)
+                (key, cursor, false)
             }
-            None => {
-                let key = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
-                if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
-                    return Ok(self.reject(store_unavailable()));
-                }
-                let live = shared.streams.live(&key);
-                (key, live.delivered(), record.protocol_version().supports_priming())
-            }
+            None => match fresh_cursor(&shared, &standalone).await {
+                Ok(cursor) => (standalone, cursor, primes),
+                Err(rejection) => return Ok(self.reject(rejection)),
+            },
         };
         let live = shared.streams.live(&key);
         let close_epoch = live.close_epoch();
@@ -623,6 +629,26 @@ where
             Ok(Ok(false)) => Ok(self.reject(Rejection::new(RejectionKind::SessionNotFound))),
             Ok(Err(_)) | Err(_) => Ok(self.reject(store_unavailable())),
         }
+    }
+}
+
+/// Where a `GET` without `Last-Event-ID` starts on the session's standalone stream:
+/// after the last event this instance delivered, so messages pushed while nobody
+/// listened are delivered once and nothing is repeated. If those were already dropped
+/// by retention, the client gets what is still held; a fresh connection promises no
+/// continuity.
+async fn fresh_cursor(shared: &Shared, key: &StreamKey) -> Result<u64, Rejection> {
+    let wait = shared.store_timeout;
+    if !matches!(timeout(wait, shared.log.open(key)).await, Ok(Ok(()))) {
+        return Err(store_unavailable());
+    }
+    let delivered = shared.streams.live(key).delivered();
+    match timeout(wait, shared.log.read_after(key, delivered, 0)).await {
+        Ok(Ok(ReadOutcome::Events { .. })) => Ok(delivered),
+        // The stream was started again after expiring; its numbering restarted.
+        Ok(Ok(ReadOutcome::Evicted { last_seq, .. })) if delivered > last_seq => Ok(last_seq),
+        Ok(Ok(ReadOutcome::Evicted { first_retained, .. })) => Ok(first_retained.saturating_sub(1)),
+        _ => Err(store_unavailable()),
     }
 }
 
