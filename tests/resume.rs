@@ -637,3 +637,62 @@ async fn pushes_before_listening_and_expired_get_stream() {
         "an expired GET stream is started again, not refused"
     );
 }
+
+/// An inner service may stream newline-delimited JSON instead of SSE: legacy clients get
+/// a resumable SSE stream with ids, 2026-07-28 clients plain SSE events.
+#[tokio::test]
+async fn ndjson_answers_are_framed_as_sse() {
+    let layer = McpSessionLayer::new();
+    let inner = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let body: Value = serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        if body["method"] == "initialize" {
+            return Ok::<_, Infallible>(
+                echo::handle(
+                    EchoOptions::default(),
+                    Request::post("/mcp")
+                        .body(Full::new(Bytes::from(body.to_string())))
+                        .unwrap(),
+                )
+                .await
+                .map(|b| b.boxed_unsync()),
+            );
+        }
+        let lines = format!(
+            "{}\n\r\n{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}),
+            json!({"jsonrpc": "2.0", "id": body["id"], "result": {}})
+        );
+        let mut r = Response::new(Full::new(Bytes::from(lines)).boxed_unsync());
+        r.headers_mut()
+            .insert("content-type", "application/x-ndjson".parse().unwrap());
+        Ok(r)
+    });
+    let app: StreamApp = BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(inner));
+    let sid = init_on(&app, "2025-06-18").await;
+    let resp = app
+        .clone()
+        .oneshot(with_body(
+            post().header("mcp-session-id", &sid),
+            &request(4, "tools/call", json!({})),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let events = data_events(&sse_events(&bytes));
+    assert_eq!(events.len(), 2, "the last line counts without its newline");
+    assert!(events.iter().all(|e| e.id.is_some()), "legacy: resumable, with ids");
+    assert_eq!(json(events[1].data.as_bytes())["id"], 4);
+
+    let modern = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"_meta": modern_meta()}});
+    let resp = app
+        .clone()
+        .oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let events = data_events(&sse_events(&bytes));
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.id.is_none()), "2026-07-28: no event ids");
+}

@@ -9,6 +9,7 @@
 //! plain `GET` (the standalone stream, from its current end). Since every reader only
 //! reads the log, a slow client never slows a producer or another stream.
 
+pub(crate) mod decode;
 pub(crate) mod pump;
 pub(crate) mod reader;
 
