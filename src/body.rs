@@ -6,11 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::sse::encode_event;
 use crate::store::BusyGuard;
+use crate::stream::decode::Decoder;
 use crate::stream::reader::Reader;
 use crate::util::BoxFuture;
 
@@ -43,6 +45,7 @@ pin_project! {
         Full { data: Option<Bytes> },
         Prefixed { prefix: Option<Bytes>, body: Pin<Box<B>> },
         Stream { reader: Option<Reader>, pending: Option<BoxFuture<'static, (Reader, Option<Bytes>)>> },
+        Framed { decoder: Decoder, body: Pin<Box<B>>, ended: bool },
     }
 }
 
@@ -75,6 +78,18 @@ impl<B> McpBody<B> {
                 body,
             },
             busy: None,
+        }
+    }
+
+    /// An NDJSON body framed as SSE events (no ids) as it arrives.
+    pub(crate) fn framed(body: B, decoder: Decoder, busy: Option<Arc<BusyGuard>>) -> Self {
+        Self {
+            kind: Kind::Framed {
+                decoder,
+                body: Box::pin(body),
+                ended: false,
+            },
+            busy,
         }
     }
 
@@ -120,6 +135,31 @@ where
                 }
                 chunk.map(|c| Ok(Frame::data(c)))
             }
+            KindProj::Framed { decoder, body, ended } => loop {
+                let mut out = BytesMut::new();
+                // A message over the bound ends the stream: it cannot be framed whole.
+                while let Ok(Some(message)) = decoder.next_message() {
+                    encode_event(&mut out, None, &message);
+                }
+                if *ended {
+                    if let Some(last) = decoder.finish() {
+                        encode_event(&mut out, None, &last);
+                    }
+                    break (!out.is_empty()).then(|| Ok(Frame::data(out.freeze())));
+                }
+                if !out.is_empty() {
+                    break Some(Ok(Frame::data(out.freeze())));
+                }
+                match ready!(body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            decoder.push(&data);
+                        }
+                    }
+                    Some(Err(e)) => break Some(Err(e)),
+                    None => *ended = true,
+                }
+            },
         };
         if polled.is_none() {
             // Done: the busy period ends with the body, not when the client goes away later.
@@ -134,6 +174,7 @@ where
             Kind::Full { data } => data.is_none(),
             Kind::Prefixed { prefix, body } => prefix.is_none() && body.is_end_stream(),
             Kind::Stream { reader, pending } => reader.is_none() && pending.is_none(),
+            Kind::Framed { .. } => false,
         }
     }
 
@@ -153,6 +194,7 @@ impl<B> fmt::Debug for McpBody<B> {
             Kind::Full { .. } => "full",
             Kind::Prefixed { .. } => "prefixed",
             Kind::Stream { .. } => "stream",
+            Kind::Framed { .. } => "framed",
         };
         f.debug_struct("McpBody").field("kind", &kind).finish()
     }

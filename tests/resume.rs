@@ -194,7 +194,7 @@ async fn drop_anywhere_resume_gets_exactly_the_rest() {
                 let (more, ended) = read_events(again.body_mut(), want).await;
                 all.extend(data_events(&more));
                 got = more;
-                if ended || all.len() >= N + 1 {
+                if ended || all.len() > N {
                     if !ended {
                         let (rest, ended) = read_events(again.body_mut(), usize::MAX).await;
                         assert!(ended && data_events(&rest).is_empty(), "nothing after the response");
@@ -588,4 +588,111 @@ mod counting_log {
             self.inner.remove_session(session)
         }
     }
+}
+
+/// Messages pushed before the client opened its GET stream are delivered on that GET,
+/// once; a GET stream that expired while quiet is started again on resume instead of
+/// stranding the client.
+#[tokio::test(start_paused = true)]
+async fn pushes_before_listening_and_expired_get_stream() {
+    let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(60)).build();
+    let layer = McpSessionLayer::builder().event_log(log).sse_keep_alive(None).build();
+    let app = app(&layer);
+    let manager = layer.manager();
+    let sid = initialize(&app, "2025-11-25").await;
+    let id = SessionId::parse(&sid).unwrap();
+    for n in 0..3 {
+        manager
+            .send(
+                &id,
+                &json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": n}}),
+            )
+            .await
+            .unwrap();
+    }
+    let mut stream = call(&app, empty(get().header("mcp-session-id", &sid))).await;
+    let (events, _) = read_events(stream.body_mut(), 3).await;
+    let got = data_events(&events);
+    assert_eq!(got.len(), 3, "queued messages arrive on the first GET");
+    let last = got[2].id.clone().unwrap();
+    drop(stream);
+    let mut again = call(&app, empty(get().header("mcp-session-id", &sid))).await;
+    let quiet = tokio::time::timeout(Duration::from_secs(1), read_events(again.body_mut(), 1)).await;
+    assert!(quiet.is_err(), "a new GET does not repeat delivered messages");
+    drop(again);
+    // Nothing pushed for longer than the log's idle timeout: the GET stream expires.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let resumed = call(
+        &app,
+        empty(
+            get()
+                .header("mcp-session-id", &sid)
+                .header("last-event-id", last.as_str()),
+        ),
+    )
+    .await;
+    assert_eq!(
+        resumed.status(),
+        200,
+        "an expired GET stream is started again, not refused"
+    );
+}
+
+/// An inner service may stream newline-delimited JSON instead of SSE: legacy clients get
+/// a resumable SSE stream with ids, 2026-07-28 clients plain SSE events.
+#[tokio::test]
+async fn ndjson_answers_are_framed_as_sse() {
+    let layer = McpSessionLayer::new();
+    let inner = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let body: Value = serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        if body["method"] == "initialize" {
+            return Ok::<_, Infallible>(
+                echo::handle(
+                    EchoOptions::default(),
+                    Request::post("/mcp")
+                        .body(Full::new(Bytes::from(body.to_string())))
+                        .unwrap(),
+                )
+                .await
+                .map(|b| b.boxed_unsync()),
+            );
+        }
+        let lines = format!(
+            "{}\n\r\n{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}),
+            json!({"jsonrpc": "2.0", "id": body["id"], "result": {}})
+        );
+        let mut r = Response::new(Full::new(Bytes::from(lines)).boxed_unsync());
+        r.headers_mut()
+            .insert("content-type", "application/x-ndjson".parse().unwrap());
+        Ok(r)
+    });
+    let app: StreamApp = BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(inner));
+    let sid = init_on(&app, "2025-06-18").await;
+    let resp = app
+        .clone()
+        .oneshot(with_body(
+            post().header("mcp-session-id", &sid),
+            &request(4, "tools/call", json!({})),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let events = data_events(&sse_events(&bytes));
+    assert_eq!(events.len(), 2, "the last line counts without its newline");
+    assert!(events.iter().all(|e| e.id.is_some()), "legacy: resumable, with ids");
+    assert_eq!(json(events[1].data.as_bytes())["id"], 4);
+
+    let modern = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"_meta": modern_meta()}});
+    let resp = app
+        .clone()
+        .oneshot(with_body(post().header("mcp-protocol-version", "2026-07-28"), &modern))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let events = data_events(&sse_events(&bytes));
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.id.is_none()), "2026-07-28: no event ids");
 }

@@ -606,7 +606,10 @@ impl MemoryEventLog {
         let last_seq = state.last_seq;
         // `after > last_seq` first: it also keeps `after + 1` from overflowing.
         if after > last_seq || after + 1 < state.first_seq {
-            return ReadOutcome::Evicted;
+            return ReadOutcome::Evicted {
+                first_retained: state.first_seq,
+                last_seq,
+            };
         }
         // Both differences are bounded by the deque length, so they fit in usize.
         let start = (after + 1 - state.first_seq) as usize;

@@ -112,8 +112,15 @@ pub enum ReadOutcome {
         /// Whether the stream has ended and `events` reaches its end.
         finished: bool,
     },
-    /// Events after the cursor were dropped by retention: the gap cannot be filled.
-    Evicted,
+    /// Events after the cursor were dropped by retention (or the cursor is ahead of the
+    /// stream): the gap cannot be filled. The bounds say what the stream holds now, so a
+    /// reader that does not need continuity (a fresh `GET`) can start from there.
+    Evicted {
+        /// The oldest sequence number still held (`last_seq + 1` when none is).
+        first_retained: u64,
+        /// The newest sequence number the stream has had.
+        last_seq: u64,
+    },
     /// No such stream in this session (never existed, expired or removed).
     UnknownStream,
 }

@@ -26,6 +26,7 @@ use crate::session::{Principal, Session, SessionId, SessionRecord};
 use crate::sse::EventId;
 use crate::sse::SseParser;
 use crate::store::{BoxError, BusyGuard, StoreError};
+use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::reader::Reader;
 use crate::stream::{LiveStream, SseControl, pump::pump, standalone_stream};
 use crate::{ProtocolVersion, SessionRecord as Record};
@@ -119,7 +120,13 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        ResponseFuture::new(Box::pin(async move { Handler { shared, inner }.serve(req).await }))
+        #[cfg(feature = "tracing")]
+        // `session` is filled in once the request's session is known.
+        let span = tracing::debug_span!("mcp", method = %req.method(), session = tracing::field::Empty);
+        let future = async move { Handler { shared, inner }.serve(req).await };
+        #[cfg(feature = "tracing")]
+        let future = tracing::Instrument::instrument(future, span);
+        ResponseFuture::new(Box::pin(future))
     }
 }
 
@@ -298,12 +305,25 @@ where
         let response = self.inner.call(Request::from_parts(parts, Full::new(bytes))).await?;
         let (mut head, body) = response.into_parts();
         head.headers.remove(MCP_SESSION_ID);
-        if is_event_stream(&head.headers) {
-            head.headers
-                .entry(X_ACCEL_BUFFERING)
-                .or_insert(HeaderValue::from_static("no"));
+        match StreamFormat::of(&head.headers).filter(|_| head.status.is_success()) {
+            Some(StreamFormat::Sse) => {
+                let headers = &mut head.headers;
+                headers
+                    .entry(X_ACCEL_BUFFERING)
+                    .or_insert(HeaderValue::from_static("no"));
+                headers
+                    .entry(CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static("no-cache"));
+                Ok(Response::from_parts(head, McpBody::inner(body, None)))
+            }
+            Some(StreamFormat::Ndjson) => {
+                // Framed as it arrives; dropping the answer still drops the inner body.
+                let decoder = Decoder::new(StreamFormat::Ndjson, self.shared.sse.max_event_bytes);
+                set_sse_headers(&mut head);
+                Ok(Response::from_parts(head, McpBody::framed(body, decoder, None)))
+            }
+            None => Ok(Response::from_parts(head, McpBody::inner(body, None))),
         }
-        Ok(Response::from_parts(head, McpBody::inner(body, None)))
     }
 
     async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
@@ -332,6 +352,8 @@ where
         };
         let init = message.initialize.unwrap_or_default();
         let id = shared.ids.make_session_id();
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("session", id.as_str());
         let principal = parts.extensions.get::<Principal>().cloned();
         let requested = init
             .protocol_version
@@ -418,6 +440,8 @@ where
             Ok(Ok(None)) => return Err(Rejection::new(RejectionKind::SessionNotFound)),
             Ok(Err(_)) | Err(_) => return Err(store_unavailable()),
         };
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("session", id.as_str());
         let busy = BusyGuard::new(store.clone(), id);
         // Another principal's session looks exactly like an unknown one.
         if shared.bind_principal && record.principal() != parts.extensions.get::<Principal>() {
@@ -494,27 +518,26 @@ where
         let response = self.inner.call(req).await?;
         let (mut head, body) = response.into_parts();
         let busy = Arc::new(busy);
-        let Some((stream_id, live)) = stream.filter(|_| head.status.is_success() && is_event_stream(&head.headers))
-        else {
+        let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
+        let (Some((stream_id, live)), Some(format)) = (stream, format) else {
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         };
+        let decoder = Decoder::new(format, shared.sse.max_event_bytes);
         let key = StreamKey::new(record.id().clone(), stream_id);
         if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
             // Without a log the stream cannot be resumable; still deliver it live.
             #[cfg(feature = "tracing")]
             tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
+            if format == StreamFormat::Ndjson {
+                set_sse_headers(&mut head);
+                return Ok(Response::from_parts(head, McpBody::framed(body, decoder, Some(busy))));
+            }
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         }
         shared.streams.adopt(&key, &live);
         shared.streams.spawn_pump(
             record.id(),
-            pump(
-                body,
-                key.clone(),
-                shared.log.clone(),
-                shared.sse.max_event_bytes,
-                busy.clone(),
-            ),
+            pump(body, decoder, key.clone(), shared.log.clone(), busy.clone()),
         );
         if live.close_epoch() == 0 {
             // Let a quick answer catch up with the headers: one write instead of several,
@@ -550,33 +573,39 @@ where
         };
         let shared = self.shared.clone();
         let busy = Arc::new(busy);
-        let (key, cursor, priming) = match parts.headers.get(LAST_EVENT_ID) {
+        let standalone = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
+        let primes = record.protocol_version().supports_priming();
+        let resumed = match parts.headers.get(LAST_EVENT_ID) {
+            None => None,
             Some(value) => {
                 let Some(event_id) = value.to_str().ok().and_then(EventId::parse) else {
                     return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
                 };
                 let key = StreamKey::new(record.id().clone(), event_id.stream());
                 match timeout(shared.store_timeout, shared.log.read_after(&key, event_id.seq(), 1)).await {
-                    Ok(Ok(ReadOutcome::Events { .. })) => {}
+                    Ok(Ok(ReadOutcome::Events { .. })) => Some((key, event_id.seq())),
+                    // The GET stream expired while nothing was pushed: start it afresh
+                    // rather than strand a client that did nothing wrong.
+                    Ok(Ok(ReadOutcome::UnknownStream)) if key == standalone => None,
                     Ok(Ok(ReadOutcome::UnknownStream)) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
                     }
-                    Ok(Ok(ReadOutcome::Evicted)) => {
+                    Ok(Ok(ReadOutcome::Evicted { .. })) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted)));
                     }
                     Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable())),
                 }
+            }
+        };
+        let (key, cursor, priming) = match resumed {
+            Some((key, cursor)) => {
                 shared.counters.resumed();
-                (key, event_id.seq(), false)
+                (key, cursor, false)
             }
-            None => {
-                let key = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
-                if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
-                    return Ok(self.reject(store_unavailable()));
-                }
-                let live = shared.streams.live(&key);
-                (key, live.delivered(), record.protocol_version().supports_priming())
-            }
+            None => match fresh_cursor(&shared, &standalone).await {
+                Ok(cursor) => (standalone, cursor, primes),
+                Err(rejection) => return Ok(self.reject(rejection)),
+            },
         };
         let live = shared.streams.live(&key);
         let close_epoch = live.close_epoch();
@@ -623,6 +652,26 @@ where
             Ok(Ok(false)) => Ok(self.reject(Rejection::new(RejectionKind::SessionNotFound))),
             Ok(Err(_)) | Err(_) => Ok(self.reject(store_unavailable())),
         }
+    }
+}
+
+/// Where a `GET` without `Last-Event-ID` starts on the session's standalone stream:
+/// after the last event this instance delivered, so messages pushed while nobody
+/// listened are delivered once and nothing is repeated. If those were already dropped
+/// by retention, the client gets what is still held; a fresh connection promises no
+/// continuity.
+async fn fresh_cursor(shared: &Shared, key: &StreamKey) -> Result<u64, Rejection> {
+    let wait = shared.store_timeout;
+    if !matches!(timeout(wait, shared.log.open(key)).await, Ok(Ok(()))) {
+        return Err(store_unavailable());
+    }
+    let delivered = shared.streams.live(key).delivered();
+    match timeout(wait, shared.log.read_after(key, delivered, 0)).await {
+        Ok(Ok(ReadOutcome::Events { .. })) => Ok(delivered),
+        // The stream was started again after expiring; its numbering restarted.
+        Ok(Ok(ReadOutcome::Evicted { last_seq, .. })) if delivered > last_seq => Ok(last_seq),
+        Ok(Ok(ReadOutcome::Evicted { first_retained, .. })) => Ok(first_retained.saturating_sub(1)),
+        _ => Err(store_unavailable()),
     }
 }
 

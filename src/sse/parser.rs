@@ -1,8 +1,8 @@
 //! An incremental SSE reader following the WHATWG `text/event-stream` rules.
 //!
-//! The layer writes SSE, it does not read it in production; the reader exists so that
-//! tests, benchmarks and tools can check what the layer wrote exactly the way a browser
-//! or SDK client would read it, including the awkward parts (chunk boundaries inside a
+//! The layer reads the inner service's SSE answers with it (to re-emit each message
+//! with its own event id), and tests read the layer's output with it exactly the way a
+//! browser or SDK client would, including the awkward parts (chunk boundaries inside a
 //! CRLF pair or a UTF-8 sequence, a BOM, CR-only line ends).
 
 use bytes::{Buf, Bytes, BytesMut};

@@ -170,6 +170,9 @@ pub trait SessionStore: Send + Sync + 'static {
     fn attribute<'a>(&'a self, id: &'a SessionId, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, StoreError>>;
 
     /// Write one application attribute; `Value::Null` removes it.
+    ///
+    /// Stores bound each session's attributes; a write past the bound fails with
+    /// [`StoreError::AttributeLimit`] and changes nothing.
     fn set_attribute<'a>(
         &'a self,
         id: &'a SessionId,

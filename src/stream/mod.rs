@@ -9,6 +9,7 @@
 //! plain `GET` (the standalone stream, from its current end). Since every reader only
 //! reads the log, a slow client never slows a producer or another stream.
 
+pub(crate) mod decode;
 pub(crate) mod pump;
 pub(crate) mod reader;
 
@@ -183,6 +184,9 @@ impl SseControl {
 #[derive(Default)]
 struct LocalSession {
     live: HashMap<StreamId, Weak<LiveStream>>,
+    /// The standalone stream's state outlives its readers: where the next fresh `GET`
+    /// starts depends on what earlier ones delivered.
+    standalone: Option<Arc<LiveStream>>,
     pumps: JoinSet<()>,
 }
 
@@ -203,6 +207,9 @@ impl Streams {
         local.live.retain(|_, w| w.strong_count() > 0);
         let live = Arc::new(LiveStream::default());
         local.live.insert(key.stream(), Arc::downgrade(&live));
+        if key.stream() == standalone_stream(key.session()) {
+            local.standalone = Some(live.clone());
+        }
         live
     }
 
