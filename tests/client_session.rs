@@ -47,10 +47,18 @@ async fn initialize_captures_session_and_every_request_carries_it() {
     let sent = recorded.lock().unwrap().clone();
     // initialize, notifications/initialized, tools/call
     assert_eq!(sent.len(), 3);
-    assert!(sent[0].1.get("mcp-session-id").is_none(), "initialize goes without a session");
+    assert!(
+        sent[0].1.get("mcp-session-id").is_none(),
+        "initialize goes without a session"
+    );
     assert!(sent[0].1.get("mcp-protocol-version").is_none());
     for (_, headers, body) in &sent[1..] {
-        assert_eq!(headers["mcp-session-id"], sid.as_str(), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            headers["mcp-session-id"],
+            sid.as_str(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(headers["mcp-protocol-version"], "2025-06-18");
         assert_eq!(headers["accept"], "application/json, text/event-stream");
     }
@@ -80,7 +88,8 @@ async fn initialize_answered_with_sse_is_captured_and_replayed_to_the_caller() {
             let json = resp.into_body().collect().await.unwrap().to_bytes();
             let sse = format!("event: message\ndata: {}\n\n", String::from_utf8_lossy(&json));
             let mut r = Response::new(Full::new(Bytes::from(sse)).map_err(|e| match e {}).boxed());
-            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
             Ok(r)
         }
     });
@@ -199,7 +208,8 @@ async fn duplicates_after_reconnection_are_dropped_and_retry_is_honoured() {
     let svc = tower::service_fn(move |req: Request<Incoming>| {
         let (gets, closed_at) = (g.clone(), c.clone());
         async move {
-            let note = |n: u64| json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}});
+            let note =
+                |n: u64| json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}});
             let body = if req.method() == http::Method::POST {
                 *closed_at.lock().unwrap() = Some(tokio::time::Instant::now());
                 format!(
@@ -215,7 +225,8 @@ async fn duplicates_after_reconnection_are_dropped_and_retry_is_honoured() {
                 format!("id: s-2\ndata: {}\n\nid: s-3\ndata: {done}\n\n", note(2))
             };
             let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
             Ok::<_, Infallible>(r)
         }
     });
@@ -244,7 +255,10 @@ async fn duplicates_after_reconnection_are_dropped_and_retry_is_honoured() {
     assert_eq!(gets.len(), 1);
     assert_eq!(gets[0].0, "s-2");
     let waited = gets[0].1 - closed_at.lock().unwrap().unwrap();
-    assert!(waited >= Duration::from_millis(300), "retry honoured: waited {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "retry honoured: waited {waited:?}"
+    );
 }
 
 /// A stream that breaks before its answer and whose server refuses resumption (405)
@@ -254,7 +268,8 @@ async fn unresumable_stream_fails_cleanly() {
     let svc = tower::service_fn(|req: Request<Incoming>| async move {
         let mut r = if req.method() == http::Method::POST {
             let mut r = Response::new(Full::new(Bytes::from_static(b"id: a-0\ndata:\n\n")));
-            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
             r
         } else {
             Response::new(Full::new(Bytes::new()))
@@ -272,7 +287,9 @@ async fn unresumable_stream_fails_cleanly() {
         .await
         .unwrap();
     let mut body = response.into_body();
-    let outcome = tokio::time::timeout(Duration::from_secs(5), body.next_event()).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), body.next_event())
+        .await
+        .unwrap();
     assert!(matches!(outcome, Some(Err(Error::NotResumable))), "{outcome:?}");
     assert!(body.next_event().await.is_none());
     assert_eq!(client.stats().resume_failures, 1);
@@ -294,7 +311,14 @@ async fn session_404_reinitializes_once_and_retries() {
         .layer(recording_http(recorded.clone()));
     client.initialize().await.unwrap();
     let old = client.session_id().unwrap();
-    assert!(server.layer.manager().close(&SessionId::parse(&old).unwrap()).await.unwrap());
+    assert!(
+        server
+            .layer
+            .manager()
+            .close(&SessionId::parse(&old).unwrap())
+            .await
+            .unwrap()
+    );
 
     let answer = client
         .request("tools/call", json!({"name": "echo", "arguments": {"message": "again"}}))
@@ -319,7 +343,10 @@ async fn session_404_reinitializes_once_and_retries() {
     // The replayed initialize carried the original parameters, then came
     // notifications/initialized on the new session.
     let sent = recorded.lock().unwrap().clone();
-    let bodies: Vec<Value> = sent.iter().map(|(_, _, b)| serde_json::from_slice(b).unwrap()).collect();
+    let bodies: Vec<Value> = sent
+        .iter()
+        .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
+        .collect();
     let inits: Vec<&Value> = bodies.iter().filter(|b| b["method"] == "initialize").collect();
     assert_eq!(inits.len(), 2);
     assert_eq!(inits[1]["params"], inits[0]["params"]);
@@ -339,13 +366,21 @@ async fn concurrent_404s_reinitialize_once() {
     let client = client(&server.url());
     client.initialize().await.unwrap();
     let old = client.session_id().unwrap();
-    server.layer.manager().close(&SessionId::parse(&old).unwrap()).await.unwrap();
+    server
+        .layer
+        .manager()
+        .close(&SessionId::parse(&old).unwrap())
+        .await
+        .unwrap();
     let calls: Vec<_> = (0..8)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
                 client
-                    .request("tools/call", json!({"name": "echo", "arguments": {"message": format!("m{i}")}}))
+                    .request(
+                        "tools/call",
+                        json!({"name": "echo", "arguments": {"message": format!("m{i}")}}),
+                    )
                     .await
             })
         })
@@ -374,7 +409,12 @@ async fn reinitialize_callback_can_refuse() {
         .layer(http());
     client.initialize().await.unwrap();
     let old = client.session_id().unwrap();
-    server.layer.manager().close(&SessionId::parse(&old).unwrap()).await.unwrap();
+    server
+        .layer
+        .manager()
+        .close(&SessionId::parse(&old).unwrap())
+        .await
+        .unwrap();
     // Through the service, the caller sees the 404 itself.
     let response = client
         .clone()
@@ -413,14 +453,20 @@ async fn close_deletes_the_session_and_ends_its_streams() {
     client.close().await.unwrap();
     assert_eq!(client.open_streams(), 0);
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(2), reader).await.unwrap().unwrap(),
+        tokio::time::timeout(Duration::from_secs(2), reader)
+            .await
+            .unwrap()
+            .unwrap(),
         None,
         "the GET stream ended"
     );
     assert!(matches!(waiting.next_event().await, Some(Err(Error::SessionClosed))));
     assert_eq!(client.session_id(), None);
     let manager = server.layer.manager();
-    assert!(!manager.close(&SessionId::parse(&sid).unwrap()).await.unwrap(), "deleted server-side");
+    assert!(
+        !manager.close(&SessionId::parse(&sid).unwrap()).await.unwrap(),
+        "deleted server-side"
+    );
     assert_eq!(manager.metrics().active_sessions, Some(0));
 }
 
@@ -439,7 +485,11 @@ async fn close_accepts_405() {
     client.initialize().await.unwrap();
     client.close().await.unwrap();
     assert_eq!(client.session_id(), None);
-    assert_eq!(server.layer.manager().metrics().active_sessions, Some(1), "server kept it");
+    assert_eq!(
+        server.layer.manager().metrics().active_sessions,
+        Some(1),
+        "server kept it"
+    );
 }
 
 /// `close_gracefully` lets a stream that waits for its answer get it first.
@@ -462,4 +512,23 @@ async fn close_gracefully_waits_for_pending_answers() {
     assert_eq!(answer["result"]["content"][0]["text"], "progress complete");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(server.layer.manager().metrics().active_sessions, Some(0));
+}
+
+/// Convenience calls on a fresh client initialize by themselves, once, however many
+/// race for it.
+#[tokio::test]
+async fn first_calls_initialize_once() {
+    let server = TestServer::start(test_layer()).await;
+    let client = client(&server.url());
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.request("tools/list", json!({})).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().unwrap()["tools"].is_array());
+    }
+    assert_eq!(client.stats().initializations, 1);
+    assert_eq!(server.layer.manager().metrics().sessions_created, 1);
 }

@@ -25,7 +25,8 @@ use crate::util::BoxFuture;
 
 /// Sends one request through the client's inner service (type-erased so bodies need not
 /// name the service).
-pub(crate) type Connector<B> = Arc<dyn Fn(Request<Bytes>) -> BoxFuture<'static, Result<Response<B>, Error>> + Send + Sync>;
+pub(crate) type Connector<B> =
+    Arc<dyn Fn(Request<Bytes>) -> BoxFuture<'static, Result<Response<B>, Error>> + Send + Sync>;
 
 /// One message of a response: an SSE event, or the whole body of a JSON response.
 ///
@@ -67,8 +68,9 @@ impl ClientEvent {
 
 /// The response to request `id` inside `message` (an object or a batch array).
 pub(crate) fn response_in<'a>(message: &'a Value, id: &Value) -> Option<&'a Value> {
-    let is_answer =
-        |m: &Value| m.get("method").is_none() && m.get("id") == Some(id) && (m.get("result").is_some() || m.get("error").is_some());
+    let is_answer = |m: &Value| {
+        m.get("method").is_none() && m.get("id") == Some(id) && (m.get("result").is_some() || m.get("error").is_some())
+    };
     match message {
         Value::Array(items) => items.iter().find(|m| is_answer(m)),
         m if is_answer(m) => Some(m),
@@ -283,7 +285,9 @@ where
                 return Ok(answer.clone());
             }
         }
-        Err(Error::Protocol("the response ended without an answer to the request".into()))
+        Err(Error::Protocol(
+            "the response ended without an answer to the request".into(),
+        ))
     }
 }
 
@@ -454,7 +458,11 @@ where
             error,
             Error::NotResumable | Error::ResumeExhausted { .. } | Error::SessionExpired | Error::Status(_)
         ) {
-            self.guard.shared().counters.resume_failures.fetch_add(1, Ordering::Relaxed);
+            self.guard
+                .shared()
+                .counters
+                .resume_failures
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.failure = Some(error);
         self.finish();
@@ -584,7 +592,11 @@ where
             self.fail(Error::ResumeExhausted { attempts });
             return;
         }
-        let server = self.parser.reconnection_time().map(Duration::from_millis).unwrap_or_default();
+        let server = self
+            .parser
+            .reconnection_time()
+            .map(Duration::from_millis)
+            .unwrap_or_default();
         let delay = server.max(cfg.backoff.delay(self.attempts));
         self.phase = Phase::Waiting(Box::pin(tokio::time::sleep(delay)));
     }

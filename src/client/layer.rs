@@ -933,7 +933,12 @@ where
     }
 
     async fn initialize_inner(&self) -> Result<Value, Error> {
-        let params = self.shared.config.initialize_params.clone().unwrap_or_else(|| json!({}));
+        let params = self
+            .shared
+            .config
+            .initialize_params
+            .clone()
+            .unwrap_or_else(|| json!({}));
         let id = json!(self.shared.next_request_id());
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": params});
         let response = self.clone().oneshot(self.post_request(&message)?).await?;
@@ -1069,12 +1074,10 @@ where
         if self.shared.is_initialized() || self.shared.config.initialize_params.is_none() {
             return Ok(());
         }
-        let _one_at_a_time = self.shared.reinit_lock.lock().await;
+        let _one_at_a_time = self.shared.init_lock.lock().await;
         if self.shared.is_initialized() {
             return Ok(());
         }
-        // The lock is released before initializing: initialize never takes it.
-        drop(_one_at_a_time);
         self.initialize_inner().await.map(|_| ())
     }
 

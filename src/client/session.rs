@@ -217,6 +217,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Held while re-initializing, so concurrent 404s re-initialize once.
     pub(crate) reinit_lock: tokio::sync::Mutex<()>,
+    /// Held by a convenience call that initializes a session nobody opened yet.
+    pub(crate) init_lock: tokio::sync::Mutex<()>,
     pub(crate) streams: StreamRegistry,
     pub(crate) counters: Counters,
     next_request_id: AtomicU64,
@@ -228,6 +230,7 @@ impl Shared {
             config,
             state: Mutex::default(),
             reinit_lock: tokio::sync::Mutex::new(()),
+            init_lock: tokio::sync::Mutex::new(()),
             streams: StreamRegistry::default(),
             counters: Counters::default(),
             next_request_id: AtomicU64::new(1),
@@ -262,7 +265,11 @@ impl Shared {
     pub(crate) fn establish(&self, id: Option<HeaderValue>, version: Option<String>) -> u64 {
         let mut state = self.state.lock().expect("client state lock");
         let generation = state.current.generation + 1;
-        state.current = SessionSnapshot { id, version, generation };
+        state.current = SessionSnapshot {
+            id,
+            version,
+            generation,
+        };
         state.initialized = true;
         generation
     }

@@ -65,7 +65,11 @@ impl TestServer {
     /// Any service over `Request<Incoming>` on `port`.
     pub async fn serve<S, B>(port: u16, layer: McpSessionLayer, svc: S) -> Self
     where
-        S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+        S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -76,7 +80,9 @@ impl TestServer {
         let tracked = conns.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(svc.clone());
                 let task = tokio::spawn(async move {

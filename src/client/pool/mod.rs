@@ -211,17 +211,19 @@ impl HealthConfig {
         self
     }
 
-    /// The longest a dead server can go unnoticed by checks alone.
+    /// The longest a dead server can go unnoticed by checks alone: `unhealthy_after`
+    /// rounds (a round lasts the interval, or the timeout when checks hang) plus one
+    /// timeout. Failed requests count too, so traffic usually notices sooner.
     ///
     /// ```
     /// use std::time::Duration;
     /// use tower_mcp_session::client::HealthConfig;
     ///
     /// let h = HealthConfig::new(Duration::from_millis(100), Duration::from_millis(50)).unhealthy_after(2);
-    /// assert_eq!(h.detection_time(), Duration::from_millis(350));
+    /// assert_eq!(h.detection_time(), Duration::from_millis(250));
     /// ```
     pub fn detection_time(&self) -> Duration {
-        self.interval * self.unhealthy_after + self.timeout + self.interval.min(self.timeout)
+        self.interval.max(self.timeout) * self.unhealthy_after + self.timeout
     }
 }
 
@@ -664,7 +666,11 @@ impl ServerPool {
     /// println!("{state:?}");
     /// # Ok(()) }
     /// ```
-    pub async fn add_server(&self, id: impl Into<String>, connection: impl McpConnection) -> Result<HealthState, PoolError> {
+    pub async fn add_server(
+        &self,
+        id: impl Into<String>,
+        connection: impl McpConnection,
+    ) -> Result<HealthState, PoolError> {
         let server = self.register(id.into(), Arc::new(connection), None)?;
         Ok(self.first_contact(&server).await)
     }
@@ -862,7 +868,13 @@ impl ServerPool {
     }
 
     fn servers(&self) -> Vec<Arc<Server>> {
-        self.inner.servers.read().expect("pool lock").values().cloned().collect()
+        self.inner
+            .servers
+            .read()
+            .expect("pool lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The healthy server with the fewest requests in flight (ties: fewest requests so
@@ -878,12 +890,7 @@ impl ServerPool {
         self.servers()
             .into_iter()
             .filter(|s| s.state() == HealthState::Healthy)
-            .min_by_key(|s| {
-                (
-                    s.in_flight.load(Ordering::Relaxed),
-                    s.requests.load(Ordering::Relaxed),
-                )
-            })
+            .min_by_key(|s| (s.in_flight.load(Ordering::Relaxed), s.requests.load(Ordering::Relaxed)))
             .map(|server| PooledServer {
                 pool: self.clone(),
                 server,
@@ -1075,13 +1082,13 @@ impl ServerPool {
             match h.state {
                 HealthState::Healthy => None,
                 HealthState::Degraded | HealthState::Connecting => Some(HealthState::Healthy),
-                HealthState::Unhealthy | HealthState::Disconnected => Some(
-                    if h.successes >= self.inner.config.health.healthy_after {
+                HealthState::Unhealthy | HealthState::Disconnected => {
+                    Some(if h.successes >= self.inner.config.health.healthy_after {
                         HealthState::Healthy
                     } else {
                         HealthState::Degraded
-                    },
-                ),
+                    })
+                }
             }
         };
         if rtt.is_some() {
@@ -1100,9 +1107,7 @@ impl ServerPool {
             let mut h = server.health.lock().expect("health lock");
             h.successes = 0;
             h.failures = h.failures.saturating_add(1);
-            if h.failures >= self.inner.config.health.unhealthy_after {
-                HealthState::Unhealthy
-            } else if h.state == HealthState::Unhealthy {
+            if h.failures >= self.inner.config.health.unhealthy_after || h.state == HealthState::Unhealthy {
                 HealthState::Unhealthy
             } else {
                 HealthState::Degraded
@@ -1149,19 +1154,20 @@ impl ServerPool {
             for (name, group) in groups.iter_mut() {
                 let primary = &group.members[0];
                 let active = &group.active;
-                let next = if state(primary) == HealthState::Healthy || (active == primary && state(primary).is_usable()) {
-                    primary.clone()
-                } else if state(active).is_usable() {
-                    active.clone()
-                } else {
-                    group
-                        .members
-                        .iter()
-                        .find(|m| state(m) == HealthState::Healthy)
-                        .or_else(|| group.members.iter().find(|m| state(m).is_usable()))
-                        .unwrap_or(active)
-                        .clone()
-                };
+                let next =
+                    if state(primary) == HealthState::Healthy || (active == primary && state(primary).is_usable()) {
+                        primary.clone()
+                    } else if state(active).is_usable() {
+                        active.clone()
+                    } else {
+                        group
+                            .members
+                            .iter()
+                            .find(|m| state(m) == HealthState::Healthy)
+                            .or_else(|| group.members.iter().find(|m| state(m).is_usable()))
+                            .unwrap_or(active)
+                            .clone()
+                    };
                 if next != group.active {
                     let from = std::mem::replace(&mut group.active, next.clone());
                     switched.push(FailoverEvent {
@@ -1277,7 +1283,9 @@ impl PooledServer {
 
 impl fmt::Debug for PooledServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledServer").field("id", &self.id()).finish_non_exhaustive()
+        f.debug_struct("PooledServer")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
     }
 }
 

@@ -340,9 +340,7 @@ where
         let breaker = self.breaker.clone();
         let call = self.inner.call(req);
         Box::pin(async move {
-            let mut guard = Outcome {
-                breaker: Some(breaker),
-            };
+            let mut guard = Outcome { breaker: Some(breaker) };
             let result = call.await;
             let breaker = guard.breaker.take().expect("set above");
             match &result {
@@ -402,7 +400,10 @@ mod tests {
         let mut ping = RpcCall::new("ping", Value::Null);
         let mut call = RpcCall::new("tools/call", Value::Null);
         let transport = || Err(PoolError::Client(Error::Timeout));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         rt.block_on(async {
             assert!(p.clone().retry(&mut call, &mut transport()).is_none());
             let mut rpc = Err(PoolError::Client(Error::Rpc {
