@@ -532,3 +532,80 @@ async fn first_calls_initialize_once() {
     assert_eq!(client.stats().initializations, 1);
     assert_eq!(server.layer.manager().metrics().sessions_created, 1);
 }
+
+/// Read as a plain `http_body::Body`, a resumed stream is clean SSE: the re-framed
+/// events parse back to the same messages, with their ids, and nothing twice.
+#[tokio::test]
+async fn body_reads_as_clean_sse_across_a_reconnection() {
+    use tower_mcp_session::sse::__private::SseParser;
+    let server = TestServer::start(test_layer()).await;
+    let client = client(&server.url());
+    let response = client
+        .send("tools/call", json!({"name": "test_reconnection", "arguments": {}}))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let mut parser = SseParser::new(1 << 20);
+    parser.push(&bytes);
+    let mut events = Vec::new();
+    while let Some(e) = parser.next_event().unwrap() {
+        events.push(e);
+    }
+    assert!(!parser.finish(), "nothing left half-framed");
+    assert_eq!(events.len(), 1, "priming dropped, the answer once: {events:?}");
+    assert!(events[0].id.is_some());
+    let answer: Value = serde_json::from_slice(&events[0].data).unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "reconnection test complete");
+    assert!(client.stats().resumptions >= 1);
+}
+
+/// The server ends the session while the client listens on its GET stream: the stream
+/// does not hang; its resumption gets 404 and it fails with `SessionExpired`.
+#[tokio::test]
+async fn server_side_close_ends_the_listening_stream() {
+    let server = TestServer::start(test_layer()).await;
+    let client = client(&server.url());
+    client.initialize().await.unwrap();
+    let mut stream = client.listen().await.unwrap();
+    let sid = SessionId::parse(&client.session_id().unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.layer.manager().close(&sid).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(3), stream.next_event())
+        .await
+        .expect("the stream ends in time");
+    assert!(matches!(outcome, Some(Err(Error::SessionExpired))), "{outcome:?}");
+    assert_eq!(client.open_streams(), 0);
+}
+
+/// The standalone GET stream resumes too: a notification pushed while the connection
+/// is cut arrives after the reconnection, and nothing arrives twice.
+#[tokio::test]
+async fn listening_stream_resumes_after_a_cut() {
+    let server = TestServer::start(test_layer()).await;
+    let client = client(&server.url());
+    client.initialize().await.unwrap();
+    let mut stream = client.listen().await.unwrap();
+    let notify = || client.request("tools/call", json!({"name": "notify_me", "arguments": {}}));
+    notify().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(3), stream.next_event())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.json().unwrap()["method"], "notifications/message");
+    server.drop_connections();
+    // Let the HTTP client notice its pooled connection is gone before the next POST.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    notify().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(3), stream.next_event())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.json().unwrap()["method"], "notifications/message");
+    assert_ne!(first.id, second.id);
+    assert!(client.stats().resumptions >= 1);
+    client.close().await.unwrap();
+    assert!(stream.next_event().await.is_none(), "closed with the session");
+}
