@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod body;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod era;
 pub mod event_log;
 pub mod headers;
