@@ -345,3 +345,32 @@ async fn lenient_mode_leaves_validation_to_the_inner_service() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(json(&b)["result"]["content"][0]["text"], "through");
 }
+
+/// A 2026-era `initialize` is not a handshake: the inner service refuses the unknown
+/// method (404, -32601); no session is minted.
+#[tokio::test]
+async fn modern_initialize_is_an_unknown_method() {
+    let layer = McpSessionLayer::builder().strict_modern_headers(true).build();
+    let app = app(&layer);
+    let body = modern_call(7, "initialize", json!({}));
+    let (s, h, b) = answer(&app, with_body(modern_post(&body), &body)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["error"]["code"], -32601);
+    assert!(h.get("mcp-session-id").is_none());
+    assert_eq!(layer.manager().metrics().sessions_created, 0);
+}
+
+/// A version that is not even a date, the same in header and body: unsupported
+/// (-32022), not a mismatch.
+#[tokio::test]
+async fn non_date_version_is_unsupported_not_mismatched() {
+    let app = strict();
+    let mut body = modern_call(8, "server/discover", json!({}));
+    body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("v999.0.0");
+    let mut req = with_body(modern_post(&body), &body);
+    req.headers_mut()
+        .insert("mcp-protocol-version", "v999.0.0".parse().unwrap());
+    let (s, _, b) = answer(&app, req).await;
+    assert_rejected(s, &b, 400, -32022, "unsupported_protocol_version");
+    assert_eq!(json(&b)["error"]["data"]["requested"], "v999.0.0");
+}

@@ -696,3 +696,61 @@ async fn ndjson_answers_are_framed_as_sse() {
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.id.is_none()), "2026-07-28: no event ids");
 }
+
+/// Clients before 2025-11-25 do not poll: a close request from the handler must not cut
+/// them off before the response (it would be lost; they have no event id to resume
+/// from). 2025-11-25 clients get exactly one `retry` before the close.
+#[tokio::test]
+async fn close_requests_only_apply_to_polling_clients() {
+    let app = app(&McpSessionLayer::new());
+    let call_body = request(6, "tools/call", json!({"name": "test_reconnection", "arguments": {}}));
+    for version in ["2025-03-26", "2025-06-18"] {
+        let sid = initialize(&app, version).await;
+        let (status, _, bytes) = send(&app, Some(&sid), &call_body).await;
+        assert_eq!(status, 200);
+        let messages = sse_messages(&bytes);
+        assert_eq!(
+            messages.len(),
+            1,
+            "{version}: the response arrives on the same connection"
+        );
+        assert_eq!(messages[0]["id"], 6);
+    }
+    let sid = initialize(&app, "2025-11-25").await;
+    let (_, _, bytes) = send(&app, Some(&sid), &call_body).await;
+    assert!(sse_messages(&bytes).is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&bytes).matches("retry:").count(),
+        1,
+        "one retry per connection"
+    );
+}
+
+/// A cursor the stream never reached was never issued: 400, not 410.
+#[tokio::test]
+async fn cursor_ahead_of_the_stream_is_unknown() {
+    let app = app(&McpSessionLayer::new());
+    let sid = initialize(&app, "2025-11-25").await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "test_tool_with_progress", "arguments": {}}});
+    let (_, _, bytes) = send(&app, Some(&sid), &body).await;
+    let stream = sse_events(&bytes)
+        .into_iter()
+        .find_map(|e| e.id)
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    let ahead = format!("{stream}-999");
+    let (head, body) = call(
+        &app,
+        empty(
+            get()
+                .header("mcp-session-id", &sid)
+                .header("last-event-id", ahead.as_str()),
+        ),
+    )
+    .await
+    .into_parts();
+    assert_rejected(head.status, &read_all(body).await, 400, -32000, "unknown_event_id");
+}

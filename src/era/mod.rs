@@ -159,16 +159,14 @@ impl VersionHeader {
 
 /// Classify a request from its version header and, for POST, what its body says.
 ///
-/// `initialize` is always legacy: the handshake no longer exists in 2026-07-28. A
-/// header naming 2026-07-28 or later makes the request modern, and so does a body that
-/// carries the 2026-07-28 request metadata (`_meta` with a protocol version), whatever
-/// version it names: no 2025-era client sends that field, and the modern validation
-/// rules are the ones that can answer it correctly. Anything else (no header, a 2025
-/// revision, an unparseable header) is legacy, where the session rules apply.
-pub(crate) fn classify(header: VersionHeader, is_initialize: bool, has_modern_meta: bool) -> Era {
-    if is_initialize {
-        return Era::Legacy;
-    }
+/// A header naming 2026-07-28 or later makes the request modern, and so does a body
+/// that carries the 2026-07-28 request metadata (`_meta` with a protocol version),
+/// whatever version it names: no 2025-era client sends that field, and the modern
+/// validation rules are the ones that can answer it correctly. That holds for
+/// `initialize` too: a 2026-era `initialize` is an unknown method for the inner service
+/// to refuse, not a handshake. Anything else (no header, a 2025 revision, an
+/// unparseable header without modern metadata) is legacy, where the session rules apply.
+pub(crate) fn classify(header: VersionHeader, has_modern_meta: bool) -> Era {
     match header {
         VersionHeader::Present(v) if v.is_modern() => Era::Modern,
         _ if has_modern_meta => Era::Modern,
@@ -211,16 +209,15 @@ mod tests {
         use VersionHeader::*;
         let modern = Present(ProtocolVersion::V2026_07_28);
         let legacy = Present(ProtocolVersion::V2025_06_18);
-        assert_eq!(classify(modern, true, true), Era::Legacy);
-        assert_eq!(classify(modern, false, false), Era::Modern);
-        assert_eq!(classify(legacy, false, false), Era::Legacy);
+        assert_eq!(classify(modern, false), Era::Modern);
+        assert_eq!(classify(legacy, false), Era::Legacy);
         // A legacy header with modern metadata is contradictory: modern validation answers it.
-        assert_eq!(classify(legacy, false, true), Era::Modern);
-        assert_eq!(classify(Absent, false, true), Era::Modern);
-        assert_eq!(classify(Absent, false, false), Era::Legacy);
-        assert_eq!(classify(Invalid, false, false), Era::Legacy);
-        assert_eq!(classify(Invalid, false, true), Era::Modern);
+        assert_eq!(classify(legacy, true), Era::Modern);
+        assert_eq!(classify(Absent, true), Era::Modern);
+        assert_eq!(classify(Absent, false), Era::Legacy);
+        assert_eq!(classify(Invalid, false), Era::Legacy);
+        assert_eq!(classify(Invalid, true), Era::Modern);
         let future = Present("2027-01-01".parse().unwrap());
-        assert_eq!(classify(future, false, false), Era::Modern);
+        assert_eq!(classify(future, false), Era::Modern);
     }
 }

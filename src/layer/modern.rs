@@ -4,8 +4,7 @@
 use http::HeaderMap;
 
 use crate::ProtocolVersion;
-use crate::era::VersionHeader;
-use crate::headers::{MCP_METHOD, MCP_NAME};
+use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 use crate::jsonrpc::Peeked;
 use crate::rejection::{Rejection, RejectionKind};
 
@@ -17,14 +16,19 @@ const NAMED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"]
 /// header ≠ metadata (-32020), version unsupported (-32022), method/name headers (-32020).
 pub(crate) fn validate(
     headers: &HeaderMap,
-    version: VersionHeader,
     message: &Peeked,
     supported: &[ProtocolVersion],
     supported_text: impl FnOnce() -> Vec<String>,
 ) -> Result<(), Rejection> {
     let id = message.id();
     let mismatch = || Rejection::new(RejectionKind::HeaderMismatch).with_id(id);
-    let VersionHeader::Present(header_version) = version else {
+    // Compared as text: a version that is not even a date ("v999") can still agree
+    // with the body, and is then unsupported (-32022), not a mismatch.
+    let Some(header_version) = headers
+        .get(MCP_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
         return Err(mismatch());
     };
     let meta = &message.modern;
@@ -34,10 +38,13 @@ pub(crate) fn validate(
     if !meta.has_client_capabilities {
         return Err(Rejection::new(RejectionKind::MissingRequestMeta).with_id(id));
     }
-    if meta_version != header_version.to_string() {
+    if meta_version != header_version {
         return Err(mismatch());
     }
-    if !supported.contains(&header_version) {
+    if !header_version
+        .parse::<ProtocolVersion>()
+        .is_ok_and(|v| supported.contains(&v))
+    {
         return Err(Rejection::new(RejectionKind::UnsupportedModernVersion)
             .with_id(id)
             .data("supported", supported_text().into())

@@ -27,7 +27,7 @@ use crate::sse::EventId;
 use crate::sse::SseParser;
 use crate::store::{BoxError, BusyGuard, StoreError};
 use crate::stream::decode::{Decoder, StreamFormat};
-use crate::stream::reader::Reader;
+use crate::stream::reader::{Reader, Start};
 use crate::stream::{LiveStream, SseControl, pump::pump, standalone_stream};
 use crate::{ProtocolVersion, SessionRecord as Record};
 
@@ -214,8 +214,8 @@ where
             jsonrpc::Body::Batch(items) => return self.batch(parts, bytes, version, items).await,
         };
         let has_modern_meta = single.modern.protocol_version.is_some();
-        match classify(version, single.is_initialize(), has_modern_meta) {
-            Era::Modern => self.modern(parts, bytes, version, single).await,
+        match classify(version, has_modern_meta) {
+            Era::Modern => self.modern(parts, bytes, single).await,
             Era::Legacy if self.shared.modern_only => Ok(self.reject(self.legacy_on_modern_only(version, &single))),
             Era::Legacy => {
                 if let Err(rejection) = self.legacy_version(version) {
@@ -280,16 +280,10 @@ where
         }
     }
 
-    async fn modern(
-        self,
-        parts: Parts,
-        bytes: Bytes,
-        version: VersionHeader,
-        message: Peeked,
-    ) -> Answer<ResBody, S::Error> {
+    async fn modern(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
         if self.shared.strict_modern_headers {
             let shared = self.shared.clone();
-            if let Err(rejection) = modern::validate(&parts.headers, version, &message, &shared.modern_versions, || {
+            if let Err(rejection) = modern::validate(&parts.headers, &message, &shared.modern_versions, || {
                 shared.supported_versions()
             }) {
                 return Ok(self.reject(rejection));
@@ -545,17 +539,14 @@ where
             let _ = timeout(shared.sse.first_event_wait, shared.log.wait_after(&key, 0)).await;
         }
         let attachment = live.attach();
-        let priming = record.protocol_version().supports_priming();
-        let reader = Reader::new(
-            shared.log.clone(),
-            key,
-            shared.sse.clone(),
-            attachment,
-            0,
-            0,
-            priming,
-            busy,
-        );
+        let primes = record.protocol_version().supports_priming();
+        let start = Start {
+            cursor: 0,
+            close_epoch: 0,
+            priming: primes,
+            polling: primes,
+        };
+        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
         set_sse_headers(&mut head);
         Ok(Response::from_parts(head, McpBody::stream(reader)))
     }
@@ -590,6 +581,10 @@ where
                     Ok(Ok(ReadOutcome::UnknownStream)) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
                     }
+                    // A sequence number the stream never reached was never issued.
+                    Ok(Ok(ReadOutcome::Evicted { last_seq, .. })) if event_id.seq() > last_seq => {
+                        return Ok(self.reject(Rejection::new(RejectionKind::UnknownEventId)));
+                    }
                     Ok(Ok(ReadOutcome::Evicted { .. })) => {
                         return Ok(self.reject(Rejection::new(RejectionKind::EventsEvicted)));
                     }
@@ -608,18 +603,14 @@ where
             },
         };
         let live = shared.streams.live(&key);
-        let close_epoch = live.close_epoch();
-        let attachment = live.attach();
-        let reader = Reader::new(
-            shared.log.clone(),
-            key,
-            shared.sse.clone(),
-            attachment,
-            close_epoch,
+        let start = Start {
             cursor,
+            close_epoch: live.close_epoch(),
             priming,
-            busy,
-        );
+            polling: primes,
+        };
+        let attachment = live.attach();
+        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
         let mut response = Response::new(McpBody::stream(reader));
         set_sse_headers(&mut response);
         Ok(response)

@@ -27,43 +27,58 @@ pub(crate) struct Reader {
     /// Whether this reader has been level with the producer at least once: only then is
     /// falling behind a sign of a stalled client rather than of a replay in progress.
     caught_up: bool,
+    /// Whether `prefix` already carries a `retry` field (sent once per connection).
+    prefix_has_retry: bool,
+    /// Whether server-initiated connection closes apply (2025-11-25 and later clients).
+    polling: bool,
     poll_deadline: Option<Instant>,
     done: bool,
     _busy: Arc<BusyGuard>,
 }
 
+/// Where and how a reader starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start {
+    /// The last sequence number the client already has.
+    pub(crate) cursor: u64,
+    /// The close request this reader counts as already handled (a POST stream's first
+    /// reader passes 0, so a close requested before it existed applies).
+    pub(crate) close_epoch: u64,
+    /// Send the priming event (an id with empty data) and `retry` first.
+    pub(crate) priming: bool,
+    /// Honour close requests and `poll_after`. Only clients of 2025-11-25 and later poll;
+    /// closing on older clients before the response would lose it, so for them the
+    /// connection stays open.
+    pub(crate) polling: bool,
+}
+
 impl Reader {
-    /// A reader of `key` sending events after `cursor`.
-    ///
-    /// `priming` sends the 2025-11-25 priming event (an id with empty data) first;
-    /// `close_epoch` is the close request this reader counts as already handled (a POST
-    /// stream's first reader passes 0, so a close requested before it existed applies).
-    #[allow(clippy::too_many_arguments)]
+    /// A reader of `key` sending what follows `start.cursor`.
     pub(crate) fn new(
         log: Arc<dyn EventLog>,
         key: StreamKey,
         cfg: Arc<SseConfig>,
         attachment: Attachment,
-        close_epoch: u64,
-        cursor: u64,
-        priming: bool,
+        start: Start,
         busy: Arc<BusyGuard>,
     ) -> Self {
         let mut prefix = BytesMut::new();
-        if priming {
-            encode_priming(&mut prefix, EventId::new(key.stream(), cursor));
+        if start.priming {
+            encode_priming(&mut prefix, EventId::new(key.stream(), start.cursor));
             encode_retry(&mut prefix, millis(cfg.retry));
         }
-        let poll_deadline = cfg.poll_after.map(|d| Instant::now() + d);
+        let poll_deadline = cfg.poll_after.filter(|_| start.polling).map(|d| Instant::now() + d);
         Self {
             log,
             key,
             cfg,
             attachment,
-            close_epoch,
-            cursor,
+            close_epoch: start.close_epoch,
+            cursor: start.cursor,
+            prefix_has_retry: start.priming,
             prefix,
             caught_up: false,
+            polling: start.polling,
             poll_deadline,
             done: false,
             _busy: busy,
@@ -81,6 +96,7 @@ impl Reader {
             return None;
         }
         let mut out = std::mem::take(&mut self.prefix);
+        let has_retry = std::mem::take(&mut self.prefix_has_retry);
         let live = self.attachment.live.clone();
         loop {
             // Arm the wake-up before looking at the state it reports, so no signal is lost.
@@ -92,9 +108,11 @@ impl Reader {
                 return self.end(out);
             }
             let poll_due = self.poll_deadline.is_some_and(|d| Instant::now() >= d);
-            if live.close_epoch() != self.close_epoch || poll_due {
+            if self.polling && (live.close_epoch() != self.close_epoch || poll_due) {
                 // Close the connection, not the stream: tell the client when to come back.
-                encode_retry(&mut out, millis(self.cfg.retry));
+                if !has_retry {
+                    encode_retry(&mut out, millis(self.cfg.retry));
+                }
                 return self.end(out);
             }
             let read = timeout(
