@@ -5,6 +5,8 @@
 pub mod era;
 pub mod event_log;
 pub mod headers;
+#[cfg(feature = "redis")]
+mod redis_common;
 pub mod session;
 pub mod store;
 mod util;
