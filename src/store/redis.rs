@@ -98,6 +98,9 @@ static COMMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMMIT));
 /// How many cap members a full reserve checks against their records.
 const SWEEP_SAMPLE: usize = 32;
 
+/// How long a store waits after a fruitless sweep before sweeping again.
+const SWEEP_QUIET: Duration = Duration::from_millis(100);
+
 /// A [`SessionStore`] in Redis (one server or a Cluster), for servers that run several
 /// instances behind a load balancer.
 ///
@@ -147,7 +150,8 @@ const SWEEP_SAMPLE: usize = 32;
 /// touches the cap's node. A session that ended by idle expiry is noticed lazily: when
 /// the set is full, the store checks a random sample of members against their records
 /// and drops the ones whose record is gone before answering
-/// [`StoreError::AtCapacity`].
+/// [`StoreError::AtCapacity`] (at most once per 100 ms per store after a sweep that
+/// found nothing, so a flood of refused requests stays cheap).
 ///
 /// # Close listeners
 ///
@@ -385,6 +389,7 @@ impl RedisSessionStoreBuilder {
                 busy: Mutex::new(HashMap::new()),
                 keepalive: Mutex::new(None),
                 pending: Arc::new(Mutex::new(Vec::new())),
+                quiet_until: Mutex::new(None),
             }),
         }
     }
@@ -404,6 +409,10 @@ struct Inner {
     /// or given back. Every outstanding [`Reservation`] of this store owns one of them;
     /// they are interchangeable, so whichever reservation ends takes any one.
     pending: Arc<Mutex<Vec<String>>>,
+    /// After a sweep that found nothing to drop, the next full reserves skip sweeping
+    /// until this instant: a flood of refused `initialize` requests must not turn each
+    /// refusal into dozens of Redis commands.
+    quiet_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Drop for Inner {
@@ -565,9 +574,11 @@ impl Inner {
                 .map_err(Self::unavailable)?;
             match reply {
                 Value::Int(1) => break,
-                Value::Array(sample) if !swept => {
+                Value::Array(sample) if !swept && self.may_sweep() => {
                     swept = true;
                     if self.sweep(sample).await? == 0 {
+                        *self.quiet_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(tokio::time::Instant::now() + SWEEP_QUIET);
                         return Err(self.at_capacity());
                     }
                 }
@@ -595,6 +606,11 @@ impl Inner {
                 });
             }
         }))
+    }
+
+    fn may_sweep(&self) -> bool {
+        let quiet = self.quiet_until.lock().unwrap_or_else(|e| e.into_inner());
+        quiet.is_none_or(|until| tokio::time::Instant::now() >= until)
     }
 
     fn at_capacity(&self) -> StoreError {
@@ -659,6 +675,10 @@ impl Inner {
             return Err(StoreError::Unavailable(Box::new(BadReply("session id already in use"))));
         }
         if self.cfg.max_sessions.is_some() {
+            // `Reservation` carries no data, so `insert` cannot tell which member is
+            // `reservation`'s; any pending one of this store will do, since they are
+            // interchangeable. (A reservation from another store would take a member
+            // that this store's own reservation then cannot give back; it lapses.)
             let token = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut inv = COMMIT_SCRIPT.prepare_invoke();
             inv.key(&self.live_key)
