@@ -208,6 +208,11 @@ impl RedisServer {
     pub fn command_calls(&self) -> HashMap<String, u64> {
         command_calls(self.port)
     }
+
+    /// `INFO commandstats` as command name → microseconds per call inside the server.
+    pub fn command_usec_per_call(&self) -> HashMap<String, f64> {
+        command_usec_per_call(self.port)
+    }
 }
 
 impl Drop for RedisServer {
@@ -231,10 +236,20 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `INFO commandstats` of the server on `port`, as command name → microseconds per
+/// call spent inside the server.
+pub fn command_usec_per_call(port: u16) -> HashMap<String, f64> {
+    command_field(port, "usec_per_call=")
+}
+
 /// `INFO commandstats` of the server on `port`, as command name → calls. Commands run
 /// inside scripts are counted too; compare `evalsha` with everything else to count
 /// round trips.
 pub fn command_calls(port: u16) -> HashMap<String, u64> {
+    command_field(port, "calls=")
+}
+
+fn command_field<T: std::str::FromStr + Default>(port: u16, field: &str) -> HashMap<String, T> {
     let info = cli(port, &["INFO", "commandstats"]);
     let mut calls = HashMap::new();
     for line in info.lines() {
@@ -247,9 +262,9 @@ pub fn command_calls(port: u16) -> HashMap<String, u64> {
         };
         let n = stats
             .split(',')
-            .find_map(|kv| kv.strip_prefix("calls="))
+            .find_map(|kv| kv.strip_prefix(field))
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_default();
         calls.insert(name.to_owned(), n);
     }
     calls
