@@ -17,6 +17,8 @@ mod layer;
 mod manager;
 mod metrics;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_common;
 mod rejection;
 mod security;
 pub mod session;

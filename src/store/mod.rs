@@ -16,6 +16,13 @@ use serde_json::Value;
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::util::BoxFuture;
 
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisSessionStore, RedisSessionStoreBuilder};
+#[cfg(feature = "redis")]
+pub use crate::redis_common::RedisConnection;
+
 /// A callback told, exactly once per session, that the session ended and why.
 pub type CloseListener = Arc<dyn Fn(&SessionId, CloseReason) + Send + Sync>;
 

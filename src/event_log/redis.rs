@@ -1,0 +1,667 @@
+//! The Redis event log: [`RedisEventLog`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{Script, Value};
+use std::sync::LazyLock;
+use tokio::sync::Notify;
+
+use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
+use crate::redis_common::{BadReply, RedisConnection, bounded, millis, session_base};
+use crate::session::SessionId;
+use crate::util::BoxFuture;
+
+/// KEYS: index, meta, list. ARGV: stream id, ttl ms, max streams, session base.
+///
+/// The new stream gets a score above every other so it is never the one dropped. Keys
+/// of dropped streams are built from the session base: they share the session's hash
+/// tag, so they are in this script's slot.
+const OPEN: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+  redis.call('HSET', KEYS[2], 'last', 0, 'bytes', 0, 'fin', 0)
+  redis.call('ZADD', KEYS[1], score, ARGV[1])
+  local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+  if over > 0 then
+    local old = redis.call('ZRANGE', KEYS[1], 0, -2)
+    local keep = {}
+    for _, sid in ipairs(old) do
+      if over == 0 then break end
+      local m = ARGV[4] .. ':ev:' .. sid .. ':m'
+      local fin = redis.call('HGET', m, 'fin')
+      if (not fin) or fin == '1' then
+        redis.call('DEL', m, ARGV[4] .. ':ev:' .. sid)
+        redis.call('ZREM', KEYS[1], sid)
+        over = over - 1
+      else
+        keep[#keep + 1] = sid
+      end
+    end
+    for _, sid in ipairs(keep) do
+      if over == 0 then break end
+      redis.call('DEL', ARGV[4] .. ':ev:' .. sid .. ':m', ARGV[4] .. ':ev:' .. sid)
+      redis.call('ZREM', KEYS[1], sid)
+      over = over - 1
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 1
+";
+
+/// KEYS: index, meta, list. ARGV: payload, max events, max bytes, ttl ms.
+/// Returns the new sequence number, -1 for an unknown stream, -2 for a finished one.
+const APPEND: &str = r"
+local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
+if not m[1] then return -1 end
+if m[3] == '1' then return -2 end
+local seq = tonumber(m[1]) + 1
+local bytes = tonumber(m[2]) + #ARGV[1]
+local len = redis.call('RPUSH', KEYS[3], ARGV[1])
+local max_n = tonumber(ARGV[2])
+local max_b = tonumber(ARGV[3])
+while len > 1 and (len > max_n or bytes > max_b) do
+  bytes = bytes - #redis.call('LPOP', KEYS[3])
+  len = len - 1
+end
+redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return seq
+";
+
+/// KEYS: index, meta, list. ARGV: ttl ms. Returns -1 for an unknown stream.
+const FINISH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('HSET', KEYS[2], 'fin', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return 1
+";
+
+/// KEYS: meta, list. ARGV: cursor, max.
+/// Returns {-1} (unknown), {-2, last, first} (evicted) or {last, fin, payload...}.
+const READ: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'last', 'fin')
+if not m[1] then return {-1} end
+local last = tonumber(m[1])
+local after = tonumber(ARGV[1])
+local first = last - redis.call('LLEN', KEYS[2]) + 1
+if after > last or after + 1 < first then return {-2, last, first} end
+local out = {last, (m[2] == '1') and 1 or 0}
+local max = tonumber(ARGV[2])
+if after < last and max > 0 then
+  local start = after + 1 - first
+  local items = redis.call('LRANGE', KEYS[2], start, start + max - 1)
+  for i = 1, #items do out[#out + 1] = items[i] end
+end
+return out
+";
+
+/// KEYS: index. ARGV: session base.
+const REMOVE_SESSION: &str = r"
+local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, sid in ipairs(sids) do
+  redis.call('DEL', ARGV[1] .. ':ev:' .. sid .. ':m', ARGV[1] .. ':ev:' .. sid)
+end
+redis.call('DEL', KEYS[1])
+return #sids
+";
+
+static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
+static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
+static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+static REMOVE_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SESSION));
+
+/// In-process notifiers, shared by streams whose ids fall in the same shard.
+const SHARDS: usize = 64;
+
+/// An [`EventLog`] in Redis (one server or a Cluster).
+///
+/// # Data layout
+///
+/// All keys of one session start with `{prefix}{<session-id>}` (the id, escaped, is the
+/// Redis Cluster hash tag, exactly as in the Redis session store), so every stream of a
+/// session lives in one slot and each operation is one script on one node. For a
+/// stream with id `<sid>` (16 hex digits):
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `…:ev:<sid>:m` | hash | `last` (newest sequence number), `bytes` (payload bytes retained), `fin` (`1` once finished) |
+/// | `…:ev:<sid>` | list | the retained payloads, oldest first |
+/// | `…:evs` | sorted set | the session's streams, scored by when they were opened |
+///
+/// Sequence numbers are contiguous, so the list needs no ids: the oldest retained event
+/// has number `last - LLEN + 1`, and the event after cursor `c` sits at list index
+/// `c + 1 - first`. A cursor below `first - 1` was trimmed and is reported as
+/// [`ReadOutcome::Evicted`]; a stream whose hash is gone is
+/// [`ReadOutcome::UnknownStream`]. Every key carries a TTL (the
+/// [stream TTL](RedisEventLogBuilder::stream_ttl)), refreshed by every open, append and
+/// finish, so streams of sessions that expired without anyone calling
+/// [`remove_session`](EventLog::remove_session) disappear by themselves.
+///
+/// # Why a list and a script, not Redis Streams
+///
+/// One script per append does everything atomically in one round trip: checks that the
+/// stream exists and is not finished, assigns the next sequence number, pushes the
+/// payload, trims the ring buffer by count *and* by bytes, and refreshes the TTLs.
+/// Redis Streams would add nothing this design needs and cost where it matters:
+///
+/// - `XADD MAXLEN` trims by count only. Trimming by bytes needs the sizes of the
+///   entries dropped; a list hands them over for free (`LPOP` returns the payload),
+///   while a stream needs an extra `XRANGE` pass.
+/// - Stream entry ids (`<ms>-<n>`) are a second numbering to keep in step with the
+///   sequence numbers; with contiguous sequence numbers, list positions are enough.
+/// - The main gift of Streams, `XREAD BLOCK`, holds a connection per blocked reader
+///   (blocking on the shared multiplexed connection would stall every other command
+///   behind it), and in a Cluster one call can only watch keys of one slot. See
+///   below for how readers are woken instead.
+///
+/// `LRANGE` costs O(offset + count); the offset is bounded by the ring buffer's length,
+/// so a read from any retained cursor is cheap.
+///
+/// # Waking readers
+///
+/// [`wait_after`](EventLog::wait_after) returns at once when an append or finish of a
+/// stream in the same shard happens *in this process* (an in-memory notifier), and
+/// otherwise polls the stream's hash with a backoff from
+/// [`poll_interval`](RedisEventLogBuilder::poll_interval)'s lower bound to its upper
+/// bound, which picks up appends made by other instances. Waking early is allowed by
+/// the trait, so a shared notifier per shard is enough.
+///
+/// # Round trips
+///
+/// `open`, `append`, `finish`, `read_after` and `remove_session` are one script each;
+/// `wait_after` is one small `HMGET` per poll. All go over one multiplexed
+/// connection, so appends to different streams are pipelined rather than queued behind
+/// each other's round trips, and no operation takes a lock in this process.
+///
+/// # Retention
+///
+/// Per stream: at most [`max_events`](RedisEventLogBuilder::max_events) events and
+/// [`max_bytes`](RedisEventLogBuilder::max_bytes) payload bytes (the newest event is
+/// always kept, even if it alone is larger). Per session: at most
+/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops a
+/// finished stream first, the oldest stream only if none has finished. Over time:
+/// the stream TTL.
+///
+/// # Durability
+///
+/// As for sessions, persistence is the server's: with `appendonly yes` and
+/// `appendfsync always` every acknowledged append survives a crash; with `everysec`
+/// (the usual choice) up to about a second of events can be lost, and a client
+/// resuming past them is told [`ReadOutcome::Evicted`] (a cursor beyond the newest
+/// retained event is treated as evicted, never as "wait for more"), so it restarts
+/// rather than silently missing events. Without persistence a restart loses every
+/// stream ([`ReadOutcome::UnknownStream`]).
+///
+/// # Example
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use tower_mcp_session::SessionId;
+/// use tower_mcp_session::event_log::{EventLog, ReadOutcome, RedisEventLog, StreamId, StreamKey};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let log = RedisEventLog::builder(client.get_connection_manager().await?)
+///     .max_events(500)
+///     .build();
+/// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::random());
+/// log.open(&key).await?;
+/// assert_eq!(log.append(&key, Bytes::from_static(b"{}")).await?, 1);
+/// let read = log.read_after(&key, 0, 100).await?;
+/// assert!(matches!(read, ReadOutcome::Events { last_seq: 1, .. }));
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisEventLog {
+    inner: Arc<Inner>,
+}
+
+impl Clone for RedisEventLog {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisEventLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisEventLog")
+            .field("conn", &self.inner.conn)
+            .field("cfg", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    conn: RedisConnection,
+    cfg: Config,
+    notify: Box<[Notify]>,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    prefix: String,
+    max_events: u64,
+    max_bytes: u64,
+    max_streams: u64,
+    ttl: Duration,
+    op_timeout: Duration,
+    poll_min: Duration,
+    poll_max: Duration,
+}
+
+/// Builds a [`RedisEventLog`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_mcp_session::event_log::RedisEventLog;
+///
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let log = RedisEventLog::builder(client.get_connection_manager().await?)
+///     .max_events(256)
+///     .max_bytes(512 * 1024)
+///     .stream_ttl(Duration::from_secs(600))
+///     .build();
+/// # let _ = log;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RedisEventLogBuilder {
+    conn: RedisConnection,
+    cfg: Config,
+}
+
+impl RedisEventLogBuilder {
+    /// The start of every key. Default `"mcp:"`; sharing the prefix with the Redis
+    /// session store is intended (the key names do not overlap) and keeps a session's
+    /// streams in the same Cluster slot as its record.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).key_prefix("billing:mcp:").build();
+    /// # }
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.cfg.prefix = prefix.into();
+        self
+    }
+
+    /// The most events a stream retains (at least 1). Default 1000.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).max_events(100).build();
+    /// # }
+    /// ```
+    pub fn max_events(mut self, max: u64) -> Self {
+        self.cfg.max_events = max.max(1);
+        self
+    }
+
+    /// The most payload bytes a stream retains. The newest event is kept even when it
+    /// alone is larger. Default 1 MiB.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).max_bytes(256 * 1024).build();
+    /// # }
+    /// ```
+    pub fn max_bytes(mut self, max: u64) -> Self {
+        self.cfg.max_bytes = max;
+        self
+    }
+
+    /// The most streams a session keeps (at least 1). Opening one more drops a
+    /// finished stream, or the oldest if none has finished. Default 64.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).max_streams(16).build();
+    /// # }
+    /// ```
+    pub fn max_streams(mut self, max: u64) -> Self {
+        self.cfg.max_streams = max.max(1);
+        self
+    }
+
+    /// How long a stream survives after its last open, append or finish. Default 30
+    /// minutes (the Redis session store's default idle timeout); at least 1 ms.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).stream_ttl(Duration::from_secs(300)).build();
+    /// # }
+    /// ```
+    pub fn stream_ttl(mut self, ttl: Duration) -> Self {
+        self.cfg.ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest any single operation may take before it fails with
+    /// [`EventLogError::Unavailable`]. Default 1 second.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).op_timeout(Duration::from_millis(300)).build();
+    /// # }
+    /// ```
+    pub fn op_timeout(mut self, limit: Duration) -> Self {
+        self.cfg.op_timeout = limit;
+        self
+    }
+
+    /// The bounds of the poll backoff in [`wait_after`](EventLog::wait_after), which
+    /// is how appends made by *other* instances are noticed. Default 5 ms to 100 ms.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn)
+    ///     .poll_interval(Duration::from_millis(10), Duration::from_millis(250))
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn poll_interval(mut self, min: Duration, max: Duration) -> Self {
+        self.cfg.poll_min = min.max(Duration::from_millis(1));
+        self.cfg.poll_max = max.max(self.cfg.poll_min);
+        self
+    }
+
+    /// Build the log.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).build();
+    /// # }
+    /// ```
+    pub fn build(self) -> RedisEventLog {
+        RedisEventLog {
+            inner: Arc::new(Inner {
+                conn: self.conn,
+                cfg: self.cfg,
+                notify: (0..SHARDS).map(|_| Notify::new()).collect(),
+            }),
+        }
+    }
+}
+
+impl RedisEventLog {
+    /// A log with the default settings (see [`RedisEventLogBuilder`]).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session::event_log::RedisEventLog;
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let log = RedisEventLog::new(client.get_connection_manager().await?);
+    /// # let _ = log;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
+        Self::builder(conn).build()
+    }
+
+    /// A builder over `conn`, a [`ConnectionManager`](redis::aio::ConnectionManager) or
+    /// a [`ClusterConnection`](redis::cluster_async::ClusterConnection).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session::event_log::RedisEventLog;
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let cluster = redis::cluster::ClusterClient::new(vec!["redis://10.0.0.1:6379/"])?;
+    /// let log = RedisEventLog::builder(cluster.get_async_connection().await?).build();
+    /// # let _ = log;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(conn: impl Into<RedisConnection>) -> RedisEventLogBuilder {
+        RedisEventLogBuilder {
+            conn: conn.into(),
+            cfg: Config {
+                prefix: "mcp:".to_owned(),
+                max_events: 1000,
+                max_bytes: 1024 * 1024,
+                max_streams: 64,
+                ttl: Duration::from_secs(30 * 60),
+                op_timeout: Duration::from_secs(1),
+                poll_min: Duration::from_millis(5),
+                poll_max: Duration::from_millis(100),
+            },
+        }
+    }
+}
+
+/// The keys of one stream: (session base, index, meta, list).
+struct Keys {
+    base: String,
+    index: String,
+    meta: String,
+    list: String,
+    stream: String,
+}
+
+impl Inner {
+    fn keys(&self, key: &StreamKey) -> Keys {
+        let base = session_base(&self.cfg.prefix, key.session());
+        let stream = key.stream().to_string();
+        Keys {
+            index: format!("{base}:evs"),
+            meta: format!("{base}:ev:{stream}:m"),
+            list: format!("{base}:ev:{stream}"),
+            base,
+            stream,
+        }
+    }
+
+    fn shard(&self, key: &StreamKey) -> &Notify {
+        // Stream ids are random, so their low bits spread streams evenly.
+        &self.notify[(key.stream().raw() % SHARDS as u64) as usize]
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, EventLogError> {
+        let mut conn = self.conn.clone();
+        bounded(self.cfg.op_timeout, inv.invoke_async(&mut conn))
+            .await
+            .map_err(EventLogError::Unavailable)
+    }
+}
+
+fn bad(what: &'static str) -> EventLogError {
+    EventLogError::Unavailable(Box::new(BadReply(what)))
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        _ => None,
+    }
+}
+
+impl EventLog for RedisEventLog {
+    fn open<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move {
+            let k = self.inner.keys(key);
+            let mut inv = OPEN_SCRIPT.prepare_invoke();
+            inv.key(&k.index)
+                .key(&k.meta)
+                .key(&k.list)
+                .arg(&k.stream)
+                .arg(millis(self.inner.cfg.ttl))
+                .arg(self.inner.cfg.max_streams)
+                .arg(&k.base);
+            self.inner.run::<i64>(&inv).await?;
+            Ok(())
+        })
+    }
+
+    fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(async move {
+            let k = self.inner.keys(key);
+            let mut inv = APPEND_SCRIPT.prepare_invoke();
+            inv.key(&k.index)
+                .key(&k.meta)
+                .key(&k.list)
+                .arg(&data[..])
+                .arg(self.inner.cfg.max_events)
+                .arg(self.inner.cfg.max_bytes)
+                .arg(millis(self.inner.cfg.ttl));
+            let seq: i64 = self.inner.run(&inv).await?;
+            match seq {
+                -1 => Err(EventLogError::UnknownStream),
+                -2 => Err(EventLogError::Finished),
+                n if n > 0 => {
+                    self.inner.shard(key).notify_waiters();
+                    Ok(n.unsigned_abs())
+                }
+                _ => Err(bad("append")),
+            }
+        })
+    }
+
+    fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move {
+            let k = self.inner.keys(key);
+            let mut inv = FINISH_SCRIPT.prepare_invoke();
+            inv.key(&k.index)
+                .key(&k.meta)
+                .key(&k.list)
+                .arg(millis(self.inner.cfg.ttl));
+            match self.inner.run::<i64>(&inv).await? {
+                -1 => Err(EventLogError::UnknownStream),
+                _ => {
+                    self.inner.shard(key).notify_waiters();
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        after: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
+        Box::pin(async move {
+            let k = self.inner.keys(key);
+            let mut inv = READ_SCRIPT.prepare_invoke();
+            inv.key(&k.meta).key(&k.list).arg(after).arg(max);
+            let reply: Vec<Value> = self.inner.run(&inv).await?;
+            let mut it = reply.into_iter();
+            let head = it.next().as_ref().and_then(int).ok_or_else(|| bad("read"))?;
+            match head {
+                -1 => return Ok(ReadOutcome::UnknownStream),
+                -2 => {
+                    let mut bound = || {
+                        it.next()
+                            .as_ref()
+                            .and_then(int)
+                            .map(i64::unsigned_abs)
+                            .ok_or_else(|| bad("read"))
+                    };
+                    let last_seq = bound()?;
+                    let first_retained = bound()?;
+                    return Ok(ReadOutcome::Evicted {
+                        first_retained,
+                        last_seq,
+                    });
+                }
+                n if n < 0 => return Err(bad("read")),
+                _ => {}
+            }
+            let last_seq = head.unsigned_abs();
+            let fin = it.next().as_ref().and_then(int).ok_or_else(|| bad("read"))? == 1;
+            let mut events = Vec::with_capacity(it.len());
+            for (seq, item) in (after + 1..).zip(it) {
+                let Value::BulkString(data) = item else {
+                    return Err(bad("read payload"));
+                };
+                events.push(StoredEvent {
+                    seq,
+                    data: Bytes::from(data),
+                });
+            }
+            let reached_end = after + events.len() as u64 == last_seq;
+            Ok(ReadOutcome::Events {
+                events,
+                last_seq,
+                finished: fin && reached_end,
+            })
+        })
+    }
+
+    fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let meta = self.inner.keys(key).meta;
+            let shard = self.inner.shard(key);
+            let mut delay = self.inner.cfg.poll_min;
+            loop {
+                let notified = shard.notified();
+                let mut notified = std::pin::pin!(notified);
+                // Registered before the timer starts, so an append in this process
+                // during the wait is never missed.
+                notified.as_mut().enable();
+                if tokio::time::timeout(delay, notified).await.is_ok() {
+                    return;
+                }
+                let mut conn = self.inner.conn.clone();
+                let cmd = redis::cmd("HMGET").arg(&meta).arg("last").arg("fin").to_owned();
+                let polled: Result<(Option<u64>, Option<String>), _> =
+                    bounded(self.inner.cfg.op_timeout, cmd.query_async(&mut conn)).await;
+                match polled {
+                    // Gone, finished or moved on: the caller's next read tells which.
+                    Ok((None, _)) => return,
+                    Ok((Some(last), fin)) if last > after || fin.as_deref() == Some("1") => return,
+                    Ok(_) => {}
+                    // An unreachable backend: let the caller's next read report it
+                    // (after the delay just slept, so a caller that retries cannot spin).
+                    Err(_) => return,
+                }
+                delay = (delay * 2).min(self.inner.cfg.poll_max);
+            }
+        })
+    }
+
+    fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move {
+            let base = session_base(&self.inner.cfg.prefix, session);
+            let index = format!("{base}:evs");
+            let mut inv = REMOVE_SESSION_SCRIPT.prepare_invoke();
+            inv.key(&index).arg(&base);
+            self.inner.run::<i64>(&inv).await?;
+            // Readers of the removed streams learn it on their next read.
+            for n in self.inner.notify.iter() {
+                n.notify_waiters();
+            }
+            Ok(())
+        })
+    }
+}
