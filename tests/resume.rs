@@ -388,6 +388,7 @@ async fn disconnect_semantics_per_era() {
     let mut resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("mcp-session-id").is_none());
+    assert_eq!(resp.headers()["x-accel-buffering"], "no", "[M15]");
     let first = resp.body_mut().frame().await.unwrap().unwrap().into_data().unwrap();
     assert!(
         !String::from_utf8_lossy(&first).contains("id:"),
