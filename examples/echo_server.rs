@@ -7,6 +7,17 @@
 //! `--sse-all` answers every JSON reply (including `initialize`) as a one-event SSE
 //! stream instead, and `--strict-modern` makes the layer validate 2026-07-28 request
 //! headers and `_meta` itself; `tests/interop/run.sh` uses both.
+//!
+//! `--redis URL` keeps sessions and resumable streams in Redis (`RedisSessionStore`
+//! and `RedisEventLog`) instead of memory, so several instances can share them (see
+//! `examples/redis_cluster.rs`). It needs the `redis` feature:
+//!
+//! ```text
+//! cargo run --features redis --example echo_server -- --addr 127.0.0.1:8080 --redis redis://127.0.0.1:6379
+//! ```
+//!
+//! With `--redis`, `--max-sessions` caps the sessions of every instance sharing that
+//! Redis together, and applies only when given.
 
 mod common;
 
@@ -17,13 +28,14 @@ use std::num::NonZeroU32;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::any_service;
-use tower_mcp_session::McpSessionLayer;
 use tower_mcp_session::rate_limit::{CreationLimit, PeerIp, Quota};
 use tower_mcp_session::store::MemoryStore;
+use tower_mcp_session::{McpSessionLayer, McpSessionLayerBuilder};
 
 struct Args {
     addr: SocketAddr,
-    max_sessions: usize,
+    max_sessions: Option<usize>,
+    redis: Option<String>,
     sse_tool_calls: bool,
     create_burst: Option<NonZeroU32>,
     create_per_second: Option<NonZeroU32>,
@@ -34,7 +46,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8080".parse().expect("valid"),
-        max_sessions: 10_000,
+        max_sessions: None,
+        redis: None,
         sse_tool_calls: false,
         create_burst: None,
         create_per_second: None,
@@ -46,7 +59,8 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
-            "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
+            "--max-sessions" => args.max_sessions = Some(value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?),
+            "--redis" => args.redis = Some(value()?),
             "--sse" => args.sse_tool_calls = true,
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
@@ -56,7 +70,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--sse] [--sse-all] [--strict-modern] [--create-burst N] [--create-per-second R]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--create-burst N] [--create-per-second R]"
                 );
                 std::process::exit(0);
             }
@@ -72,7 +86,18 @@ async fn main() {
         eprintln!("echo_server: {e}");
         std::process::exit(2);
     });
-    let mut builder = McpSessionLayer::builder().store(MemoryStore::builder().max_sessions(args.max_sessions).build());
+    let mut builder = McpSessionLayer::builder();
+    builder = match &args.redis {
+        None => builder.store(
+            MemoryStore::builder()
+                .max_sessions(args.max_sessions.unwrap_or(10_000))
+                .build(),
+        ),
+        Some(url) => with_redis(builder, url, args.max_sessions).await.unwrap_or_else(|e| {
+            eprintln!("echo_server: {e}");
+            std::process::exit(2);
+        }),
+    };
     if args.create_burst.is_some() || args.create_per_second.is_some() {
         // New sessions per client IP, as axum's ConnectInfo reports it.
         let per_second = args.create_per_second.unwrap_or(NonZeroU32::MIN);
@@ -98,12 +123,55 @@ async fn main() {
         std::process::exit(1);
     });
     println!(
-        "echo MCP server listening on http://{}/mcp",
-        listener.local_addr().expect("bound")
+        "echo MCP server listening on http://{}/mcp{}",
+        listener.local_addr().expect("bound"),
+        args.redis
+            .as_deref()
+            .map(|url| format!(" (sessions in {url})"))
+            .unwrap_or_default(),
     );
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .expect("server error");
+}
+
+/// `--redis URL`: sessions and streams in Redis, one reconnecting connection for both.
+#[cfg(feature = "redis")]
+async fn with_redis(
+    builder: McpSessionLayerBuilder,
+    url: &str,
+    max_sessions: Option<usize>,
+) -> Result<McpSessionLayerBuilder, String> {
+    use std::time::Duration;
+
+    use redis::aio::ConnectionManagerConfig;
+    use tower_mcp_session::event_log::RedisEventLog;
+    use tower_mcp_session::store::RedisSessionStore;
+
+    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    // Reconnect attempts back off to at most a second, so the server recovers quickly
+    // once Redis is back; requests meanwhile get 503 with Retry-After.
+    let config = ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1));
+    let conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+    let mut store = RedisSessionStore::builder(conn.clone());
+    if let Some(max) = max_sessions {
+        store = store.max_sessions(max);
+    }
+    Ok(builder.store(store.build()).event_log(RedisEventLog::new(conn)))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn with_redis(
+    _builder: McpSessionLayerBuilder,
+    _url: &str,
+    _max_sessions: Option<usize>,
+) -> Result<McpSessionLayerBuilder, String> {
+    Err("--redis needs the `redis` feature: \
+         cargo run --features redis --example echo_server -- --redis redis://127.0.0.1:6379"
+        .to_owned())
 }
 
 /// `--sse-all`: turn a successful JSON reply carrying one JSON-RPC message into a

@@ -196,6 +196,14 @@ const SHARDS: usize = 64;
 /// finished stream first, the oldest stream only if none has finished. Over time:
 /// the stream TTL.
 ///
+/// # Outages
+///
+/// Every operation is bounded by [`op_timeout`](RedisEventLogBuilder::op_timeout) and
+/// fails with [`EventLogError::Unavailable`] while Redis cannot be reached. A
+/// [`finish`](EventLog::finish) that fails that way is also retried in the background
+/// (backoff up to 2 s, for at most the stream TTL): the producer is gone by then, and
+/// without the mark a reader resuming the stream would wait for events that never come.
+///
 /// # Durability
 ///
 /// As for sessions, persistence is the server's: with `appendonly yes` and
@@ -494,6 +502,42 @@ impl Inner {
     }
 }
 
+impl Inner {
+    async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
+        let k = self.keys(key);
+        let mut inv = FINISH_SCRIPT.prepare_invoke();
+        inv.key(&k.index).key(&k.meta).key(&k.list).arg(millis(self.cfg.ttl));
+        match self.run::<i64>(&inv).await? {
+            -1 => Err(EventLogError::UnknownStream),
+            _ => {
+                self.shard(key).notify_waiters();
+                Ok(())
+            }
+        }
+    }
+
+    /// Retry a failed `finish` with a backoff until it lands, the stream is gone, the
+    /// stream's TTL has passed (its keys are gone by then too), or the log is dropped.
+    fn retry_finish(self: &Arc<Self>, key: StreamKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let give_up = tokio::time::Instant::now() + self.cfg.ttl;
+        runtime.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            while tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(delay).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if !matches!(inner.finish(&key).await, Err(EventLogError::Unavailable(_))) {
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+}
+
 fn bad(what: &'static str) -> EventLogError {
     EventLogError::Unavailable(Box::new(BadReply(what)))
 }
@@ -548,18 +592,15 @@ impl EventLog for RedisEventLog {
 
     fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
         Box::pin(async move {
-            let k = self.inner.keys(key);
-            let mut inv = FINISH_SCRIPT.prepare_invoke();
-            inv.key(&k.index)
-                .key(&k.meta)
-                .key(&k.list)
-                .arg(millis(self.inner.cfg.ttl));
-            match self.inner.run::<i64>(&inv).await? {
-                -1 => Err(EventLogError::UnknownStream),
-                _ => {
-                    self.inner.shard(key).notify_waiters();
-                    Ok(())
+            match self.inner.finish(key).await {
+                Err(EventLogError::Unavailable(e)) => {
+                    // The producer is going away; if the mark is lost, readers that
+                    // resume this stream wait for events that never come until its
+                    // TTL. Keep trying in the background once Redis is back.
+                    self.inner.retry_finish(key.clone());
+                    Err(EventLogError::Unavailable(e))
                 }
+                other => other,
             }
         })
     }
