@@ -967,3 +967,29 @@ async fn expired_sessions_leave_no_state_behind() {
         "RSS after each round of 4,000 expired sessions: {rss:?} KiB"
     );
 }
+
+/// The established-session hot path costs one Redis round trip per request: the
+/// `acquire` script (the release after a short request refreshes nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_per_established_request() {
+    let server = RedisServer::start();
+    let (a, _b) = pair(Backend::Single(&server)).await;
+    let sid = initialize_on(&a).await;
+    assert_eq!(echo_on(&a, &sid, 1).await.0, StatusCode::OK);
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for id in 0..50 {
+        assert_eq!(echo_on(&a, &sid, 100 + id).await.0, StatusCode::OK);
+    }
+    // Let any spawned refresh land before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = server.command_calls();
+    // One script call per request; the other commands counted ran inside it.
+    assert_eq!(calls.get("evalsha"), Some(&50), "{calls:?}");
+    let inside = ["hget", "hgetall", "time", "pexpire", "info", "config|resetstat"];
+    assert!(
+        calls
+            .keys()
+            .all(|name| name == "evalsha" || inside.contains(&name.as_str())),
+        "{calls:?}"
+    );
+}

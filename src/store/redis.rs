@@ -141,6 +141,11 @@ const SWEEP_QUIET: Duration = Duration::from_millis(100);
 /// process dies, the refreshes stop and Redis expires the session one idle timeout
 /// later: nothing leaks.
 ///
+/// When a busy period ends within a twentieth of the idle timeout of the last refresh
+/// (a short request: its own `acquire` just refreshed the TTL), the store does not
+/// refresh again, so an established session costs one round trip per request; in
+/// exchange a session may expire up to a twentieth of the idle timeout early.
+///
 /// # The session cap
 ///
 /// The cap is a sorted set on one slot. Reserving runs one script that drops members
@@ -395,6 +400,13 @@ impl RedisSessionStoreBuilder {
     }
 }
 
+/// Busy periods of one session in this process.
+#[derive(Debug)]
+struct Busy {
+    count: u32,
+    refreshed: tokio::time::Instant,
+}
+
 struct Inner {
     conn: RedisConnection,
     cfg: Config,
@@ -402,8 +414,9 @@ struct Inner {
     /// followed by `25`, `7B` or `7D`, so no session's hash tag can read `%live`.
     live_key: String,
     listeners: RwLock<Vec<CloseListener>>,
-    /// Open busy periods per session, in this process.
-    busy: Mutex<HashMap<SessionId, u32>>,
+    /// Open busy periods per session in this process, and when its TTL was last
+    /// refreshed.
+    busy: Mutex<HashMap<SessionId, Busy>>,
     keepalive: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Reservation members this process added to the cap set and has not yet committed
     /// or given back. Every outstanding [`Reservation`] of this store owns one of them;
@@ -549,7 +562,11 @@ impl Inner {
                     set.spawn(async move {
                         // A failed refresh is retried on the next tick; the session has
                         // two more ticks before its TTL runs out.
-                        let _ = inner.touch(&id, false).await;
+                        if inner.touch(&id, false).await.is_ok()
+                            && let Some(b) = inner.busy.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id)
+                        {
+                            b.refreshed = tokio::time::Instant::now();
+                        }
                     });
                 }
                 drop(inner);
@@ -811,29 +828,45 @@ impl SessionStore for RedisSessionStore {
             let Some(record) = decode(id, reply)? else {
                 return Ok(None);
             };
-            *self
-                .inner
-                .busy
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(id.clone())
-                .or_insert(0) += 1;
+            let now = tokio::time::Instant::now();
+            let mut busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = busy.entry(id.clone()).or_insert(Busy {
+                count: 0,
+                refreshed: now,
+            });
+            entry.count += 1;
+            // The script just refreshed the TTL.
+            entry.refreshed = now;
+            drop(busy);
             self.inner.start_keepalive();
             Ok(Some(Arc::new(record)))
         })
     }
 
     fn release(&self, id: &SessionId) {
-        {
+        let since_refresh = {
             let mut busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = busy.get_mut(id) {
-                *count -= 1;
-                if *count == 0 {
-                    busy.remove(id);
+            match busy.get_mut(id) {
+                Some(b) if b.count > 1 => {
+                    b.count -= 1;
+                    return;
                 }
+                Some(b) => {
+                    let since = b.refreshed.elapsed();
+                    busy.remove(id);
+                    since
+                }
+                None => return,
             }
+        };
+        // The idle clock restarts now. When the TTL was refreshed moments ago (by this
+        // request's own acquire), refreshing again buys at most `since_refresh`: skip
+        // the second round trip while that is under a twentieth of the idle timeout, so
+        // a session may expire up to that much early (90 s of 30 min by default).
+        if since_refresh < self.inner.cfg.idle / 20 {
+            return;
         }
-        // The idle clock restarts now: refresh the TTL without making the caller wait.
+        // Refresh the TTL without making the caller wait.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let inner = self.inner.clone();
             let id = id.clone();
