@@ -197,6 +197,36 @@ pub trait EventLog: Send + Sync + 'static {
     /// cursor reads as [`ReadOutcome::Evicted`] now, and waiting would hang the reader.
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()>;
 
+    /// Remember that events of `key` up to `seq` reached a client, so that a fresh `GET`
+    /// on any instance starts after them. Only meaningful for logs shared by several
+    /// instances; the default does nothing (the layer remembers it per instance too).
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+        let _ = (key, seq);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The highest sequence number recorded by [`mark_delivered`](Self::mark_delivered)
+    /// (0 when none, and by default).
+    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        let _ = key;
+        Box::pin(async { Ok(0) })
+    }
+
+    /// Claim `key` for a new reader and return the claim's number: readers holding an
+    /// older claim stop sending (one message, one stream, even across instances). The
+    /// default returns 0 for every claim: single-instance logs rely on the layer's own
+    /// per-instance take-over.
+    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        let _ = key;
+        Box::pin(async { Ok(0) })
+    }
+
+    /// The number of the newest claim on `key` (0 by default).
+    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        let _ = key;
+        Box::pin(async { Ok(0) })
+    }
+
     /// Drop every stream of `session` (the session ended).
     fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>>;
 }

@@ -122,6 +122,28 @@ static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
 static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
 static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
 static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+
+/// KEYS: meta. ARGV: op, value. Per-stream reader state kept beside the events, so
+/// every instance sees it: `dlv` (highest sequence number delivered to a client) and
+/// `rdr` (newest reader claim). Returns -1 for an unknown stream, else the field's value
+/// after the operation. Never creates the hash: its TTL belongs to append and open.
+const READER_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local op = ARGV[1]
+if op == 'mark' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'dlv') or '0')
+  local seq = tonumber(ARGV[2])
+  if seq > cur then redis.call('HSET', KEYS[1], 'dlv', seq) return seq end
+  return cur
+elseif op == 'claim' then
+  return redis.call('HINCRBY', KEYS[1], 'rdr', 1)
+elseif op == 'dlv' or op == 'rdr' then
+  return tonumber(redis.call('HGET', KEYS[1], op) or '0')
+end
+return -1
+";
+
+static READER_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READER_STATE));
 static REMOVE_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SESSION));
 
 /// In-process notifiers, shared by streams whose ids fall in the same shard.
@@ -503,6 +525,16 @@ impl Inner {
 }
 
 impl Inner {
+    async fn reader_state(&self, key: &StreamKey, op: &str, value: u64) -> Result<u64, EventLogError> {
+        let k = self.keys(key);
+        let mut inv = READER_STATE_SCRIPT.prepare_invoke();
+        inv.key(&k.meta).arg(op).arg(value);
+        match self.run::<i64>(&inv).await? {
+            n if n < 0 => Err(EventLogError::UnknownStream),
+            n => Ok(n.unsigned_abs()),
+        }
+    }
+
     async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
         let k = self.keys(key);
         let mut inv = FINISH_SCRIPT.prepare_invoke();
@@ -603,6 +635,22 @@ impl EventLog for RedisEventLog {
                 other => other,
             }
         })
+    }
+
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move { self.inner.reader_state(key, "mark", seq).await.map(drop) })
+    }
+
+    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(self.inner.reader_state(key, "dlv", 0))
+    }
+
+    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(self.inner.reader_state(key, "claim", 0))
+    }
+
+    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(self.inner.reader_state(key, "rdr", 0))
     }
 
     fn read_after<'a>(

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) on_created: Option<CreatedHook>,
     pub(crate) creation_limit: Option<CreationLimit>,
+    local_sweeper_started: std::sync::atomic::AtomicBool,
+    local_sweep: Duration,
 }
 
 impl Shared {
@@ -158,6 +160,7 @@ impl<S> Layer<S> for McpSessionLayer {
 /// | [`max_reader_lag`](Self::max_reader_lag) | 512 events |
 /// | [`store_timeout`](Self::store_timeout) | 1 s |
 /// | [`rate_limit`](Self::rate_limit) | none (creation is not rate-limited) |
+/// | [`local_state_sweep`](Self::local_state_sweep) | 60 s |
 ///
 /// ```
 /// use std::time::Duration;
@@ -188,6 +191,7 @@ pub struct McpSessionLayerBuilder {
     on_created: Option<CreatedHook>,
     on_closed: Vec<crate::store::CloseListener>,
     creation_limit: Option<CreationLimit>,
+    local_sweep: Duration,
 }
 
 impl Default for McpSessionLayerBuilder {
@@ -208,6 +212,7 @@ impl Default for McpSessionLayerBuilder {
             on_created: None,
             on_closed: Vec::new(),
             creation_limit: None,
+            local_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -355,6 +360,15 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// How often this instance checks its per-session stream state against the store
+    /// (default 60 s). A shared store cannot tell every instance about sessions that
+    /// expired by TTL or were deleted through another instance; the check forgets the
+    /// local state of those, so memory stays bounded. The memory store needs no check.
+    pub fn local_state_sweep(mut self, every: Duration) -> Self {
+        self.local_sweep = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Call `hook` with the record of every session this layer creates.
     pub fn on_session_created(mut self, hook: impl Fn(&SessionRecord) + Send + Sync + 'static) -> Self {
         self.on_created = Some(Arc::new(hook));
@@ -390,6 +404,8 @@ impl McpSessionLayerBuilder {
             counters: Counters::default(),
             on_created: self.on_created,
             creation_limit: self.creation_limit,
+            local_sweeper_started: std::sync::atomic::AtomicBool::new(false),
+            local_sweep: self.local_sweep,
         });
         // The store outlives nothing it is told about: a weak reference keeps the
         // store → listener → layer path from becoming a cycle.
@@ -407,6 +423,48 @@ impl McpSessionLayerBuilder {
 }
 
 impl Shared {
+    /// Start, once, the task that forgets local stream state of sessions the store no
+    /// longer has. The memory store reports every close, but a shared store cannot report
+    /// expiry by TTL or a `DELETE` served by another instance; without this, each such
+    /// session would leave its (small) local state behind for good. The task holds the
+    /// layer weakly and ends with it.
+    pub(crate) fn ensure_local_sweeper(self: &Arc<Self>) {
+        if self
+            .local_sweeper_started
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.local_sweeper_started
+                .store(false, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let Some(every) = weak.upgrade().map(|s| s.local_sweep) else {
+                return;
+            };
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.sweep_local_streams().await;
+            }
+        });
+    }
+
+    /// Forget local stream state of idle sessions the store no longer knows.
+    pub(crate) async fn sweep_local_streams(&self) {
+        for id in self.streams.idle_sessions() {
+            if let Ok(Ok(false)) = tokio::time::timeout(self.store_timeout, self.store.contains(&id)).await {
+                self.streams.remove_session(&id);
+            }
+        }
+    }
+
     fn session_closed(self: &Arc<Self>, id: &SessionId, reason: CloseReason) {
         self.counters.session_closed(reason);
         self.streams.remove_session(id);

@@ -528,6 +528,7 @@ where
             }
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         }
+        shared.ensure_local_sweeper();
         shared.streams.adopt(&key, &live);
         shared.streams.spawn_pump(
             record.id(),
@@ -545,6 +546,7 @@ where
             close_epoch: 0,
             priming: primes,
             polling: primes,
+            claim: None,
         };
         let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
         set_sse_headers(&mut head);
@@ -598,9 +600,20 @@ where
                 (key, cursor, false)
             }
             None => match fresh_cursor(&shared, &standalone).await {
-                Ok(cursor) => (standalone, cursor, primes),
+                Ok(cursor) => (standalone.clone(), cursor, primes),
                 Err(rejection) => return Ok(self.reject(rejection)),
             },
+        };
+        shared.ensure_local_sweeper();
+        // The standalone stream is the one several instances may serve at once: claim
+        // it in the shared log so only the newest GET sends.
+        let claim = if key == standalone {
+            match timeout(shared.store_timeout, shared.log.claim_reader(&key)).await {
+                Ok(Ok(claim)) => Some(claim),
+                _ => return Ok(self.reject(store_unavailable())),
+            }
+        } else {
+            None
         };
         let live = shared.streams.live(&key);
         let start = Start {
@@ -608,6 +621,7 @@ where
             close_epoch: live.close_epoch(),
             priming,
             polling: primes,
+            claim,
         };
         let attachment = live.attach();
         let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
@@ -656,7 +670,13 @@ async fn fresh_cursor(shared: &Shared, key: &StreamKey) -> Result<u64, Rejection
     if !matches!(timeout(wait, shared.log.open(key)).await, Ok(Ok(()))) {
         return Err(store_unavailable());
     }
-    let delivered = shared.streams.live(key).delivered();
+    // What this instance delivered, or what any instance recorded in a shared log.
+    let local = shared.streams.live(key).delivered();
+    let shared_mark = timeout(wait, shared.log.delivered(key)).await;
+    let delivered = match shared_mark {
+        Ok(Ok(seq)) => local.max(seq),
+        _ => return Err(store_unavailable()),
+    };
     match timeout(wait, shared.log.read_after(key, delivered, 0)).await {
         Ok(Ok(ReadOutcome::Events { .. })) => Ok(delivered),
         // The stream was started again after expiring; its numbering restarted.

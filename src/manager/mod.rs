@@ -132,7 +132,9 @@ impl SessionManager {
 
     /// The layer's counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.counters.snapshot(self.shared.store.len_hint())
+        self.shared
+            .counters
+            .snapshot(self.shared.store.len_hint(), self.shared.streams.session_count())
     }
 }
 

@@ -36,9 +36,10 @@ impl Counters {
         self.modern_passed_through.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, active: Option<usize>) -> Metrics {
+    pub(crate) fn snapshot(&self, active: Option<usize>, with_local_streams: usize) -> Metrics {
         Metrics {
             active_sessions: active,
+            sessions_with_local_streams: with_local_streams,
             sessions_created: self.created.load(Ordering::Relaxed),
             sessions_closed: CloseReason::ALL
                 .map(|r| (r, self.closed[r.index()].load(Ordering::Relaxed)))
@@ -70,6 +71,9 @@ impl Counters {
 pub struct Metrics {
     /// Live sessions, when the store can tell cheaply (the memory store can).
     pub active_sessions: Option<usize>,
+    /// Sessions for which this instance holds stream state (running pumps, readers, GET
+    /// stream cursors).
+    pub sessions_with_local_streams: usize,
     /// Sessions created by this layer since it was built.
     pub sessions_created: u64,
     /// Sessions ended, by reason (every reason listed, zeros included).

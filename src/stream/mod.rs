@@ -236,6 +236,30 @@ impl Streams {
         self.sessions.remove(session);
     }
 
+    /// Sessions whose local state holds nothing running: no pump, no attached reader.
+    /// Their entries can go once the store no longer knows them.
+    pub(crate) fn idle_sessions(&self) -> Vec<SessionId> {
+        self.sessions
+            .iter()
+            .filter(|entry| {
+                let mut local = entry.value().lock().unwrap_or_else(|e| e.into_inner());
+                while local.pumps.try_join_next().is_some() {}
+                local.pumps.is_empty()
+                    && local
+                        .live
+                        .values()
+                        .filter_map(Weak::upgrade)
+                        .all(|l| l.attached.load(Ordering::Acquire) == 0)
+            })
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
+    /// How many sessions have local stream state (for tests and metrics).
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Sessions with a reader attached to their standalone stream on this instance.
     pub(crate) fn sessions_listening(&self) -> Vec<SessionId> {
         self.sessions

@@ -31,6 +31,7 @@ pub(crate) struct Reader {
     prefix_has_retry: bool,
     /// Whether server-initiated connection closes apply (2025-11-25 and later clients).
     polling: bool,
+    claim: Option<u64>,
     poll_deadline: Option<Instant>,
     done: bool,
     _busy: Arc<BusyGuard>,
@@ -50,6 +51,10 @@ pub(crate) struct Start {
     /// closing on older clients before the response would lose it, so for them the
     /// connection stays open.
     pub(crate) polling: bool,
+    /// For the standalone stream: this reader's claim in the shared log. Before sending
+    /// it checks the claim is still the newest, so a newer `GET` on another instance
+    /// takes over; it also records what it delivered there.
+    pub(crate) claim: Option<u64>,
 }
 
 impl Reader {
@@ -79,6 +84,7 @@ impl Reader {
             prefix,
             caught_up: false,
             polling: start.polling,
+            claim: start.claim,
             poll_deadline,
             done: false,
             _busy: busy,
@@ -135,6 +141,14 @@ impl Reader {
                     return self.end(out);
                 }
                 let last = last.seq;
+                if let Some(claim) = self.claim {
+                    // Another instance's newer GET owns the stream now: send nothing.
+                    let current = timeout(self.cfg.log_timeout, self.log.current_reader(&self.key)).await;
+                    if !matches!(current, Ok(Ok(c)) if c == claim) {
+                        return self.end(out);
+                    }
+                    let _ = timeout(self.cfg.log_timeout, self.log.mark_delivered(&self.key, last)).await;
+                }
                 for event in &events {
                     encode_event(&mut out, Some(EventId::new(self.key.stream(), event.seq)), &event.data);
                 }
