@@ -2,7 +2,7 @@
 //! keep-alive HTTP/1.1 connections with a hyper client, and prints Markdown tables.
 //!
 //! ```text
-//! cargo run --release --example load                      # everything (≈ 6 min)
+//! cargo run --release --example load                      # everything (≈ 15 min)
 //! cargo run --release --example load -- --only throughput --duration 5
 //! cargo run --release --example load -- --only memory --mem-sizes 10000,100000,1000000
 //! ```
@@ -252,6 +252,7 @@ struct Timing {
     duration: Duration,
 }
 
+#[derive(Clone, Copy)]
 struct Measured {
     rate: f64,
     p50_us: u64,
@@ -319,6 +320,14 @@ fn needs_session(kind: &str) -> bool {
     matches!(kind, "b" | "c" | "e")
 }
 
+/// `--servers a,b-sse,...`: only the rows whose label starts with one of these words.
+static SERVERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+fn selected(label: &str) -> bool {
+    let first = label.split(' ').next().unwrap_or("");
+    SERVERS.get().is_none_or(|list| list.iter().any(|s| s == first))
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -328,11 +337,62 @@ fn loadavg() -> String {
         .join(" ")
 }
 
-async fn throughput(timing: Timing, lifetime: &str) {
-    println!("\n### tools/call echo on established sessions (req/s, p50/p99 in µs)\n");
-    println!("| server | conns | req/s | p50 µs | p99 µs | errors | load avg (1/5/15) |");
-    println!("|---|---|---|---|---|---|---|");
-    let cases: &[(&str, &str, &[&str])] = &[
+/// The median of `runs` by rate, with the spread of rates and the median p50/p99.
+struct Summary {
+    rate: f64,
+    min: f64,
+    max: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+    load: String,
+}
+
+fn summarize(runs: &[Measured], load: String) -> Summary {
+    let mut rates: Vec<f64> = runs.iter().map(|m| m.rate).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut p50: Vec<u64> = runs.iter().map(|m| m.p50_us).collect();
+    let mut p99: Vec<u64> = runs.iter().map(|m| m.p99_us).collect();
+    p50.sort_unstable();
+    p99.sort_unstable();
+    Summary {
+        rate: rates[rates.len() / 2],
+        min: rates[0],
+        max: rates[rates.len() - 1],
+        p50_us: p50[p50.len() / 2],
+        p99_us: p99[p99.len() / 2],
+        errors: runs.iter().map(|m| m.errors).sum(),
+        load,
+    }
+}
+
+/// One row per case, each measured `repeat` times in interleaved rounds (so a burst
+/// of outside load hits one run of many cases rather than every run of one case).
+async fn rounds<C, F, Fut>(cases: &[C], repeat: usize, mut run: F) -> Vec<Summary>
+where
+    F: FnMut(&C) -> Fut,
+    Fut: Future<Output = Measured>,
+{
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
+    let mut loads: Vec<Vec<String>> = vec![Vec::new(); cases.len()];
+    for _ in 0..repeat {
+        for (i, case) in cases.iter().enumerate() {
+            runs[i].push(run(case).await);
+            loads[i].push(loadavg().split(' ').next().unwrap_or("").to_owned());
+        }
+    }
+    runs.iter()
+        .zip(loads)
+        .map(|(r, l)| summarize(r, l.join("/")))
+        .collect()
+}
+
+async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### tools/call echo on established sessions\n");
+    println!("Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n");
+    println!("| server | conns | req/s | (min–max) | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let servers: &[(&str, &str, &[&str])] = &[
         ("f", "f floor (fixed JSON)", &[]),
         ("a", "a echo, no layer", &[]),
         ("b", "b echo + layer", &[]),
@@ -344,71 +404,92 @@ async fn throughput(timing: Timing, lifetime: &str) {
         ("a", "a-sse echo SSE answers, no layer", &["--sse"]),
         ("b", "b-sse echo SSE answers + layer", &["--sse"]),
     ];
-    for &(kind, label, extra) in cases {
-        for conns in [1usize, 8, 32] {
-            let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
-            args.extend_from_slice(extra);
-            let server = Server::start(kind, &args);
+    let cases: Vec<(&str, &str, &[&str], usize)> = servers
+        .iter()
+        .filter(|(_, label, _)| selected(label))
+        .flat_map(|&(k, l, e)| [1usize, 8, 32].map(|n| (k, l, e, n)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, extra, conns)| {
+        let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
+        args.extend_from_slice(extra);
+        let server = Server::start(kind, &args);
+        async move {
             let m = drive(server.addr, conns, timing, "2025-06-18", needs_session(kind), |mut c: Conn| async move {
                 let ok = c.call().await;
                 (c, ok)
             })
             .await;
-            println!(
-                "| {label} | {conns} | {:.0} | {} | {} | {} | {} |",
-                m.rate,
-                m.p50_us,
-                m.p99_us,
-                m.errors,
-                loadavg()
-            );
             drop(server);
+            m
         }
+    })
+    .await;
+    for ((_, label, _, conns), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.p50_us, s.p99_us, s.errors, s.load
+        );
     }
 }
 
-async fn nagle(timing: Timing, lifetime: &str) {
-    println!("\n### TCP_NODELAY on/off, 1 connection (p50/p99 in µs)\n");
-    println!("| server | version | nodelay | req/s | p50 µs | p99 µs | errors | load avg |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let cases: &[(&str, &str, &[&str], &'static str)] = &[
+async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### TCP_NODELAY on/off on the server, 1 connection\n");
+    println!("| server | version | nodelay | req/s | (min–max) | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let servers: &[(&str, &str, &[&str], &'static str)] = &[
         ("b", "b echo + layer (JSON)", &[], "2025-06-18"),
         ("b", "b-sse echo SSE + layer (priming)", &["--sse"], "2025-11-25"),
         ("c", "c rmcp stateful (SSE, priming)", &[], "2025-11-25"),
     ];
-    for &(kind, label, extra, version) in cases {
-        for nodelay in [true, false] {
-            let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
-            args.extend_from_slice(extra);
-            if !nodelay {
-                args.push("--no-nodelay");
-            }
-            let server = Server::start(kind, &args);
+    let cases: Vec<_> = servers
+        .iter()
+        .flat_map(|&(k, l, e, v)| [true, false].map(|nd| (k, l, e, v, nd)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, extra, version, nodelay)| {
+        let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
+        args.extend_from_slice(extra);
+        if !nodelay {
+            args.push("--no-nodelay");
+        }
+        let server = Server::start(kind, &args);
+        async move {
             let m = drive(server.addr, 1, timing, version, true, |mut c: Conn| async move {
                 let ok = c.call().await;
                 (c, ok)
             })
             .await;
-            println!(
-                "| {label} | {version} | {} | {:.0} | {} | {} | {} | {} |",
-                if nodelay { "on" } else { "off" },
-                m.rate,
-                m.p50_us,
-                m.p99_us,
-                m.errors,
-                loadavg()
-            );
+            drop(server);
+            m
         }
+    })
+    .await;
+    for ((_, label, _, version, nodelay), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {version} | {} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
+            if *nodelay { "on" } else { "off" },
+            s.rate,
+            s.min,
+            s.max,
+            s.p50_us,
+            s.p99_us,
+            s.errors,
+            s.load
+        );
     }
 }
 
-async fn creation(timing: Timing, lifetime: &str) {
-    println!("\n### Session creation (initialize only; sessions/s, p50/p99 in µs)\n");
-    println!("| server | conns | sessions/s | p50 µs | p99 µs | errors | RSS after (MiB) | load avg |");
+async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### Session creation (initialize only)\n");
+    println!("| server | conns | sessions/s | (min–max) | p50 µs | p99 µs | errors | load |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (kind, label) in [("b", "b echo + layer"), ("c", "c rmcp stateful"), ("e", "e rmcp stateless + layer")] {
-        for conns in [1usize, 32] {
-            let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", "10000000"]);
+    let servers = [("b", "b echo + layer"), ("c", "c rmcp stateful"), ("e", "e rmcp stateless + layer")];
+    let cases: Vec<_> = servers
+        .iter()
+        .flat_map(|&(k, l)| [1usize, 32].map(|n| (k, l, n)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, conns)| {
+        let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", "10000000"]);
+        async move {
             let m = drive(server.addr, conns, timing, "2025-06-18", false, |mut c: Conn| async move {
                 c.session = None;
                 let answer = c.post(Bytes::from(INITIALIZE.replace("VERSION", c.version)), false).await;
@@ -416,16 +497,16 @@ async fn creation(timing: Timing, lifetime: &str) {
                 (c, ok)
             })
             .await;
-            println!(
-                "| {label} | {conns} | {:.0} | {} | {} | {} | {:.0} | {} |",
-                m.rate,
-                m.p50_us,
-                m.p99_us,
-                m.errors,
-                server.rss_kib() as f64 / 1024.0,
-                loadavg()
-            );
+            drop(server);
+            m
         }
+    })
+    .await;
+    for ((_, label, conns), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.p50_us, s.p99_us, s.errors, s.load
+        );
     }
 }
 
@@ -503,6 +584,7 @@ fn main() {
     };
     let mut mem_sizes = vec![10_000, 100_000, 1_000_000];
     let mut rmcp_mem_sizes = vec![10_000];
+    let mut repeat = 3usize;
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
@@ -521,9 +603,13 @@ fn main() {
             "--warmup" => timing.warmup = Duration::from_secs_f64(value().parse().expect("seconds")),
             "--mem-sizes" => mem_sizes = list(&value()),
             "--rmcp-mem-sizes" => rmcp_mem_sizes = list(&value()),
+            "--repeat" => repeat = value().parse().expect("number"),
+            "--servers" => {
+                let _ = SERVERS.set(value().split(',').map(str::to_owned).collect());
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] \
+                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] [--repeat N] [--servers a,b,b-sse,..] \
                      [--mem-sizes N,..] [--rmcp-mem-sizes N,..]\n       load --serve a|b|c|d|e|f [--addr A] \
                      [--no-nodelay] [--max-sessions N] [--sse] [--json] [--lifetime S]"
                 );
@@ -547,10 +633,10 @@ fn main() {
             timing.duration
         );
         if wants("throughput") {
-            throughput(timing, &lifetime).await;
+            throughput(timing, &lifetime, repeat).await;
         }
         if wants("nagle") {
-            nagle(timing, &lifetime).await;
+            nagle(timing, &lifetime, repeat).await;
         }
         if wants("creation") {
             creation(
@@ -559,6 +645,7 @@ fn main() {
                     duration: Duration::from_secs(3),
                 },
                 &lifetime,
+                repeat,
             )
             .await;
         }
