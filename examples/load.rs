@@ -139,6 +139,18 @@ impl Server {
         Server { child, addr }
     }
 
+    /// CPU time the server process has run so far, all threads, in ns (schedstat).
+    fn cpu_ns(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return 0;
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    }
+
     /// Resident set of the server process, from /proc/<pid>/status.
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -254,6 +266,8 @@ struct Timing {
 
 #[derive(Clone, Copy)]
 struct Measured {
+    /// Server CPU time (all threads, user + system) per successful request, in µs.
+    cpu_us: f64,
     rate: f64,
     p50_us: u64,
     p99_us: u64,
@@ -261,11 +275,12 @@ struct Measured {
 }
 
 /// N connections run `op` back to back; latencies recorded after the warm-up.
-async fn drive<F, Fut>(addr: SocketAddr, conns: usize, timing: Timing, version: &'static str, sessions: bool, op: F) -> Measured
+async fn drive<F, Fut>(server: &Server, conns: usize, timing: Timing, version: &'static str, sessions: bool, op: F) -> Measured
 where
     F: Fn(Conn) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = (Conn, bool)> + Send,
 {
+    let addr = server.addr;
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + timing.warmup;
     let end = measure_from + timing.duration;
@@ -301,6 +316,10 @@ where
             (hist, ok)
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = server.cpu_ns();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu_to = server.cpu_ns();
     let mut hist = histogram();
     let mut ok = 0;
     for task in tasks {
@@ -309,6 +328,7 @@ where
         ok += n;
     }
     Measured {
+        cpu_us: cpu_to.saturating_sub(cpu_from) as f64 / 1000.0 / ok.max(1) as f64,
         rate: ok as f64 / timing.duration.as_secs_f64(),
         p50_us: hist.value_at_quantile(0.50),
         p99_us: hist.value_at_quantile(0.99),
@@ -339,6 +359,7 @@ fn loadavg() -> String {
 
 /// The median of `runs` by rate, with the spread of rates and the median p50/p99.
 struct Summary {
+    cpu_us: f64,
     rate: f64,
     min: f64,
     max: f64,
@@ -355,7 +376,10 @@ fn summarize(runs: &[Measured], load: String) -> Summary {
     let mut p99: Vec<u64> = runs.iter().map(|m| m.p99_us).collect();
     p50.sort_unstable();
     p99.sort_unstable();
+    let mut cpu: Vec<f64> = runs.iter().map(|m| m.cpu_us).collect();
+    cpu.sort_by(f64::total_cmp);
     Summary {
+        cpu_us: cpu[cpu.len() / 2],
         rate: rates[rates.len() / 2],
         min: rates[0],
         max: rates[rates.len() - 1],
@@ -390,8 +414,8 @@ where
 async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### tools/call echo on established sessions\n");
     println!("Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n");
-    println!("| server | conns | req/s | (min–max) | p50 µs | p99 µs | errors | load |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| server | conns | req/s | (min–max) | server CPU µs/req | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let servers: &[(&str, &str, &[&str])] = &[
         ("f", "f floor (fixed JSON)", &[]),
         ("a", "a echo, no layer", &[]),
@@ -414,7 +438,7 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
         args.extend_from_slice(extra);
         let server = Server::start(kind, &args);
         async move {
-            let m = drive(server.addr, conns, timing, "2025-06-18", needs_session(kind), |mut c: Conn| async move {
+            let m = drive(&server, conns, timing, "2025-06-18", needs_session(kind), |mut c: Conn| async move {
                 let ok = c.call().await;
                 (c, ok)
             })
@@ -426,8 +450,8 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
     .await;
     for ((_, label, _, conns), s) in cases.iter().zip(results) {
         println!(
-            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
-            s.rate, s.min, s.max, s.p50_us, s.p99_us, s.errors, s.load
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
         );
     }
 }
@@ -453,7 +477,7 @@ async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
         }
         let server = Server::start(kind, &args);
         async move {
-            let m = drive(server.addr, 1, timing, version, true, |mut c: Conn| async move {
+            let m = drive(&server, 1, timing, version, true, |mut c: Conn| async move {
                 let ok = c.call().await;
                 (c, ok)
             })
@@ -480,8 +504,8 @@ async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
 
 async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### Session creation (initialize only)\n");
-    println!("| server | conns | sessions/s | (min–max) | p50 µs | p99 µs | errors | load |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| server | conns | sessions/s | (min–max) | server CPU µs/session | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let servers = [("b", "b echo + layer"), ("c", "c rmcp stateful"), ("e", "e rmcp stateless + layer")];
     let cases: Vec<_> = servers
         .iter()
@@ -490,7 +514,7 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     let results = rounds(&cases, repeat, |&(kind, _, conns)| {
         let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", "10000000"]);
         async move {
-            let m = drive(server.addr, conns, timing, "2025-06-18", false, |mut c: Conn| async move {
+            let m = drive(&server, conns, timing, "2025-06-18", false, |mut c: Conn| async move {
                 c.session = None;
                 let answer = c.post(Bytes::from(INITIALIZE.replace("VERSION", c.version)), false).await;
                 let ok = answer.status == StatusCode::OK && answer.session.is_some();
@@ -504,8 +528,8 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     .await;
     for ((_, label, conns), s) in cases.iter().zip(results) {
         println!(
-            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
-            s.rate, s.min, s.max, s.p50_us, s.p99_us, s.errors, s.load
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
         );
     }
 }
