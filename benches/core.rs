@@ -1,1 +1,254 @@
-fn main() {}
+//! Micro-benchmarks of the public API and of the whole layer around a trivial inner
+//! service.
+//!
+//! Run with `cargo bench --bench core`. Groups:
+//!
+//! - `session_id`: one [`RandomSessionId`] (128 bits from the OS CSPRNG, hex).
+//! - `memory_store_10k`: creation (`reserve` + `insert`) and lookup (`acquire` +
+//!   `release`) in a `MemoryStore` holding 10,000 sessions.
+//! - `layer`: one request through `McpSessionLayer` with `tower::ServiceExt::oneshot`,
+//!   request built and answer body read to its end, against `baseline_*`: the same
+//!   request and inner service without the layer. The difference is the layer's cost,
+//!   JSON-RPC peeking included (the peek is crate-private, so it is measured here).
+//! - `sse`: the framing the layer applies to SSE answers (encode one event, read one
+//!   event back), through the non-public `sse::__private` module.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_mcp_session::event_log::StreamId;
+use tower_mcp_session::sse::EventId;
+use tower_mcp_session::sse::__private::{SseParser, encode_event};
+use tower_mcp_session::store::{MemoryStore, SessionStore};
+use tower_mcp_session::{
+    CloseReason, MakeSessionId, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
+};
+
+/// `MemoryStore` futures never wait: poll once with a no-op waker.
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("MemoryStore futures complete on first poll"),
+    }
+}
+
+fn bench_session_id(c: &mut Criterion) {
+    c.bench_function("session_id/random", |b| {
+        b.iter(|| black_box(RandomSessionId.make_session_id()))
+    });
+}
+
+fn bench_memory_store(c: &mut Criterion) {
+    const N: usize = 10_000;
+    const BATCH: usize = 1_000;
+    let store = MemoryStore::builder().max_sessions(N + BATCH).build();
+    let ids: Vec<SessionId> = (0..N).map(|_| RandomSessionId.make_session_id()).collect();
+    for id in &ids {
+        let slot = ready(store.reserve()).expect("below the cap");
+        ready(store.insert(slot, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18))).expect("fresh id");
+    }
+    let mut group = c.benchmark_group("memory_store_10k");
+    // Creation: time BATCH creations on top of the 10k, then remove them untimed so
+    // the population stays between 10k and 11k.
+    group.bench_function("create", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                let fresh: Vec<SessionId> = (0..n).map(|_| RandomSessionId.make_session_id()).collect();
+                let start = Instant::now();
+                for id in &fresh {
+                    let slot = ready(store.reserve()).expect("below the cap");
+                    black_box(
+                        ready(store.insert(slot, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18)))
+                            .expect("fresh id"),
+                    );
+                }
+                total += start.elapsed();
+                for id in &fresh {
+                    ready(store.remove(id, CloseReason::Deleted)).expect("removed");
+                }
+                left -= n as u64;
+            }
+            total
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("lookup", |b| {
+        b.iter(|| {
+            // Scattered order, so the map's cache misses are paid.
+            i = (i + 7919) % ids.len();
+            let id = &ids[i];
+            black_box(ready(store.acquire(id)).expect("store works").expect("live"));
+            store.release(id);
+        })
+    });
+    group.finish();
+}
+
+const INIT_ANSWER: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"bench","version":"1"}}}"#;
+const CALL_ANSWER: &str =
+    r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"hello"}],"isError":false}}"#;
+const SSE_ANSWER: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hello\"}],\"isError\":false}}\n\n";
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+const LEGACY_CALL: &str =
+    r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;
+const MODERN_CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// The trivial inner service: a fixed answer chosen by the `x-answer` header, body
+/// never read. What it costs is what `baseline_*` measures.
+async fn trivial(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (body, content_type) = match req.headers().get("x-answer").map(|v| v.as_bytes()) {
+        Some(b"init") => (INIT_ANSWER, "application/json"),
+        Some(b"sse") => (SSE_ANSWER, "text/event-stream"),
+        _ => (CALL_ANSWER, "application/json"),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+fn post(answer: &'static str, session: Option<&str>, version: Option<&'static str>, body: &'static str) -> Request<Full<Bytes>> {
+    let mut builder = Request::post("http://localhost/mcp")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-answer", answer);
+    if let Some(session) = session {
+        builder = builder.header("mcp-session-id", session);
+    }
+    if let Some(version) = version {
+        builder = builder.header("mcp-protocol-version", version);
+    }
+    builder.body(Full::new(Bytes::from_static(body.as_bytes()))).expect("valid request")
+}
+
+/// One request through `service`, answer read to its end.
+async fn round_trip<S, B>(service: S, req: Request<Full<Bytes>>) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let response = service.oneshot(req).await.expect("infallible");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.into_body().collect().await.expect("body").to_bytes().len()
+}
+
+fn bench_layer(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(100_000).build());
+    let layer = McpSessionLayer::builder().store_arc(store.clone()).build();
+    let inner = tower::service_fn(trivial);
+    let service = tower::ServiceBuilder::new().layer(layer).service(inner);
+
+    // One established session for the legacy calls.
+    let session = rt.block_on(async {
+        let response = service.clone().oneshot(post("init", None, None, INITIALIZE)).await.unwrap();
+        response.headers()["mcp-session-id"].to_str().unwrap().to_owned()
+    });
+
+    let mut group = c.benchmark_group("layer");
+    group.bench_function("baseline_json", |b| {
+        b.iter(|| rt.block_on(round_trip(inner, post("call", None, Some("2026-07-28"), MODERN_CALL))))
+    });
+    group.bench_function("modern_pass_through", |b| {
+        b.iter(|| rt.block_on(round_trip(service.clone(), post("call", None, Some("2026-07-28"), MODERN_CALL))))
+    });
+    group.bench_function("legacy_call_json", |b| {
+        b.iter(|| {
+            rt.block_on(round_trip(
+                service.clone(),
+                post("call", Some(&session), Some("2025-06-18"), LEGACY_CALL),
+            ))
+        })
+    });
+    group.bench_function("baseline_initialize", |b| {
+        b.iter(|| rt.block_on(round_trip(inner, post("init", None, None, INITIALIZE))))
+    });
+    // Sessions are removed untimed after each batch so the store stays small.
+    group.bench_function("initialize", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(1_000);
+                    let mut made = Vec::with_capacity(n as usize);
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        let response = service.clone().oneshot(post("init", None, None, INITIALIZE)).await.unwrap();
+                        let id = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+                        black_box(response.into_body().collect().await.unwrap());
+                        made.push(id);
+                    }
+                    total += start.elapsed();
+                    for id in made {
+                        let id = SessionId::parse(&id).unwrap();
+                        store.remove(&id, CloseReason::Deleted).await.unwrap();
+                    }
+                    left -= n;
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("baseline_sse", |b| {
+        b.iter(|| rt.block_on(round_trip(inner, post("sse", None, Some("2026-07-28"), MODERN_CALL))))
+    });
+    group.bench_function("legacy_call_sse", |b| {
+        b.iter(|| {
+            rt.block_on(round_trip(
+                service.clone(),
+                post("sse", Some(&session), Some("2025-06-18"), LEGACY_CALL),
+            ))
+        })
+    });
+    group.finish();
+}
+
+fn bench_sse(c: &mut Criterion) {
+    let payload = CALL_ANSWER.as_bytes();
+    let id = EventId::new(StreamId::random(), 7);
+    let mut group = c.benchmark_group("sse");
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    let mut out = BytesMut::with_capacity(4096);
+    group.bench_with_input(BenchmarkId::new("encode_event", payload.len()), payload, |b, payload| {
+        b.iter(|| {
+            out.clear();
+            encode_event(&mut out, Some(id), black_box(payload));
+            black_box(out.len())
+        })
+    });
+    let mut wire = BytesMut::new();
+    encode_event(&mut wire, Some(id), payload);
+    let wire = wire.freeze();
+    group.bench_with_input(BenchmarkId::new("parse_event", payload.len()), &wire, |b, wire| {
+        b.iter(|| {
+            let mut parser = SseParser::new(1 << 20);
+            parser.push(black_box(wire));
+            black_box(parser.next_event().expect("valid").expect("one event"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_session_id, bench_memory_store, bench_layer, bench_sse);
+criterion_main!(benches);

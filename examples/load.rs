@@ -1,0 +1,680 @@
+//! Load harness: starts each server as a child process on 127.0.0.1, drives it over
+//! keep-alive HTTP/1.1 connections with a hyper client, and prints Markdown tables.
+//!
+//! ```text
+//! cargo run --release --example load                      # everything (≈ 15 min)
+//! cargo run --release --example load -- --only throughput --duration 5
+//! cargo run --release --example load -- --only memory --mem-sizes 10000,100000,1000000
+//! ```
+//!
+//! Servers (`--serve KIND` runs one; the driver starts them itself):
+//!
+//! | kind | what |
+//! |---|---|
+//! | `a` | the echo MCP server of `examples/common`, no layer |
+//! | `b` | the same behind `McpSessionLayer` (memory store) |
+//! | `c` | rmcp 3.9 `StreamableHttpService`, stateful (`LocalSessionManager`) |
+//! | `d` | rmcp 3.9 stateless (`legacy_session_mode = false`), alone |
+//! | `e` | rmcp 3.9 stateless behind `McpSessionLayer` |
+//! | `f` | floor: a fixed JSON answer, request never parsed |
+//!
+//! Every server stops by itself after `--lifetime` seconds (default 900) and the driver
+//! kills each one when its scenario ends. TCP_NODELAY is on unless `--no-nodelay`.
+
+mod common;
+mod rmcp_common;
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tower_mcp_session::McpSessionLayer;
+use tower_mcp_session::store::MemoryStore;
+
+// ---------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct ServeArgs {
+    kind: String,
+    addr: Option<SocketAddr>,
+    nodelay: bool,
+    max_sessions: usize,
+    sse: bool,
+    json: bool,
+    lifetime: u64,
+}
+
+const FLOOR_ANSWER: &str =
+    r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"hello"}],"isError":false}}"#;
+
+async fn floor(_req: Request<axum::body::Body>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(FLOOR_ANSWER.as_bytes())));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+fn session_layer(max_sessions: usize) -> McpSessionLayer {
+    McpSessionLayer::builder()
+        .store(MemoryStore::builder().max_sessions(max_sessions).build())
+        .build()
+}
+
+fn serve(args: ServeArgs) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let echo = common::EchoOptions {
+            sse_tool_calls: args.sse,
+            manager: None,
+        };
+        let app = match args.kind.as_str() {
+            "a" => Router::new().route_service("/mcp", common::echo_service(echo)),
+            "b" => Router::new()
+                .route_service("/mcp", common::echo_service(echo))
+                .layer(session_layer(args.max_sessions)),
+            "c" => Router::new().route_service("/mcp", rmcp_common::stateful()),
+            "d" => Router::new().route_service("/mcp", rmcp_common::stateless(args.json)),
+            "e" => Router::new()
+                .route_service("/mcp", rmcp_common::stateless(args.json))
+                .layer(session_layer(args.max_sessions)),
+            "f" => Router::new().route_service("/mcp", tower::service_fn(floor)),
+            other => panic!("unknown server kind {other}"),
+        };
+        let addr = args.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        println!("LISTENING {}", listener.local_addr().unwrap());
+        let nodelay = args.nodelay;
+        let listener = listener.tap_io(move |tcp| {
+            let _ = tcp.set_nodelay(nodelay);
+        });
+        let lifetime = Duration::from_secs(args.lifetime);
+        tokio::select! {
+            r = axum::serve(listener, app) => r.expect("server"),
+            _ = tokio::time::sleep(lifetime) => {}
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .args(["--serve", kind])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("server output");
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("server said {line:?}"))
+            .parse()
+            .expect("address");
+        Server { child, addr }
+    }
+
+    /// CPU time the server process has run so far, all threads, in ns (schedstat).
+    fn cpu_ns(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return 0;
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    }
+
+    /// Resident set of the server process, from /proc/<pid>/status.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"VERSION","capabilities":{"roots":{"listChanged":true}},"clientInfo":{"name":"load","version":"1.0.0"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+const CALL: &str =
+    r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;
+
+struct Conn {
+    tx: SendRequest<Full<Bytes>>,
+    host: String,
+    version: &'static str,
+    session: Option<String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    session: Option<String>,
+    body: Bytes,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, version: &'static str) -> Conn {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Conn {
+            tx,
+            host: addr.to_string(),
+            version,
+            session: None,
+        }
+    }
+
+    async fn post(&mut self, body: Bytes, version_header: bool) -> Answer {
+        let mut req = Request::post("/mcp")
+            .header("host", &self.host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if version_header {
+            req = req.header("mcp-protocol-version", self.version);
+        }
+        if let Some(session) = &self.session {
+            req = req.header("mcp-session-id", session);
+        }
+        self.tx.ready().await.expect("connection alive");
+        let response = self
+            .tx
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .expect("response");
+        let status = response.status();
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        Answer { status, session, body }
+    }
+
+    /// initialize + notifications/initialized; keeps the session id if one came back.
+    async fn handshake(&mut self) -> bool {
+        self.session = None;
+        let init = Bytes::from(INITIALIZE.replace("VERSION", self.version));
+        let answer = self.post(init, false).await;
+        if answer.status != StatusCode::OK {
+            return false;
+        }
+        self.session = answer.session;
+        let ack = self.post(Bytes::from_static(INITIALIZED.as_bytes()), true).await;
+        ack.status == StatusCode::ACCEPTED
+    }
+
+    async fn call(&mut self) -> bool {
+        let answer = self.post(Bytes::from_static(CALL.as_bytes()), true).await;
+        answer.status == StatusCode::OK && contains(&answer.body, b"\"text\":\"hello\"")
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    warmup: Duration,
+    duration: Duration,
+}
+
+#[derive(Clone, Copy)]
+struct Measured {
+    /// Server CPU time (all threads, user + system) per successful request, in µs.
+    cpu_us: f64,
+    rate: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+/// N connections run `op` back to back; latencies recorded after the warm-up.
+async fn drive<F, Fut>(server: &Server, conns: usize, timing: Timing, version: &'static str, sessions: bool, op: F) -> Measured
+where
+    F: Fn(Conn) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (Conn, bool)> + Send,
+{
+    let addr = server.addr;
+    let start = Instant::now() + Duration::from_millis(200);
+    let measure_from = start + timing.warmup;
+    let end = measure_from + timing.duration;
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let op = op.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, version).await;
+            if sessions {
+                assert!(conn.handshake().await, "handshake failed");
+            }
+            tokio::time::sleep_until(start.into()).await;
+            let mut hist = histogram();
+            let mut ok = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let (back, good) = op(conn).await;
+                conn = back;
+                if t0 >= measure_from {
+                    if good {
+                        ok += 1;
+                        hist.record(t0.elapsed().as_micros().max(1) as u64).ok();
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            (hist, ok)
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = server.cpu_ns();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu_to = server.cpu_ns();
+    let mut hist = histogram();
+    let mut ok = 0;
+    for task in tasks {
+        let (h, n) = task.await.expect("worker");
+        hist.add(h).unwrap();
+        ok += n;
+    }
+    Measured {
+        cpu_us: cpu_to.saturating_sub(cpu_from) as f64 / 1000.0 / ok.max(1) as f64,
+        rate: ok as f64 / timing.duration.as_secs_f64(),
+        p50_us: hist.value_at_quantile(0.50),
+        p99_us: hist.value_at_quantile(0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+fn needs_session(kind: &str) -> bool {
+    matches!(kind, "b" | "c" | "e")
+}
+
+/// `--servers a,b-sse,...`: only the rows whose label starts with one of these words.
+static SERVERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+fn selected(label: &str) -> bool {
+    let first = label.split(' ').next().unwrap_or("");
+    SERVERS.get().is_none_or(|list| list.iter().any(|s| s == first))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The median of `runs` by rate, with the spread of rates and the median p50/p99.
+struct Summary {
+    cpu_us: f64,
+    rate: f64,
+    min: f64,
+    max: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+    load: String,
+}
+
+fn summarize(runs: &[Measured], load: String) -> Summary {
+    let mut rates: Vec<f64> = runs.iter().map(|m| m.rate).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut p50: Vec<u64> = runs.iter().map(|m| m.p50_us).collect();
+    let mut p99: Vec<u64> = runs.iter().map(|m| m.p99_us).collect();
+    p50.sort_unstable();
+    p99.sort_unstable();
+    let mut cpu: Vec<f64> = runs.iter().map(|m| m.cpu_us).collect();
+    cpu.sort_by(f64::total_cmp);
+    Summary {
+        cpu_us: cpu[cpu.len() / 2],
+        rate: rates[rates.len() / 2],
+        min: rates[0],
+        max: rates[rates.len() - 1],
+        p50_us: p50[p50.len() / 2],
+        p99_us: p99[p99.len() / 2],
+        errors: runs.iter().map(|m| m.errors).sum(),
+        load,
+    }
+}
+
+/// One row per case, each measured `repeat` times in interleaved rounds (so a burst
+/// of outside load hits one run of many cases rather than every run of one case).
+async fn rounds<C, F, Fut>(cases: &[C], repeat: usize, mut run: F) -> Vec<Summary>
+where
+    F: FnMut(&C) -> Fut,
+    Fut: Future<Output = Measured>,
+{
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
+    let mut loads: Vec<Vec<String>> = vec![Vec::new(); cases.len()];
+    for _ in 0..repeat {
+        for (i, case) in cases.iter().enumerate() {
+            runs[i].push(run(case).await);
+            loads[i].push(loadavg().split(' ').next().unwrap_or("").to_owned());
+        }
+    }
+    runs.iter()
+        .zip(loads)
+        .map(|(r, l)| summarize(r, l.join("/")))
+        .collect()
+}
+
+async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### tools/call echo on established sessions\n");
+    println!("Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n");
+    println!("| server | conns | req/s | (min–max) | server CPU µs/req | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let servers: &[(&str, &str, &[&str])] = &[
+        ("f", "f floor (fixed JSON)", &[]),
+        ("a", "a echo, no layer", &[]),
+        ("b", "b echo + layer", &[]),
+        ("c", "c rmcp stateful (SSE)", &[]),
+        ("d", "d rmcp stateless (SSE)", &[]),
+        ("e", "e rmcp stateless (SSE) + layer", &[]),
+        ("d", "d' rmcp stateless (JSON)", &["--json"]),
+        ("e", "e' rmcp stateless (JSON) + layer", &["--json"]),
+        ("a", "a-sse echo SSE answers, no layer", &["--sse"]),
+        ("b", "b-sse echo SSE answers + layer", &["--sse"]),
+    ];
+    let cases: Vec<(&str, &str, &[&str], usize)> = servers
+        .iter()
+        .filter(|(_, label, _)| selected(label))
+        .flat_map(|&(k, l, e)| [1usize, 8, 32].map(|n| (k, l, e, n)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, extra, conns)| {
+        let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
+        args.extend_from_slice(extra);
+        let server = Server::start(kind, &args);
+        async move {
+            let m = drive(&server, conns, timing, "2025-06-18", needs_session(kind), |mut c: Conn| async move {
+                let ok = c.call().await;
+                (c, ok)
+            })
+            .await;
+            drop(server);
+            m
+        }
+    })
+    .await;
+    for ((_, label, _, conns), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
+        );
+    }
+}
+
+async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### TCP_NODELAY on/off on the server, 1 connection\n");
+    println!("| server | version | nodelay | req/s | (min–max) | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let servers: &[(&str, &str, &[&str], &'static str)] = &[
+        ("b", "b echo + layer (JSON)", &[], "2025-06-18"),
+        ("b", "b-sse echo SSE + layer (priming)", &["--sse"], "2025-11-25"),
+        ("c", "c rmcp stateful (SSE, priming)", &[], "2025-11-25"),
+    ];
+    let cases: Vec<_> = servers
+        .iter()
+        .flat_map(|&(k, l, e, v)| [true, false].map(|nd| (k, l, e, v, nd)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, extra, version, nodelay)| {
+        let mut args = vec!["--lifetime", lifetime, "--max-sessions", "100000"];
+        args.extend_from_slice(extra);
+        if !nodelay {
+            args.push("--no-nodelay");
+        }
+        let server = Server::start(kind, &args);
+        async move {
+            let m = drive(&server, 1, timing, version, true, |mut c: Conn| async move {
+                let ok = c.call().await;
+                (c, ok)
+            })
+            .await;
+            drop(server);
+            m
+        }
+    })
+    .await;
+    for ((_, label, _, version, nodelay), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {version} | {} | {:.0} | ({:.0}–{:.0}) | {} | {} | {} | {} |",
+            if *nodelay { "on" } else { "off" },
+            s.rate,
+            s.min,
+            s.max,
+            s.p50_us,
+            s.p99_us,
+            s.errors,
+            s.load
+        );
+    }
+}
+
+async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
+    println!("\n### Session creation (initialize only)\n");
+    println!("| server | conns | sessions/s | (min–max) | server CPU µs/session | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let servers = [("b", "b echo + layer"), ("c", "c rmcp stateful"), ("e", "e rmcp stateless + layer")];
+    let cases: Vec<_> = servers
+        .iter()
+        .flat_map(|&(k, l)| [1usize, 32].map(|n| (k, l, n)))
+        .collect();
+    let results = rounds(&cases, repeat, |&(kind, _, conns)| {
+        let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", "10000000"]);
+        async move {
+            let m = drive(&server, conns, timing, "2025-06-18", false, |mut c: Conn| async move {
+                c.session = None;
+                let answer = c.post(Bytes::from(INITIALIZE.replace("VERSION", c.version)), false).await;
+                let ok = answer.status == StatusCode::OK && answer.session.is_some();
+                (c, ok)
+            })
+            .await;
+            drop(server);
+            m
+        }
+    })
+    .await;
+    for ((_, label, conns), s) in cases.iter().zip(results) {
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
+        );
+    }
+}
+
+/// Create `n` sessions (initialize + initialized) over 32 connections, as fast as the
+/// server allows.
+async fn create_sessions(addr: SocketAddr, n: u64) -> (u64, Duration) {
+    let next = Arc::new(AtomicU64::new(0));
+    let made = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (next, made) = (next.clone(), made.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, "2025-06-18").await;
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                if conn.handshake().await && conn.session.is_some() {
+                    made.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (made.load(Ordering::Relaxed), t0.elapsed())
+}
+
+async fn memory(sizes: &[u64], rmcp_sizes: &[u64], lifetime: &str) {
+    println!("\n### Resident memory per live session (VmRSS of the server process)\n");
+    println!("| server | sessions | created | RSS before (MiB) | RSS after (MiB) | bytes/session | creation time (s) | load avg |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let cases = sizes
+        .iter()
+        .map(|&n| ("b", "b echo + layer (MemoryStore)", n))
+        .chain(rmcp_sizes.iter().map(|&n| ("c", "c rmcp stateful", n)));
+    for (kind, label, n) in cases {
+        let cap = (n + 1000).to_string();
+        let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", &cap]);
+        // Warm the server: 32 connections, a few sessions, so connection buffers and
+        // runtime threads exist before the baseline is read.
+        create_sessions(server.addr, 64).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = server.rss_kib();
+        let (made, took) = create_sessions(server.addr, n).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let after = server.rss_kib();
+        println!(
+            "| {label} | {n} | {made} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after.saturating_sub(before) * 1024) as f64 / made.max(1) as f64,
+            took.as_secs_f64(),
+            loadavg()
+        );
+    }
+}
+
+fn list(value: &str) -> Vec<u64> {
+    value.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("number")).collect()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut serve_args = ServeArgs {
+        nodelay: true,
+        max_sessions: 100_000,
+        lifetime: 900,
+        ..Default::default()
+    };
+    let mut serving = false;
+    let mut only: Vec<String> = vec![];
+    let mut timing = Timing {
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+    };
+    let mut mem_sizes = vec![10_000, 100_000, 1_000_000];
+    let mut rmcp_mem_sizes = vec![10_000];
+    let mut repeat = 3usize;
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--serve" => {
+                serving = true;
+                serve_args.kind = value();
+            }
+            "--addr" => serve_args.addr = Some(value().parse().expect("address")),
+            "--no-nodelay" => serve_args.nodelay = false,
+            "--max-sessions" => serve_args.max_sessions = value().parse().expect("number"),
+            "--sse" => serve_args.sse = true,
+            "--json" => serve_args.json = true,
+            "--lifetime" => serve_args.lifetime = value().parse().expect("seconds"),
+            "--only" => only = value().split(',').map(str::to_owned).collect(),
+            "--duration" => timing.duration = Duration::from_secs_f64(value().parse().expect("seconds")),
+            "--warmup" => timing.warmup = Duration::from_secs_f64(value().parse().expect("seconds")),
+            "--mem-sizes" => mem_sizes = list(&value()),
+            "--rmcp-mem-sizes" => rmcp_mem_sizes = list(&value()),
+            "--repeat" => repeat = value().parse().expect("number"),
+            "--servers" => {
+                let _ = SERVERS.set(value().split(',').map(str::to_owned).collect());
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] [--repeat N] [--servers a,b,b-sse,..] \
+                     [--mem-sizes N,..] [--rmcp-mem-sizes N,..]\n       load --serve a|b|c|d|e|f [--addr A] \
+                     [--no-nodelay] [--max-sessions N] [--sse] [--json] [--lifetime S]"
+                );
+                return;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if serving {
+        return serve(serve_args);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let wants = |what: &str| only.is_empty() || only.iter().any(|o| o == what);
+    let lifetime = serve_args.lifetime.to_string();
+    rt.block_on(async {
+        println!(
+            "load harness: {} cores, load avg {}, warm-up {:?}, measured {:?} per row",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            loadavg(),
+            timing.warmup,
+            timing.duration
+        );
+        if wants("throughput") {
+            throughput(timing, &lifetime, repeat).await;
+        }
+        if wants("nagle") {
+            nagle(timing, &lifetime, repeat).await;
+        }
+        if wants("creation") {
+            creation(
+                Timing {
+                    warmup: Duration::from_millis(500),
+                    duration: Duration::from_secs(3),
+                },
+                &lifetime,
+                repeat,
+            )
+            .await;
+        }
+        if wants("memory") {
+            memory(&mem_sizes, &rmcp_mem_sizes, &lifetime).await;
+        }
+    });
+}
