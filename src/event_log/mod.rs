@@ -33,11 +33,30 @@ pub use self::redis::{RedisEventLog, RedisEventLogBuilder};
 pub struct StreamId(u64);
 
 impl StreamId {
-    /// A fresh random stream id.
+    /// A fresh stream id: unique within this process and, with overwhelming
+    /// probability, across processes sharing a log.
+    ///
+    /// Made on every legacy request, so it costs no system call: a counter starting at a
+    /// random point, scrambled by a bijective mixer (distinct inputs give distinct ids).
+    /// Unpredictability is not what protects a stream — log keys include the session,
+    /// whose id is the secret — but the ids do not reveal a request count either.
+    ///
+    /// ```
+    /// use tower_mcp_session::event_log::StreamId;
+    ///
+    /// assert_ne!(StreamId::random(), StreamId::random());
+    /// ```
     pub fn random() -> Self {
-        let mut b = [0u8; 8];
-        crate::session::fill_random(&mut b);
-        Self(u64::from_le_bytes(b))
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEED: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(|| {
+            let mut b = [0u8; 8];
+            crate::session::fill_random(&mut b);
+            u64::from_le_bytes(b)
+        });
+        Self(mix(seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))))
     }
 
     /// A stream id from its numeric value.
@@ -49,6 +68,13 @@ impl StreamId {
     pub const fn raw(self) -> u64 {
         self.0
     }
+}
+
+/// SplitMix64's finalizer: a bijection on u64 that spreads every input bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl fmt::Display for StreamId {
