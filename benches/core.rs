@@ -27,8 +27,8 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use tower_mcp_session::event_log::StreamId;
-use tower_mcp_session::sse::EventId;
 use tower_mcp_session::sse::__private::{SseParser, encode_event};
+use tower_mcp_session::sse::EventId;
 use tower_mcp_session::store::{MemoryStore, SessionStore};
 use tower_mcp_session::{
     CloseReason, MakeSessionId, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
@@ -122,7 +122,12 @@ async fn trivial(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Inf
     Ok(response)
 }
 
-fn post(answer: &'static str, session: Option<&str>, version: Option<&'static str>, body: &'static str) -> Request<Full<Bytes>> {
+fn post(
+    answer: &'static str,
+    session: Option<&str>,
+    version: Option<&'static str>,
+    body: &'static str,
+) -> Request<Full<Bytes>> {
     let mut builder = Request::post("http://localhost/mcp")
         .header("host", "localhost")
         .header("content-type", "application/json")
@@ -134,7 +139,9 @@ fn post(answer: &'static str, session: Option<&str>, version: Option<&'static st
     if let Some(version) = version {
         builder = builder.header("mcp-protocol-version", version);
     }
-    builder.body(Full::new(Bytes::from_static(body.as_bytes()))).expect("valid request")
+    builder
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("valid request")
 }
 
 /// One request through `service`, answer read to its end.
@@ -161,7 +168,11 @@ fn bench_layer(c: &mut Criterion) {
 
     // One established session for the legacy calls.
     let session = rt.block_on(async {
-        let response = service.clone().oneshot(post("init", None, None, INITIALIZE)).await.unwrap();
+        let response = service
+            .clone()
+            .oneshot(post("init", None, None, INITIALIZE))
+            .await
+            .unwrap();
         response.headers()["mcp-session-id"].to_str().unwrap().to_owned()
     });
 
@@ -170,7 +181,12 @@ fn bench_layer(c: &mut Criterion) {
         b.iter(|| rt.block_on(round_trip(inner, post("call", None, Some("2026-07-28"), MODERN_CALL))))
     });
     group.bench_function("modern_pass_through", |b| {
-        b.iter(|| rt.block_on(round_trip(service.clone(), post("call", None, Some("2026-07-28"), MODERN_CALL))))
+        b.iter(|| {
+            rt.block_on(round_trip(
+                service.clone(),
+                post("call", None, Some("2026-07-28"), MODERN_CALL),
+            ))
+        })
     });
     group.bench_function("legacy_call_json", |b| {
         b.iter(|| {
@@ -194,7 +210,11 @@ fn bench_layer(c: &mut Criterion) {
                     let mut made = Vec::with_capacity(n as usize);
                     let start = Instant::now();
                     for _ in 0..n {
-                        let response = service.clone().oneshot(post("init", None, None, INITIALIZE)).await.unwrap();
+                        let response = service
+                            .clone()
+                            .oneshot(post("init", None, None, INITIALIZE))
+                            .await
+                            .unwrap();
                         let id = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
                         black_box(response.into_body().collect().await.unwrap());
                         made.push(id);
@@ -230,13 +250,17 @@ fn bench_sse(c: &mut Criterion) {
     let mut group = c.benchmark_group("sse");
     group.throughput(Throughput::Bytes(payload.len() as u64));
     let mut out = BytesMut::with_capacity(4096);
-    group.bench_with_input(BenchmarkId::new("encode_event", payload.len()), payload, |b, payload| {
-        b.iter(|| {
-            out.clear();
-            encode_event(&mut out, Some(id), black_box(payload));
-            black_box(out.len())
-        })
-    });
+    group.bench_with_input(
+        BenchmarkId::new("encode_event", payload.len()),
+        payload,
+        |b, payload| {
+            b.iter(|| {
+                out.clear();
+                encode_event(&mut out, Some(id), black_box(payload));
+                black_box(out.len())
+            })
+        },
+    );
     let mut wire = BytesMut::new();
     encode_event(&mut wire, Some(id), payload);
     let wire = wire.freeze();

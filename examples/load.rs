@@ -63,9 +63,10 @@ const FLOOR_ANSWER: &str =
 
 async fn floor(_req: Request<axum::body::Body>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(FLOOR_ANSWER.as_bytes())));
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -76,7 +77,10 @@ fn session_layer(max_sessions: usize) -> McpSessionLayer {
 }
 
 fn serve(args: ServeArgs) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let echo = common::EchoOptions {
             sse_tool_calls: args.sse,
@@ -129,7 +133,9 @@ impl Server {
             .spawn()
             .expect("spawn server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("server output");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("server output");
         let addr = line
             .trim()
             .strip_prefix("LISTENING ")
@@ -275,7 +281,14 @@ struct Measured {
 }
 
 /// N connections run `op` back to back; latencies recorded after the warm-up.
-async fn drive<F, Fut>(server: &Server, conns: usize, timing: Timing, version: &'static str, sessions: bool, op: F) -> Measured
+async fn drive<F, Fut>(
+    server: &Server,
+    conns: usize,
+    timing: Timing,
+    version: &'static str,
+    sessions: bool,
+    op: F,
+) -> Measured
 where
     F: Fn(Conn) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = (Conn, bool)> + Send,
@@ -405,15 +418,14 @@ where
             loads[i].push(loadavg().split(' ').next().unwrap_or("").to_owned());
         }
     }
-    runs.iter()
-        .zip(loads)
-        .map(|(r, l)| summarize(r, l.join("/")))
-        .collect()
+    runs.iter().zip(loads).map(|(r, l)| summarize(r, l.join("/"))).collect()
 }
 
 async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### tools/call echo on established sessions\n");
-    println!("Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n");
+    println!(
+        "Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n"
+    );
     println!("| server | conns | req/s | (min–max) | server CPU µs/req | p50 µs | p99 µs | errors | load |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let servers: &[(&str, &str, &[&str])] = &[
@@ -438,10 +450,17 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
         args.extend_from_slice(extra);
         let server = Server::start(kind, &args);
         async move {
-            let m = drive(&server, conns, timing, "2025-06-18", needs_session(kind), |mut c: Conn| async move {
-                let ok = c.call().await;
-                (c, ok)
-            })
+            let m = drive(
+                &server,
+                conns,
+                timing,
+                "2025-06-18",
+                needs_session(kind),
+                |mut c: Conn| async move {
+                    let ok = c.call().await;
+                    (c, ok)
+                },
+            )
             .await;
             drop(server);
             m
@@ -506,7 +525,11 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### Session creation (initialize only)\n");
     println!("| server | conns | sessions/s | (min–max) | server CPU µs/session | p50 µs | p99 µs | errors | load |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    let servers = [("b", "b echo + layer"), ("c", "c rmcp stateful"), ("e", "e rmcp stateless + layer")];
+    let servers = [
+        ("b", "b echo + layer"),
+        ("c", "c rmcp stateful"),
+        ("e", "e rmcp stateless + layer"),
+    ];
     let cases: Vec<_> = servers
         .iter()
         .flat_map(|&(k, l)| [1usize, 32].map(|n| (k, l, n)))
@@ -516,7 +539,9 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
         async move {
             let m = drive(&server, conns, timing, "2025-06-18", false, |mut c: Conn| async move {
                 c.session = None;
-                let answer = c.post(Bytes::from(INITIALIZE.replace("VERSION", c.version)), false).await;
+                let answer = c
+                    .post(Bytes::from(INITIALIZE.replace("VERSION", c.version)), false)
+                    .await;
                 let ok = answer.status == StatusCode::OK && answer.session.is_some();
                 (c, ok)
             })
@@ -560,7 +585,9 @@ async fn create_sessions(addr: SocketAddr, n: u64) -> (u64, Duration) {
 
 async fn memory(sizes: &[u64], rmcp_sizes: &[u64], lifetime: &str) {
     println!("\n### Resident memory per live session (VmRSS of the server process)\n");
-    println!("| server | sessions | created | RSS before (MiB) | RSS after (MiB) | bytes/session | creation time (s) | load avg |");
+    println!(
+        "| server | sessions | created | RSS before (MiB) | RSS after (MiB) | bytes/session | creation time (s) | load avg |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let cases = sizes
         .iter()
@@ -589,7 +616,11 @@ async fn memory(sizes: &[u64], rmcp_sizes: &[u64], lifetime: &str) {
 }
 
 fn list(value: &str) -> Vec<u64> {
-    value.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("number")).collect()
+    value
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect()
 }
 
 fn main() {
@@ -645,7 +676,10 @@ fn main() {
     if serving {
         return serve(serve_args);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let wants = |what: &str| only.is_empty() || only.iter().any(|o| o == what);
     let lifetime = serve_args.lifetime.to_string();
     rt.block_on(async {

@@ -57,9 +57,7 @@ async fn main() {
     });
     let rmcp = rmcp_common::stateless(args.json);
     let app = if args.layer {
-        Router::new()
-            .route_service("/mcp", rmcp)
-            .layer(McpSessionLayer::new())
+        Router::new().route_service("/mcp", rmcp).layer(McpSessionLayer::new())
     } else {
         Router::new().route_service("/mcp", rmcp)
     };
