@@ -180,6 +180,10 @@ struct Inner {
 /// `streams`, then a stream's `state`; never the other way round.
 struct SessionStreams {
     streams: RwLock<HashMap<StreamId, Arc<Stream>>>,
+    /// Streams in the order they finished, so making room at the stream cap takes the
+    /// longest-finished one without scanning (and locking) every stream. Entries of
+    /// streams already gone are skipped when met.
+    finished: Mutex<VecDeque<StreamId>>,
     /// Payload bytes held by all streams of the session; changed only while holding the
     /// state lock of the stream whose bytes change, so removals subtract exactly what
     /// was added.
@@ -441,6 +445,7 @@ impl MemoryEventLog {
         let entry = self.inner.sessions.entry(key.session().clone()).or_insert_with(|| {
             Arc::new(SessionStreams {
                 streams: RwLock::new(HashMap::new()),
+                finished: Mutex::new(VecDeque::new()),
                 bytes: AtomicUsize::new(0),
             })
         });
@@ -456,12 +461,26 @@ impl MemoryEventLog {
             drop(state);
             dropped.extend(streams.remove(&key.stream()));
         }
+        {
+            // Ids of streams that expired or were dropped otherwise stay queued until met;
+            // keep the queue within a small multiple of the cap.
+            let mut order = lock(&session.finished);
+            if order.len() > 2 * limits.session_streams {
+                order.retain(|id| streams.contains_key(id));
+            }
+        }
         if streams.len() >= limits.session_streams {
-            let oldest_finished = streams
-                .iter()
-                .filter_map(|(id, s)| lock(&s.state).finished_at.map(|at| (at, *id)))
-                .min();
-            let Some((_, victim)) = oldest_finished else {
+            // Candidates are taken off the queue one at a time with no stream lock held
+            // (`finish` takes a stream's lock, then the queue's).
+            let oldest_finished = loop {
+                let Some(id) = lock(&session.finished).pop_front() else {
+                    break None;
+                };
+                if streams.get(&id).is_some_and(|s| lock(&s.state).finished_at.is_some()) {
+                    break Some(id);
+                }
+            };
+            let Some(victim) = oldest_finished else {
                 drop(streams);
                 drop(entry);
                 for stream in dropped {
@@ -583,6 +602,7 @@ impl MemoryEventLog {
         }
         if state.finished_at.is_none() {
             state.finished_at = Some(now);
+            lock(&session.finished).push_back(key.stream());
         }
         drop(state);
         stream.changed.notify_waiters();
