@@ -17,6 +17,22 @@ pub(crate) fn hex_encode(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Write `n` in decimal into the end of `digits` and return the written part; no
+/// allocation, for encoders that run per event.
+pub(crate) fn format_decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
 /// Round a wait up to whole seconds for `Retry-After`, never below one second.
 pub(crate) fn retry_after_secs(wait: std::time::Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

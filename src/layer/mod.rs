@@ -6,6 +6,7 @@ mod negotiate;
 mod service;
 
 pub use future::ResponseFuture;
+pub(crate) use negotiate::media_type;
 pub use service::McpSession;
 
 use std::fmt;

@@ -39,22 +39,20 @@ fn media_matches(range: &str, want: &str) -> bool {
     }
 }
 
+/// The media type of `Content-Type`, without parameters (`charset`, …).
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim())
+}
+
 /// Whether `Content-Type` is `application/json` (parameters such as `charset` allowed).
 pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
 }
 
 /// Whether a response is an SSE stream.
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
 }
 
 #[cfg(test)]

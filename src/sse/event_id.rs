@@ -121,19 +121,9 @@ impl EventId {
         crate::util::hex_encode(&self.stream.raw().to_be_bytes(), &mut buf[..16]);
         buf[16] = b'-';
         let mut digits = [0u8; 20];
-        let mut n = self.seq;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            // `n % 10` is below 10, so the cast cannot truncate.
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = digits.len() - i;
-        buf[17..17 + len].copy_from_slice(&digits[i..]);
+        let seq = crate::util::format_decimal(self.seq, &mut digits);
+        let len = seq.len();
+        buf[17..17 + len].copy_from_slice(seq);
         &buf[..17 + len]
     }
 }

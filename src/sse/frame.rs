@@ -60,7 +60,7 @@ pub fn encode_retry(out: &mut BytesMut, millis: u64) {
     out.reserve(32);
     out.put_slice(b"retry: ");
     let mut digits = [0u8; 20];
-    out.put_slice(format_decimal(millis, &mut digits));
+    out.put_slice(crate::util::format_decimal(millis, &mut digits));
     out.put_slice(b"\n\n");
 }
 
@@ -101,20 +101,6 @@ fn put_data_line(out: &mut BytesMut, line: &[u8]) {
         out.put_slice(line);
         out.put_u8(b'\n');
     }
-}
-
-fn format_decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        // `n % 10` is below 10, so the cast cannot truncate.
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &digits[i..]
 }
 
 #[cfg(test)]

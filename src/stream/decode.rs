@@ -7,7 +7,6 @@
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http::header::CONTENT_TYPE;
 
 use crate::sse::SseParser;
 
@@ -21,7 +20,7 @@ pub(crate) enum StreamFormat {
 impl StreamFormat {
     /// The streaming form of a response, if it is one.
     pub(crate) fn of(headers: &HeaderMap) -> Option<Self> {
-        let mime = headers.get(CONTENT_TYPE)?.to_str().ok()?.split(';').next()?.trim();
+        let mime = crate::layer::media_type(headers)?;
         if mime.eq_ignore_ascii_case("text/event-stream") {
             Some(Self::Sse)
         } else if mime.eq_ignore_ascii_case("application/x-ndjson") || mime.eq_ignore_ascii_case("application/jsonl") {
@@ -123,6 +122,7 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
 
     fn drain(d: &mut Decoder) -> Vec<String> {
         let mut out = Vec::new();
