@@ -6,6 +6,17 @@ use std::pin::Pin;
 /// A boxed, sendable future: what the object-safe store traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The hasher of the layer's in-memory maps. Their keys (session ids, stream ids) are
+/// made by the server from random bits, so a client cannot choose keys that collide, and
+/// SipHash's flooding resistance buys nothing while costing several hashes per request.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
+/// A concurrent map hashed with [`FastHash`].
+pub(crate) type FastDashMap<K, V> = dashmap::DashMap<K, V, FastHash>;
+
+/// A map hashed with [`FastHash`].
+pub(crate) type FastHashMap<K, V> = std::collections::HashMap<K, V, FastHash>;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Write `bytes` as lowercase hex into `out`, which must be twice as long.

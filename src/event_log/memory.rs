@@ -1,14 +1,14 @@
 //! The in-process event log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
+use crate::util::{FastDashMap, FastHashMap};
 use bytes::Bytes;
-use dashmap::DashMap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -172,14 +172,14 @@ impl Default for Limits {
 
 struct Inner {
     limits: Limits,
-    sessions: DashMap<SessionId, Arc<SessionStreams>>,
+    sessions: FastDashMap<SessionId, Arc<SessionStreams>>,
     sweeper_running: AtomicBool,
 }
 
 /// One session's streams. Lock order, everywhere: the `sessions` map shard, then
 /// `streams`, then a stream's `state`; never the other way round.
 struct SessionStreams {
-    streams: RwLock<HashMap<StreamId, Arc<Stream>>>,
+    streams: RwLock<FastHashMap<StreamId, Arc<Stream>>>,
     /// Streams in the order they finished, so making room at the stream cap takes the
     /// longest-finished one without scanning (and locking) every stream. Entries of
     /// streams already gone are skipped when met.
@@ -444,7 +444,7 @@ impl MemoryEventLog {
         // drop the (possibly new, still empty) session in between.
         let entry = self.inner.sessions.entry(key.session().clone()).or_insert_with(|| {
             Arc::new(SessionStreams {
-                streams: RwLock::new(HashMap::new()),
+                streams: RwLock::new(FastHashMap::default()),
                 finished: Mutex::new(VecDeque::new()),
                 bytes: AtomicUsize::new(0),
             })
@@ -855,7 +855,7 @@ impl MemoryEventLogBuilder {
         MemoryEventLog {
             inner: Arc::new(Inner {
                 limits: self.limits,
-                sessions: DashMap::new(),
+                sessions: FastDashMap::default(),
                 sweeper_running: AtomicBool::new(false),
             }),
         }

@@ -3,10 +3,12 @@
 //! the body byte for byte.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::ProtocolVersion;
@@ -66,7 +68,6 @@ pub(crate) struct ModernParams {
     /// `_meta["io.modelcontextprotocol/protocolVersion"]`, as text.
     pub(crate) protocol_version: Option<String>,
     pub(crate) has_client_capabilities: bool,
-    pub(crate) has_meta: bool,
     /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
     pub(crate) name: Option<String>,
 }
@@ -95,50 +96,172 @@ struct Envelope<'a> {
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    // Read in the same pass as the envelope: the body is scanned once.
     #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
+    params: Option<Lenient<ParamsPeek<'a>>>,
     #[serde(default)]
     result: Option<IgnoredAny>,
     #[serde(default)]
     error: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize, Default)]
+/// The members of `params` the layer reads.
+#[derive(Default)]
 struct ParamsPeek<'a> {
-    #[serde(borrow, default, rename = "_meta")]
     meta: Option<MetaPeek<'a>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "clientInfo")]
+    name: Text<'a>,
+    uri: Text<'a>,
+    protocol_version: Text<'a>,
     client_info: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     capabilities: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize, Default)]
+/// The members of `params._meta` the layer reads.
+#[derive(Default)]
 struct MetaPeek<'a> {
-    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "io.modelcontextprotocol/clientCapabilities")]
+    protocol_version: Text<'a>,
     client_capabilities: Option<&'a RawValue>,
+}
+
+/// A JSON string, borrowed from the body when it has no escapes; any other value is
+/// read as absent.
+#[derive(Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'a> Text<'a> {
+    fn into_owned(self) -> Option<String> {
+        self.0.map(Cow::into_owned)
+    }
+}
+
+/// A value the layer peeks at without judging it: whatever its JSON type, it reads as
+/// something (the default when the type is unexpected), never as an error. Whether a
+/// `params` is well formed is the inner service's call, so a body the layer could
+/// route must not be refused here because of a member's type.
+trait Peek<'de>: Default {
+    fn string(text: Cow<'de, str>) -> Self {
+        let _ = text;
+        Self::default()
+    }
+
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let _ = key;
+        map.next_value::<IgnoredAny>().map(drop)
+    }
+}
+
+impl<'de: 'a, 'a> Peek<'de> for Text<'a> {
+    fn string(text: Cow<'de, str>) -> Self {
+        Self(Some(text))
+    }
+}
+
+impl<'de: 'a, 'a> Peek<'de> for ParamsPeek<'a> {
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "_meta" => self.meta = map.next_value::<Option<Lenient<MetaPeek<'a>>>>()?.map(|m| m.0),
+            "name" => self.name = map.next_value::<Lenient<Text<'a>>>()?.0,
+            "uri" => self.uri = map.next_value::<Lenient<Text<'a>>>()?.0,
+            "protocolVersion" => self.protocol_version = map.next_value::<Lenient<Text<'a>>>()?.0,
+            "clientInfo" => self.client_info = map.next_value()?,
+            "capabilities" => self.capabilities = map.next_value()?,
+            _ => map.next_value::<IgnoredAny>().map(drop)?,
+        }
+        Ok(())
+    }
+}
+
+impl<'de: 'a, 'a> Peek<'de> for MetaPeek<'a> {
+    fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "io.modelcontextprotocol/protocolVersion" => {
+                self.protocol_version = map.next_value::<Lenient<Text<'a>>>()?.0;
+            }
+            "io.modelcontextprotocol/clientCapabilities" => self.client_capabilities = map.next_value()?,
+            _ => map.next_value::<IgnoredAny>().map(drop)?,
+        }
+        Ok(())
+    }
+}
+
+struct Lenient<T>(T);
+
+impl<'de, T: Peek<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(PhantomData)).map(Lenient)
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Peek<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<T, E> {
+        Ok(T::string(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(text)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(T::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut value = T::default();
+        while let Some(key) = map.next_key::<Lenient<Text<'de>>>()? {
+            let key = key.0.0.unwrap_or_default();
+            value.member(&key, &mut map)?;
+        }
+        Ok(value)
+    }
 }
 
 /// Peek at a POST body. Batches are returned as such; whether they are allowed is the
 /// caller's decision (2025-03-26 only).
 pub(crate) fn peek_body(body: &[u8]) -> Result<Body, PeekError> {
-    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+    // One UTF-8 check of the whole body is cheaper than serde_json's check per string.
+    let body = std::str::from_utf8(body).map_err(|_| PeekError::Parse)?;
+    let first = body.bytes().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
-        let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(classify_error)?;
+        let items: Vec<&RawValue> = serde_json::from_str(body).map_err(classify_error)?;
         if items.is_empty() {
             return Err(PeekError::InvalidRequest);
         }
         let peeked = items
             .into_iter()
-            .map(|raw| peek_message(raw.get().as_bytes()))
+            .map(|raw| peek_message(raw.get()))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Body::Batch(peeked));
     }
@@ -152,8 +275,8 @@ fn classify_error(e: serde_json::Error) -> PeekError {
     }
 }
 
-fn peek_message(raw: &[u8]) -> Result<Peeked, PeekError> {
-    let env: Envelope<'_> = serde_json::from_slice(raw).map_err(classify_error)?;
+fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
+    let env: Envelope<'_> = serde_json::from_str(raw).map_err(classify_error)?;
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(PeekError::InvalidRequest);
     }
@@ -169,28 +292,20 @@ fn peek_message(raw: &[u8]) -> Result<Peeked, PeekError> {
         (None, _) if env.result.is_some() || env.error.is_some() => MessageKind::Response,
         (None, _) => return Err(PeekError::InvalidRequest),
     };
-    let mut initialize = None;
-    let mut modern = ModernParams::default();
-    if let Some(params) = env.params {
-        // Params that are not an object (an array, say) carry nothing the layer reads.
-        if let Ok(p) = serde_json::from_str::<ParamsPeek<'_>>(params.get()) {
-            if matches!(&kind, MessageKind::Request { method, .. } if method == "initialize") {
-                initialize = Some(InitializeParams {
-                    protocol_version: p.protocol_version.map(Cow::into_owned),
-                    client_info: p.client_info.map(ToOwned::to_owned),
-                    capabilities: p.capabilities.map(ToOwned::to_owned),
-                });
-            }
-            if let Some(meta) = p.meta {
-                modern.has_meta = true;
-                modern.protocol_version = meta.protocol_version.map(Cow::into_owned);
-                modern.has_client_capabilities = meta.client_capabilities.is_some();
-            }
-            modern.name = p.name.or(p.uri).map(Cow::into_owned);
-        }
-    } else if matches!(&kind, MessageKind::Request { method, .. } if method == "initialize") {
-        initialize = Some(InitializeParams::default());
-    }
+    let is_initialize = matches!(&kind, MessageKind::Request { method, .. } if method == "initialize");
+    // Params that are not an object (an array, say) carry nothing the layer reads.
+    let params = env.params.map(|p| p.0).unwrap_or_default();
+    let initialize = is_initialize.then(|| InitializeParams {
+        protocol_version: params.protocol_version.into_owned(),
+        client_info: params.client_info.map(ToOwned::to_owned),
+        capabilities: params.capabilities.map(ToOwned::to_owned),
+    });
+    let meta = params.meta.unwrap_or_default();
+    let modern = ModernParams {
+        protocol_version: meta.protocol_version.into_owned(),
+        has_client_capabilities: meta.client_capabilities.is_some(),
+        name: params.name.0.or(params.uri.0).map(Cow::into_owned),
+    };
     Ok(Peeked {
         kind,
         initialize,
@@ -322,6 +437,42 @@ mod tests {
         assert_eq!(p.modern.protocol_version.as_deref(), Some("2026-07-28"));
         assert!(p.modern.has_client_capabilities);
         assert_eq!(p.modern.name.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn params_of_any_shape_are_peeked_not_judged() {
+        // Member types the layer does not expect are the inner service's to refuse.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5,"_meta":7}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,{"a":[]}]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"text"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":{}}}}"#,
+        ] {
+            let p = single(body);
+            assert_eq!(p.method(), Some("tools/call"), "{body}");
+            assert_eq!(p.modern.protocol_version, None, "{body}");
+            assert_eq!(p.modern.name, None, "{body}");
+        }
+        // Escaped strings are decoded; the last duplicate member wins, as in a JSON object model.
+        let p = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\u0061me":"a","name":"e\u0063ho","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":null}}}"#,
+        );
+        assert_eq!(p.modern.name.as_deref(), Some("echo"));
+        assert_eq!(p.modern.protocol_version.as_deref(), Some("2026-07-28"));
+        assert!(
+            !p.modern.has_client_capabilities,
+            "null capabilities are no capabilities"
+        );
+        let p = single(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#);
+        assert_eq!(p.modern.name.as_deref(), Some("file:///a"));
+        // Broken JSON inside params is still a parse error.
+        assert_eq!(
+            peek_body(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":}}"#).unwrap_err(),
+            PeekError::Parse
+        );
+        let p = single(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":[]}"#);
+        assert_eq!(p.initialize.unwrap().protocol_version, None);
     }
 
     #[test]

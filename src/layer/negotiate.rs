@@ -3,38 +3,56 @@
 use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_TYPE};
 
-/// Whether `Accept` lists every one of `needed` (`type/subtype`), directly or through
-/// a wildcard, with a non-zero quality.
+/// Whether `Accept` lists every one of `needed` (`type/subtype`, at most 8), directly
+/// or through a wildcard, with a non-zero quality.
 pub(crate) fn accepts_all(headers: &HeaderMap, needed: &[&str]) -> bool {
-    let ranges: Vec<&str> = headers
+    debug_assert!(needed.len() <= 8);
+    let all = (1u8 << needed.len()) - 1;
+    let mut found = 0u8;
+    // Bytes, not `str`: the header is scanned once, without UTF-8 checks; at most 64
+    // ranges are looked at, however long the header.
+    let ranges = headers
         .get_all(ACCEPT)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .take(64)
-        .filter(|range| !has_zero_quality(range))
-        .map(|range| range.split(';').next().unwrap_or("").trim())
-        .collect();
-    needed
-        .iter()
-        .all(|want| ranges.iter().any(|range| media_matches(range, want)))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .take(64);
+    for range in ranges {
+        let mut params = range.split(|&b| b == b';');
+        let media = params.next().unwrap_or_default().trim_ascii();
+        if params.any(is_zero_quality) {
+            continue;
+        }
+        for (i, want) in needed.iter().enumerate() {
+            if media_matches(media, want.as_bytes()) {
+                found |= 1 << i;
+            }
+        }
+        if found == all {
+            return true;
+        }
+    }
+    found == all
 }
 
-fn has_zero_quality(range: &str) -> bool {
-    range.split(';').skip(1).any(|p| {
-        let p = p.trim();
-        p.strip_prefix("q=")
-            .or_else(|| p.strip_prefix("Q="))
-            .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-    })
+/// `q=0` (or `q=0.000`): the range is refused.
+fn is_zero_quality(param: &[u8]) -> bool {
+    let param = param.trim_ascii();
+    let Some(value) = param.strip_prefix(b"q=").or_else(|| param.strip_prefix(b"Q=")) else {
+        return false;
+    };
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|q| q.trim().parse::<f32>().ok())
+        .is_some_and(|q| q <= 0.0)
 }
 
-fn media_matches(range: &str, want: &str) -> bool {
-    if range == "*/*" || range.eq_ignore_ascii_case(want) {
+fn media_matches(range: &[u8], want: &[u8]) -> bool {
+    if range == b"*/*" || range.eq_ignore_ascii_case(want) {
         return true;
     }
-    match (range.split_once('/'), want.split_once('/')) {
-        (Some((rt, "*")), Some((wt, _))) => rt.eq_ignore_ascii_case(wt),
+    // `type/*`
+    match (range.strip_suffix(b"/*"), want.iter().position(|&b| b == b'/')) {
+        (Some(range_type), Some(slash)) => range_type.eq_ignore_ascii_case(&want[..slash]),
         _ => false,
     }
 }
@@ -82,6 +100,17 @@ mod tests {
         assert!(!accepts_all(&h(&[]), BOTH));
         assert!(!accepts_all(&h(&["application/json, text/event-stream;q=0"]), BOTH));
         assert!(accepts_all(&h(&["text/event-stream"]), &["text/event-stream"]));
+        assert!(accepts_all(
+            &h(&[" application/json ;q=0.5 , text/event-stream;Q=1"]),
+            BOTH
+        ));
+        assert!(!accepts_all(&h(&["application/json;q=0.000, text/event-stream"]), BOTH));
+        assert!(!accepts_all(&h(&["application/*;q=0, text/*"]), BOTH));
+        assert!(!accepts_all(&h(&["application/jsonx, text/event-streamx"]), BOTH));
+        assert!(!accepts_all(&h(&["application, text/"]), BOTH));
+        // Only the first 64 ranges count: a header cannot make the layer scan forever.
+        let long = format!("{}application/json, text/event-stream", "a/b, ".repeat(64));
+        assert!(!accepts_all(&h(&[&long]), BOTH));
     }
 
     #[test]

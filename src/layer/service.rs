@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::timeout;
 use tower_service::Service;
 
@@ -162,8 +162,10 @@ where
             Method::GET | Method::DELETE if self.shared.modern_only => Ok(self.reject(self.method_not_allowed())),
             // 2026-07-28 has no GET stream and no DELETE: the inner service answers.
             Method::GET | Method::DELETE if modern_header => self.pass_through(parts, Bytes::new()).await,
-            Method::GET => self.get(parts, version).await,
-            Method::DELETE => self.delete(parts, version).await,
+            // Rare paths are boxed so the common one's future stays small: every request
+            // pays for moving the largest path's state into the response future's box.
+            Method::GET => Box::pin(self.get(parts, version)).await,
+            Method::DELETE => Box::pin(self.delete(parts, version)).await,
             _ => Ok(self.reject(self.method_not_allowed())),
         }
     }
@@ -211,7 +213,7 @@ where
         };
         let single = match message {
             jsonrpc::Body::Single(single) => single,
-            jsonrpc::Body::Batch(items) => return self.batch(parts, bytes, version, items).await,
+            jsonrpc::Body::Batch(items) => return Box::pin(self.batch(parts, bytes, version, items)).await,
         };
         let has_modern_meta = single.modern.protocol_version.is_some();
         match classify(version, has_modern_meta) {
@@ -222,7 +224,7 @@ where
                     return Ok(self.reject(rejection.with_id(single.id())));
                 }
                 if single.is_initialize() {
-                    self.initialize(parts, bytes, single).await
+                    Box::pin(self.initialize(parts, bytes, single)).await
                 } else {
                     self.legacy_message(parts, bytes, single).await
                 }
@@ -245,12 +247,7 @@ where
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(Rejection::new(RejectionKind::PayloadTooLarge));
         }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(Rejection::new(RejectionKind::PayloadTooLarge)),
-            // The client broke off or sent a malformed body: nothing to parse.
-            Err(_) => Err(Rejection::new(RejectionKind::ParseError)),
-        }
+        collect_bounded(body, limit).await
     }
 
     /// A legacy request's `MCP-Protocol-Version`: absent is fine (the negotiated version
@@ -510,47 +507,15 @@ where
             });
         }
         let response = self.inner.call(req).await?;
-        let (mut head, body) = response.into_parts();
+        let (head, body) = response.into_parts();
         let busy = Arc::new(busy);
         let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
         let (Some((stream_id, live)), Some(format)) = (stream, format) else {
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         };
-        let decoder = Decoder::new(format, shared.sse.max_event_bytes);
-        let key = StreamKey::new(record.id().clone(), stream_id);
-        if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
-            // Without a log the stream cannot be resumable; still deliver it live.
-            #[cfg(feature = "tracing")]
-            tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
-            if format == StreamFormat::Ndjson {
-                set_sse_headers(&mut head);
-                return Ok(Response::from_parts(head, McpBody::framed(body, decoder, Some(busy))));
-            }
-            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
-        }
-        shared.ensure_local_sweeper();
-        shared.streams.adopt(&key, &live);
-        shared.streams.spawn_pump(
-            record.id(),
-            pump(body, decoder, key.clone(), shared.log.clone(), busy.clone()),
-        );
-        if live.close_epoch() == 0 {
-            // Let a quick answer catch up with the headers: one write instead of several,
-            // so latency does not hinge on TCP_NODELAY.
-            let _ = timeout(shared.sse.first_event_wait, shared.log.wait_after(&key, 0)).await;
-        }
-        let attachment = live.attach();
-        let primes = record.protocol_version().supports_priming();
-        let start = Start {
-            cursor: 0,
-            close_epoch: 0,
-            priming: primes,
-            polling: primes,
-            claim: None,
-        };
-        let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
-        set_sse_headers(&mut head);
-        Ok(Response::from_parts(head, McpBody::stream(reader)))
+        // Boxed: the stream's setup is only paid for by streamed answers, and it keeps
+        // the future of every other request small.
+        Ok(Box::pin(resumable(shared, record, head, body, busy, (stream_id, live), format)).await)
     }
 
     async fn get(self, parts: Parts, version: VersionHeader) -> Answer<ResBody, S::Error> {
@@ -658,6 +623,95 @@ where
             Ok(Err(_)) | Err(_) => Ok(self.reject(store_unavailable())),
         }
     }
+}
+
+/// Read a request body of at most `limit` bytes. A body that arrives in one piece (the
+/// usual case) is handed on as that piece, without copying it.
+async fn collect_bounded<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+where
+    B: Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut whole: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        // The client broke off or sent a malformed body: nothing to parse.
+        let frame = frame.map_err(|_| Rejection::new(RejectionKind::ParseError))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let n = data.remaining();
+        if n == 0 {
+            continue;
+        }
+        len = len.saturating_add(n);
+        if len > limit {
+            return Err(Rejection::new(RejectionKind::PayloadTooLarge));
+        }
+        if whole.is_none() && joined.is_empty() {
+            whole = Some(data.copy_to_bytes(n));
+        } else {
+            if let Some(first) = whole.take() {
+                joined.reserve(len);
+                joined.extend_from_slice(&first);
+            }
+            joined.put(data);
+        }
+    }
+    Ok(whole.unwrap_or_else(|| joined.freeze()))
+}
+
+/// Turn a streamed answer of an established session into a resumable SSE stream: a pump
+/// drives the inner body into the event log, and the response reads it back from the start.
+async fn resumable<B>(
+    shared: Arc<Shared>,
+    record: Arc<Record>,
+    mut head: http::response::Parts,
+    body: B,
+    busy: Arc<BusyGuard>,
+    (stream_id, live): (StreamId, Arc<LiveStream>),
+    format: StreamFormat,
+) -> Response<McpBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let decoder = Decoder::new(format, shared.sse.max_event_bytes);
+    let key = StreamKey::new(record.id().clone(), stream_id);
+    if !matches!(timeout(shared.store_timeout, shared.log.open(&key)).await, Ok(Ok(()))) {
+        // Without a log the stream cannot be resumable; still deliver it live.
+        #[cfg(feature = "tracing")]
+        tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
+        if format == StreamFormat::Ndjson {
+            set_sse_headers(&mut head);
+            return Response::from_parts(head, McpBody::framed(body, decoder, Some(busy)));
+        }
+        return Response::from_parts(head, McpBody::inner(body, Some(busy)));
+    }
+    shared.ensure_local_sweeper();
+    shared.streams.adopt(&key, &live);
+    shared.streams.spawn_pump(
+        record.id(),
+        pump(body, decoder, key.clone(), shared.log.clone(), busy.clone()),
+    );
+    if live.close_epoch() == 0 {
+        // Let a quick answer catch up with the headers: one write instead of several,
+        // so latency does not hinge on TCP_NODELAY.
+        let _ = timeout(shared.sse.first_event_wait, shared.log.wait_after(&key, 0)).await;
+    }
+    let attachment = live.attach();
+    let primes = record.protocol_version().supports_priming();
+    let start = Start {
+        cursor: 0,
+        close_epoch: 0,
+        priming: primes,
+        polling: primes,
+        claim: None,
+    };
+    let reader = Reader::new(shared.log.clone(), key, shared.sse.clone(), attachment, start, busy);
+    set_sse_headers(&mut head);
+    Response::from_parts(head, McpBody::stream(reader))
 }
 
 /// Where a `GET` without `Last-Event-ID` starts on the session's standalone stream:

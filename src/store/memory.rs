@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use dashmap::DashMap;
+use crate::util::FastDashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
@@ -316,7 +316,7 @@ impl MemoryStoreBuilder {
         let config = self.config;
         MemoryStore {
             inner: Arc::new(Inner {
-                sessions: DashMap::new(),
+                sessions: FastDashMap::default(),
                 occupied: AtomicUsize::new(0),
                 live: AtomicUsize::new(0),
                 epoch: Instant::now(),
@@ -567,7 +567,7 @@ struct Candidates {
 }
 
 struct Inner {
-    sessions: DashMap<SessionId, Entry>,
+    sessions: FastDashMap<SessionId, Entry>,
     /// Live sessions plus outstanding reservations; never above the cap.
     occupied: AtomicUsize,
     /// Live sessions. Incremented before a session enters the map and decremented

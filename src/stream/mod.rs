@@ -13,12 +13,11 @@ pub(crate) mod decode;
 pub(crate) mod pump;
 pub(crate) mod reader;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crate::util::{FastDashMap, FastHashMap};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -183,7 +182,7 @@ impl SseControl {
 
 #[derive(Default)]
 struct LocalSession {
-    live: HashMap<StreamId, Weak<LiveStream>>,
+    live: FastHashMap<StreamId, Weak<LiveStream>>,
     /// The standalone stream's state outlives its readers: where the next fresh `GET`
     /// starts depends on what earlier ones delivered.
     standalone: Option<Arc<LiveStream>>,
@@ -193,7 +192,7 @@ struct LocalSession {
 /// The streams this instance serves, by session.
 #[derive(Default)]
 pub(crate) struct Streams {
-    sessions: DashMap<SessionId, Mutex<LocalSession>>,
+    sessions: FastDashMap<SessionId, Mutex<LocalSession>>,
 }
 
 impl Streams {
