@@ -28,9 +28,13 @@ use std::num::NonZeroU32;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::any_service;
+use tower_mcp_session::McpSessionLayer;
 use tower_mcp_session::rate_limit::{CreationLimit, PeerIp, Quota};
 use tower_mcp_session::store::MemoryStore;
-use tower_mcp_session::{McpSessionLayer, McpSessionLayerBuilder};
+
+/// `--redis URL`: sessions and streams in Redis (shared with `examples/load.rs`).
+#[cfg(feature = "redis")]
+use common::with_redis;
 
 struct Args {
     addr: SocketAddr,
@@ -135,40 +139,12 @@ async fn main() {
         .expect("server error");
 }
 
-/// `--redis URL`: sessions and streams in Redis, one reconnecting connection for both.
-#[cfg(feature = "redis")]
-async fn with_redis(
-    builder: McpSessionLayerBuilder,
-    url: &str,
-    max_sessions: Option<usize>,
-) -> Result<McpSessionLayerBuilder, String> {
-    use std::time::Duration;
-
-    use redis::aio::ConnectionManagerConfig;
-    use tower_mcp_session::event_log::RedisEventLog;
-    use tower_mcp_session::store::RedisSessionStore;
-
-    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
-    // Reconnect attempts back off to at most a second, so the server recovers quickly
-    // once Redis is back; requests meanwhile get 503 with Retry-After.
-    let config = ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1));
-    let conn = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
-    let mut store = RedisSessionStore::builder(conn.clone());
-    if let Some(max) = max_sessions {
-        store = store.max_sessions(max);
-    }
-    Ok(builder.store(store.build()).event_log(RedisEventLog::new(conn)))
-}
-
 #[cfg(not(feature = "redis"))]
 async fn with_redis(
-    _builder: McpSessionLayerBuilder,
+    _builder: tower_mcp_session::McpSessionLayerBuilder,
     _url: &str,
     _max_sessions: Option<usize>,
-) -> Result<McpSessionLayerBuilder, String> {
+) -> Result<tower_mcp_session::McpSessionLayerBuilder, String> {
     Err("--redis needs the `redis` feature: \
          cargo run --features redis --example echo_server -- --redis redis://127.0.0.1:6379"
         .to_owned())

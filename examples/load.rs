@@ -7,6 +7,15 @@
 //! cargo run --release --example load -- --only memory --mem-sizes 10000,100000,1000000
 //! ```
 //!
+//! With the `redis` feature the Redis rows (`b-redis`, `b-redis-sse`) join the
+//! throughput, creation and memory scenarios; `--servers` picks rows in every scenario:
+//!
+//! ```text
+//! cargo run --release --features redis --example load                 # everything, Redis rows too
+//! cargo run --release --features redis --example load -- --only throughput,creation --servers b,b-redis,b-redis-sse
+//! cargo run --release --features redis --example load -- --only memory --servers b-redis --mem-sizes 10000,100000,1000000
+//! ```
+//!
 //! Servers (`--serve KIND` runs one; the driver starts them itself):
 //!
 //! | kind | what |
@@ -17,11 +26,27 @@
 //! | `d` | rmcp 3.9 stateless (`legacy_session_mode = false`), alone |
 //! | `e` | rmcp 3.9 stateless behind `McpSessionLayer` |
 //! | `f` | floor: a fixed JSON answer, request never parsed |
+//! | `b-redis` | (b) with `RedisSessionStore` and `RedisEventLog` over one `ConnectionManager`, built as `echo_server --redis` builds them (`--redis URL`; `redis` feature) |
+//!
+//! `--sse` makes the echo server of (a), (b) and `b-redis` answer `tools/call` as SSE
+//! (rows `a-sse`, `b-sse`, `b-redis-sse`; with the layer, resumable streams in its event
+//! log).
 //!
 //! Every server stops by itself after `--lifetime` seconds (default 900) and the driver
 //! kills each one when its scenario ends. TCP_NODELAY is on unless `--no-nodelay`.
+//!
+//! For every `b-redis` server the driver starts its own `redis-server` (from `PATH`, as
+//! `tests/support/redis_server.rs` does for the tests: a free loopback port, a temporary
+//! directory, no persistence) and kills it after the server. Those rows report the
+//! redis-server's CPU per request beside the server's, and in the memory scenario its
+//! `used_memory` and VmRSS beside the server's VmRSS, since the deployment pays for both
+//! processes. The session cap is `--max-sessions`, as for (b), and sessions are kept by
+//! Redis for the store's default idle timeout (30 min), well beyond any measurement.
 
 mod common;
+#[cfg(feature = "redis")]
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
 mod rmcp_common;
 
 use std::convert::Infallible;
@@ -56,6 +81,8 @@ struct ServeArgs {
     sse: bool,
     json: bool,
     lifetime: u64,
+    /// `--redis URL`, for `b-redis`.
+    redis: Option<String>,
 }
 
 const FLOOR_ANSWER: &str =
@@ -97,6 +124,21 @@ fn serve(args: ServeArgs) {
                 .route_service("/mcp", rmcp_common::stateless(args.json))
                 .layer(session_layer(args.max_sessions)),
             "f" => Router::new().route_service("/mcp", tower::service_fn(floor)),
+            #[cfg(feature = "redis")]
+            "b-redis" => {
+                let url = args.redis.as_deref().expect("--serve b-redis needs --redis URL");
+                let builder = common::with_redis(McpSessionLayer::builder(), url, Some(args.max_sessions))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                Router::new()
+                    .route_service("/mcp", common::echo_service(echo))
+                    .layer(builder.build())
+            }
+            #[cfg(not(feature = "redis"))]
+            "b-redis" => panic!(
+                "--serve b-redis (--redis {:?}) needs the `redis` feature: cargo run --release --features redis --example load",
+                args.redis
+            ),
             other => panic!("unknown server kind {other}"),
         };
         let addr = args.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
@@ -121,13 +163,23 @@ fn serve(args: ServeArgs) {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The redis-server of a `b-redis` server. Fields drop after `Drop::drop` has
+    /// killed the server, so Redis outlives its client.
+    #[cfg(feature = "redis")]
+    redis: Option<redis_server::RedisServer>,
 }
 
 impl Server {
     fn start(kind: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .args(["--serve", kind])
-            .args(extra)
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.args(["--serve", kind]).args(extra);
+        #[cfg(feature = "redis")]
+        let redis = (kind == "b-redis").then(redis_server::RedisServer::start);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &redis {
+            command.args(["--redis", &redis.url()]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -142,31 +194,57 @@ impl Server {
             .unwrap_or_else(|| panic!("server said {line:?}"))
             .parse()
             .expect("address");
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            #[cfg(feature = "redis")]
+            redis,
+        }
     }
 
     /// CPU time the server process has run so far, all threads, in ns (schedstat).
     fn cpu_ns(&self) -> u64 {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
-            return 0;
-        };
-        tasks
-            .filter_map(Result::ok)
-            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
-            .sum()
+        cpu_ns(self.child.id())
     }
 
     /// Resident set of the server process, from /proc/<pid>/status.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
+
+    /// The process id of the server's redis-server, if it has one.
+    #[cfg(feature = "redis")]
+    fn redis_pid(&self) -> Option<u32> {
+        self.redis.as_ref().and_then(redis_server::RedisServer::pid)
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn redis_pid(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// CPU time process `pid` has run so far, all threads, in ns (schedstat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Resident set of process `pid`, from /proc/<pid>/status.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Server {
@@ -274,6 +352,8 @@ struct Timing {
 struct Measured {
     /// Server CPU time (all threads, user + system) per successful request, in µs.
     cpu_us: f64,
+    /// The same for the server's redis-server, if it has one.
+    redis_cpu_us: Option<f64>,
     rate: f64,
     p50_us: u64,
     p99_us: u64,
@@ -331,8 +411,10 @@ where
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_from = server.cpu_ns();
+    let redis_from = server.redis_pid().map(cpu_ns);
     tokio::time::sleep_until(end.into()).await;
     let cpu_to = server.cpu_ns();
+    let redis_to = server.redis_pid().map(cpu_ns);
     let mut hist = histogram();
     let mut ok = 0;
     for task in tasks {
@@ -340,8 +422,10 @@ where
         hist.add(h).unwrap();
         ok += n;
     }
+    let per_request = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0 / ok.max(1) as f64;
     Measured {
-        cpu_us: cpu_to.saturating_sub(cpu_from) as f64 / 1000.0 / ok.max(1) as f64,
+        cpu_us: per_request(cpu_from, cpu_to),
+        redis_cpu_us: redis_from.zip(redis_to).map(|(from, to)| per_request(from, to)),
         rate: ok as f64 / timing.duration.as_secs_f64(),
         p50_us: hist.value_at_quantile(0.50),
         p99_us: hist.value_at_quantile(0.99),
@@ -350,10 +434,11 @@ where
 }
 
 fn needs_session(kind: &str) -> bool {
-    matches!(kind, "b" | "c" | "e")
+    matches!(kind, "b" | "c" | "e" | "b-redis")
 }
 
-/// `--servers a,b-sse,...`: only the rows whose label starts with one of these words.
+/// `--servers a,b-sse,...`: only the rows (of every scenario) whose label starts with one
+/// of these words.
 static SERVERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 fn selected(label: &str) -> bool {
@@ -373,6 +458,7 @@ fn loadavg() -> String {
 /// The median of `runs` by rate, with the spread of rates and the median p50/p99.
 struct Summary {
     cpu_us: f64,
+    redis_cpu_us: Option<f64>,
     rate: f64,
     min: f64,
     max: f64,
@@ -391,8 +477,11 @@ fn summarize(runs: &[Measured], load: String) -> Summary {
     p99.sort_unstable();
     let mut cpu: Vec<f64> = runs.iter().map(|m| m.cpu_us).collect();
     cpu.sort_by(f64::total_cmp);
+    let mut redis_cpu: Vec<f64> = runs.iter().filter_map(|m| m.redis_cpu_us).collect();
+    redis_cpu.sort_by(f64::total_cmp);
     Summary {
         cpu_us: cpu[cpu.len() / 2],
+        redis_cpu_us: redis_cpu.get(redis_cpu.len() / 2).copied(),
         rate: rates[rates.len() / 2],
         min: rates[0],
         max: rates[rates.len() - 1],
@@ -421,13 +510,70 @@ where
     runs.iter().zip(loads).map(|(r, l)| summarize(r, l.join("/"))).collect()
 }
 
+/// Prints one row per case: `rate` is the unit of the rate column (`req/s`), `per` what
+/// the CPU is divided by (`req`). Redis-backed rows go to a second table that adds the
+/// redis-server's CPU and the sum of both, so the rows without Redis read as before.
+fn print_rates(rate: &str, per: &str, rows: &[(&str, usize, Summary)]) {
+    println!("| server | conns | {rate} | (min–max) | server CPU µs/{per} | p50 µs | p99 µs | errors | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label, conns, s) in rows.iter().filter(|(_, _, s)| s.redis_cpu_us.is_none()) {
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
+            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
+        );
+    }
+    if rows.iter().all(|(_, _, s)| s.redis_cpu_us.is_none()) {
+        return;
+    }
+    println!(
+        "\nWith the Redis store: CPU of the server process and of its redis-server (same machine, same cores), and their sum.\n"
+    );
+    println!(
+        "| server | conns | {rate} | (min–max) | server CPU µs/{per} | redis-server CPU µs/{per} | total CPU µs/{per} | p50 µs | p99 µs | errors | load |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (label, conns, s) in rows {
+        let Some(redis_cpu) = s.redis_cpu_us else { continue };
+        println!(
+            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            s.rate,
+            s.min,
+            s.max,
+            s.cpu_us,
+            redis_cpu,
+            s.cpu_us + redis_cpu,
+            s.p50_us,
+            s.p99_us,
+            s.errors,
+            s.load
+        );
+    }
+}
+
+/// The Redis rows of the throughput scenario: kind, label, server arguments.
+#[cfg(feature = "redis")]
+const REDIS_THROUGHPUT: &[(&str, &str, &[&str])] = &[
+    ("b-redis", "b-redis echo + layer (Redis store)", &[]),
+    (
+        "b-redis",
+        "b-redis-sse echo SSE answers + layer (Redis store and event log)",
+        &["--sse"],
+    ),
+];
+#[cfg(not(feature = "redis"))]
+const REDIS_THROUGHPUT: &[(&str, &str, &[&str])] = &[];
+
+/// The Redis rows of the creation scenario: kind, label.
+#[cfg(feature = "redis")]
+const REDIS_CREATION: &[(&str, &str)] = &[("b-redis", "b-redis echo + layer (Redis store)")];
+#[cfg(not(feature = "redis"))]
+const REDIS_CREATION: &[(&str, &str)] = &[];
+
 async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### tools/call echo on established sessions\n");
     println!(
         "Median of {repeat} runs (req/s min–max in brackets); p50/p99 in µs, medians of the runs; 1-min load average at the end of each run.\n"
     );
-    println!("| server | conns | req/s | (min–max) | server CPU µs/req | p50 µs | p99 µs | errors | load |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     let servers: &[(&str, &str, &[&str])] = &[
         ("f", "f floor (fixed JSON)", &[]),
         ("a", "a echo, no layer", &[]),
@@ -442,6 +588,7 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
     ];
     let cases: Vec<(&str, &str, &[&str], usize)> = servers
         .iter()
+        .chain(REDIS_THROUGHPUT)
         .filter(|(_, label, _)| selected(label))
         .flat_map(|&(k, l, e)| [1usize, 8, 32].map(|n| (k, l, e, n)))
         .collect();
@@ -467,12 +614,12 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
         }
     })
     .await;
-    for ((_, label, _, conns), s) in cases.iter().zip(results) {
-        println!(
-            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
-            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
-        );
-    }
+    let rows: Vec<_> = cases
+        .iter()
+        .zip(results)
+        .map(|(&(_, label, _, conns), s)| (label, conns, s))
+        .collect();
+    print_rates("req/s", "req", &rows);
 }
 
 async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
@@ -486,6 +633,7 @@ async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
     ];
     let cases: Vec<_> = servers
         .iter()
+        .filter(|(_, label, _, _)| selected(label))
         .flat_map(|&(k, l, e, v)| [true, false].map(|nd| (k, l, e, v, nd)))
         .collect();
     let results = rounds(&cases, repeat, |&(kind, _, extra, version, nodelay)| {
@@ -523,8 +671,6 @@ async fn nagle(timing: Timing, lifetime: &str, repeat: usize) {
 
 async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     println!("\n### Session creation (initialize only)\n");
-    println!("| server | conns | sessions/s | (min–max) | server CPU µs/session | p50 µs | p99 µs | errors | load |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     let servers = [
         ("b", "b echo + layer"),
         ("c", "c rmcp stateful"),
@@ -532,6 +678,8 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
     ];
     let cases: Vec<_> = servers
         .iter()
+        .chain(REDIS_CREATION)
+        .filter(|(_, label)| selected(label))
         .flat_map(|&(k, l)| [1usize, 32].map(|n| (k, l, n)))
         .collect();
     let results = rounds(&cases, repeat, |&(kind, _, conns)| {
@@ -551,12 +699,12 @@ async fn creation(timing: Timing, lifetime: &str, repeat: usize) {
         }
     })
     .await;
-    for ((_, label, conns), s) in cases.iter().zip(results) {
-        println!(
-            "| {label} | {conns} | {:.0} | ({:.0}–{:.0}) | {:.1} | {} | {} | {} | {} |",
-            s.rate, s.min, s.max, s.cpu_us, s.p50_us, s.p99_us, s.errors, s.load
-        );
-    }
+    let rows: Vec<_> = cases
+        .iter()
+        .zip(results)
+        .map(|(&(_, label, conns), s)| (label, conns, s))
+        .collect();
+    print_rates("sessions/s", "session", &rows);
 }
 
 /// Create `n` sessions (initialize + initialized) over 32 connections, as fast as the
@@ -584,15 +732,19 @@ async fn create_sessions(addr: SocketAddr, n: u64) -> (u64, Duration) {
 }
 
 async fn memory(sizes: &[u64], rmcp_sizes: &[u64], lifetime: &str) {
-    println!("\n### Resident memory per live session (VmRSS of the server process)\n");
-    println!(
-        "| server | sessions | created | RSS before (MiB) | RSS after (MiB) | bytes/session | creation time (s) | load avg |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let cases = sizes
+    let cases: Vec<_> = sizes
         .iter()
         .map(|&n| ("b", "b echo + layer (MemoryStore)", n))
-        .chain(rmcp_sizes.iter().map(|&n| ("c", "c rmcp stateful", n)));
+        .chain(rmcp_sizes.iter().map(|&n| ("c", "c rmcp stateful", n)))
+        .filter(|(_, label, _)| selected(label))
+        .collect();
+    if !cases.is_empty() {
+        println!("\n### Resident memory per live session (VmRSS of the server process)\n");
+        println!(
+            "| server | sessions | created | RSS before (MiB) | RSS after (MiB) | bytes/session | creation time (s) | load avg |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+    }
     for (kind, label, n) in cases {
         let cap = (n + 1000).to_string();
         let server = Server::start(kind, &["--lifetime", lifetime, "--max-sessions", &cap]);
@@ -612,6 +764,164 @@ async fn memory(sizes: &[u64], rmcp_sizes: &[u64], lifetime: &str) {
             took.as_secs_f64(),
             loadavg()
         );
+    }
+    #[cfg(feature = "redis")]
+    if selected("b-redis") {
+        redis_memory::run(sizes, lifetime).await;
+    }
+}
+
+/// The memory scenario of `b-redis`: what the server process and its redis-server each
+/// hold per live session.
+#[cfg(feature = "redis")]
+mod redis_memory {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use redis::aio::MultiplexedConnection;
+
+    use super::{Server, create_sessions, loadavg, rss_kib};
+
+    /// The key of the store's session cap (the default prefix `mcp:`).
+    const LIVE_KEY: &str = "mcp:{%live}";
+
+    pub(super) async fn run(sizes: &[u64], lifetime: &str) {
+        println!("\n### Resident memory per live session with the Redis store (server process + redis-server)\n");
+        println!(
+            "Server VmRSS; redis-server `used_memory` (INFO memory) and VmRSS; total = server RSS + redis-server RSS growth per session. \
+             Cap `--max-sessions` = sessions + 1000, as for (b); keys = DBSIZE after.\n"
+        );
+        println!(
+            "| server | sessions | created | keys | server RSS before → after (MiB) | server bytes/session | \
+             redis used_memory before → after (MiB) | used_memory bytes/session | redis RSS before → after (MiB) | \
+             redis RSS bytes/session | total RSS bytes/session | creation time (s) | load avg |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut notes = Vec::new();
+        for &n in sizes {
+            let cap = (n + 1000).to_string();
+            let server = Server::start("b-redis", &["--lifetime", lifetime, "--max-sessions", &cap]);
+            let redis = server.redis.as_ref().expect("a b-redis server has a redis-server");
+            let redis_pid = redis.pid().expect("redis-server running");
+            let mut con = redis::Client::open(redis.url())
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to the redis-server");
+            create_sessions(server.addr, 64).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (before, used_before, redis_before) =
+                (server.rss_kib(), used_memory(&mut con).await, rss_kib(redis_pid));
+            let (made, took) = create_sessions(server.addr, n).await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let (after, used_after, redis_after) = (server.rss_kib(), used_memory(&mut con).await, rss_kib(redis_pid));
+            let keys: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE");
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            let per_session = |from: u64, to: u64| to.saturating_sub(from) as f64 / made.max(1) as f64;
+            let server_per = per_session(before * 1024, after * 1024);
+            let redis_per = per_session(redis_before * 1024, redis_after * 1024);
+            println!(
+                "| b-redis echo + layer (RedisSessionStore) | {n} | {made} | {keys} | {:.1} → {:.1} | {server_per:.0} | \
+                 {:.1} → {:.1} | {:.0} | {:.1} → {:.1} | {redis_per:.0} | {:.0} | {:.1} | {} |",
+                mib(before),
+                mib(after),
+                used_before as f64 / 1048576.0,
+                used_after as f64 / 1048576.0,
+                per_session(used_before, used_after),
+                mib(redis_before),
+                mib(redis_after),
+                server_per + redis_per,
+                took.as_secs_f64(),
+                loadavg()
+            );
+            notes.push(format!(
+                "- {n} sessions, {keys} keys: {}",
+                key_breakdown(&mut con, keys).await
+            ));
+        }
+        println!("\nRedis keys by pattern (a sample of 200 `RANDOMKEY`s; bytes by `MEMORY USAGE … SAMPLES 0`):\n");
+        for note in notes {
+            println!("{note}");
+        }
+    }
+
+    async fn used_memory(con: &mut MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(con).await.expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn memory_usage(con: &mut MultiplexedConnection, key: &str) -> u64 {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(con)
+            .await
+            .expect("MEMORY USAGE");
+        bytes.unwrap_or(0)
+    }
+
+    /// `mcp:{<session id>}:ev:<stream id>:m` → `mcp:{ID}:ev:SID:m`.
+    fn key_pattern(key: &str) -> String {
+        let (Some(open), Some(close)) = (key.find('{'), key.find('}')) else {
+            return key.to_owned();
+        };
+        let tail: Vec<&str> = key[close..]
+            .split(':')
+            .map(|part| {
+                if part.len() == 16 && part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    "SID"
+                } else {
+                    part
+                }
+            })
+            .collect();
+        format!("{}ID{}", &key[..=open], tail.join(":"))
+    }
+
+    /// Per key pattern: type, estimated count and mean size; the cap's sorted set apart.
+    async fn key_breakdown(con: &mut MultiplexedConnection, keys: u64) -> String {
+        let mut sample = BTreeSet::new();
+        for _ in 0..200 {
+            let key: Option<String> = redis::cmd("RANDOMKEY").query_async(con).await.expect("RANDOMKEY");
+            if let Some(key) = key.filter(|k| k != LIVE_KEY) {
+                sample.insert(key);
+            }
+        }
+        // pattern → (type, sampled keys, bytes)
+        let mut patterns: BTreeMap<String, (String, u64, u64)> = BTreeMap::new();
+        for key in &sample {
+            let kind: String = redis::cmd("TYPE").arg(key).query_async(con).await.expect("TYPE");
+            let bytes = memory_usage(con, key).await;
+            let entry = patterns.entry(key_pattern(key)).or_insert((kind, 0, 0));
+            entry.1 += 1;
+            entry.2 += bytes;
+        }
+        let live: u64 = redis::cmd("ZCARD").arg(LIVE_KEY).query_async(con).await.expect("ZCARD");
+        let others = keys.saturating_sub(u64::from(live > 0));
+        let mut parts: Vec<String> = patterns
+            .iter()
+            .map(|(pattern, (kind, n, bytes))| {
+                format!(
+                    "`{pattern}` {kind} ≈{:.0} keys ({n} of {} sampled), {:.0} B each",
+                    others as f64 * *n as f64 / sample.len().max(1) as f64,
+                    sample.len(),
+                    *bytes as f64 / *n as f64
+                )
+            })
+            .collect();
+        if live > 0 {
+            let bytes = memory_usage(con, LIVE_KEY).await;
+            parts.push(format!(
+                "`{LIVE_KEY}` zset, {live} members, {bytes} B = {:.0} B/member",
+                bytes as f64 / live as f64
+            ));
+        }
+        parts.join("; ")
     }
 }
 
@@ -653,6 +963,7 @@ fn main() {
             "--sse" => serve_args.sse = true,
             "--json" => serve_args.json = true,
             "--lifetime" => serve_args.lifetime = value().parse().expect("seconds"),
+            "--redis" => serve_args.redis = Some(value()),
             "--only" => only = value().split(',').map(str::to_owned).collect(),
             "--duration" => timing.duration = Duration::from_secs_f64(value().parse().expect("seconds")),
             "--warmup" => timing.warmup = Duration::from_secs_f64(value().parse().expect("seconds")),
@@ -664,9 +975,10 @@ fn main() {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] [--repeat N] [--servers a,b,b-sse,..] \
-                     [--mem-sizes N,..] [--rmcp-mem-sizes N,..]\n       load --serve a|b|c|d|e|f [--addr A] \
-                     [--no-nodelay] [--max-sessions N] [--sse] [--json] [--lifetime S]"
+                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] [--repeat N] \
+                     [--servers a,b,b-sse,b-redis,b-redis-sse,..] [--mem-sizes N,..] [--rmcp-mem-sizes N,..]\n       \
+                     load --serve a|b|c|d|e|f|b-redis [--addr A] [--no-nodelay] [--max-sessions N] [--sse] [--json] \
+                     [--lifetime S] [--redis URL]"
                 );
                 return;
             }

@@ -620,3 +620,33 @@ impl Body for ChannelBody {
         self.rx.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }
+
+/// `echo_server --redis URL` and `load --serve b-redis`: sessions and streams in Redis
+/// (`RedisSessionStore` and `RedisEventLog`), one reconnecting connection for both; the
+/// session cap applies only when `max_sessions` is given.
+#[cfg(feature = "redis")]
+pub async fn with_redis(
+    builder: tower_mcp_session::McpSessionLayerBuilder,
+    url: &str,
+    max_sessions: Option<usize>,
+) -> Result<tower_mcp_session::McpSessionLayerBuilder, String> {
+    use std::time::Duration;
+
+    use redis::aio::ConnectionManagerConfig;
+    use tower_mcp_session::event_log::RedisEventLog;
+    use tower_mcp_session::store::RedisSessionStore;
+
+    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    // Reconnect attempts back off to at most a second, so the server recovers quickly
+    // once Redis is back; requests meanwhile get 503 with Retry-After.
+    let config = ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1));
+    let conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+    let mut store = RedisSessionStore::builder(conn.clone());
+    if let Some(max) = max_sessions {
+        store = store.max_sessions(max);
+    }
+    Ok(builder.store(store.build()).event_log(RedisEventLog::new(conn)))
+}

@@ -166,6 +166,11 @@ impl RedisServer {
         &self.dir
     }
 
+    /// The process id of the running server, for reading its `/proc` entries.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
