@@ -12,6 +12,13 @@
 //!   JSON-RPC peeking included (the peek is crate-private, so it is measured here).
 //! - `sse`: the framing the layer applies to SSE answers (encode one event, read one
 //!   event back), through the non-public `sse::__private` module.
+//!
+//! Instruction counts: with `LAYER_PROBE=<scenario>:<requests>` in the environment the
+//! binary skips criterion and sends that many requests of one scenario (`baseline`,
+//! `json`, `modern`, `sse`, `baseline_sse`, `initialize`, `baseline_initialize`) through
+//! the same services. `benches/instructions.sh` runs it under callgrind at two lengths
+//! and prints instructions per request: exact and repeatable figures on a shared,
+//! noisy machine, where timings drift by tens of percent.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +29,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
@@ -274,5 +281,49 @@ fn bench_sse(c: &mut Criterion) {
     group.finish();
 }
 
+/// `LAYER_PROBE=<scenario>:<requests>`: send the requests of one scenario, nothing else.
+fn probe(spec: &str) {
+    let (scenario, count) = spec.split_once(':').expect("LAYER_PROBE=<scenario>:<requests>");
+    let count: usize = count.parse().expect("a number of requests");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(count + 10).build());
+    let layer = McpSessionLayer::builder().store_arc(store).build();
+    let inner = tower::service_fn(trivial);
+    let service = tower::ServiceBuilder::new().layer(layer).service(inner);
+    rt.block_on(async {
+        let response = service
+            .clone()
+            .oneshot(post("init", None, None, INITIALIZE))
+            .await
+            .unwrap();
+        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let mut bytes = 0;
+        for _ in 0..count {
+            let session = Some(session.as_str());
+            bytes += match scenario {
+                "baseline" => round_trip(inner, post("call", None, Some("2026-07-28"), MODERN_CALL)).await,
+                "modern" => round_trip(service.clone(), post("call", None, Some("2026-07-28"), MODERN_CALL)).await,
+                "json" => round_trip(service.clone(), post("call", session, Some("2025-06-18"), LEGACY_CALL)).await,
+                "baseline_sse" => round_trip(inner, post("sse", None, Some("2026-07-28"), MODERN_CALL)).await,
+                "sse" => round_trip(service.clone(), post("sse", session, Some("2025-06-18"), LEGACY_CALL)).await,
+                "baseline_initialize" => round_trip(inner, post("init", None, None, INITIALIZE)).await,
+                "initialize" => round_trip(service.clone(), post("init", None, None, INITIALIZE)).await,
+                other => panic!("unknown scenario {other}"),
+            };
+        }
+        black_box(bytes);
+    });
+}
+
 criterion_group!(benches, bench_session_id, bench_memory_store, bench_layer, bench_sse);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("LAYER_PROBE") {
+        return probe(&spec);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
