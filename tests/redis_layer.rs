@@ -113,8 +113,11 @@ fn inner(manager: SessionManager, gate: Gate) -> Inner {
                     .insert("content-type", "text/event-stream".parse().unwrap());
                 return Ok(r);
             }
+            // `tools/call echo` of "sse-once": a one-event SSE answer whose body ends with
+            // its event.
+            let sse_once = message["method"] == "tools/call" && message["params"]["arguments"]["message"] == "sse-once";
             let options = EchoOptions {
-                sse_tool_calls: false,
+                sse_tool_calls: sse_once,
                 manager: Some(manager),
             };
             Ok(echo::handle(options, req).await)
@@ -972,4 +975,46 @@ async fn one_round_trip_per_established_request() {
             .all(|name| name == "evalsha" || inside.contains(&name.as_str())),
         "{calls:?}"
     );
+}
+
+/// A single-answer SSE stream costs four scripts: session, stream open, the event stored
+/// together with the end of the stream, and the reader's read; and the stream is really
+/// finished: resuming after its last event on the other instance ends at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_answer_stream_is_stored_and_finished_in_one_script() {
+    let server = RedisServer::start();
+    let (a, b) = pair(Backend::Single(&server)).await;
+    let sid = initialize_on(&a).await;
+    let call = |id: u64| {
+        request(
+            id,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "sse-once"}}),
+        )
+    };
+    let (status, _, _) = read_body(send(&a, Method::POST, Some(&sid), None, Some(&call(1))).await).await;
+    assert_eq!(status, StatusCode::OK);
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let mut last_ids = Vec::new();
+    for id in 0..20 {
+        let (status, headers, body) =
+            read_body(send(&a, Method::POST, Some(&sid), None, Some(&call(100 + id))).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "text/event-stream");
+        let events = sse_events(&body);
+        let answer = events.iter().find(|e| !e.data.is_empty()).expect("one answer event");
+        assert_eq!(json(answer.data.as_bytes())["id"], 100 + id);
+        last_ids.push(answer.id.clone().expect("answers carry event ids"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = server.command_calls();
+    assert_eq!(calls.get("evalsha"), Some(&80), "four scripts per call: {calls:?}");
+    for last in &last_ids {
+        let (status, _, body) = read_body(send(&b, Method::GET, Some(&sid), Some(last), None).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            sse_events(&body).iter().all(|e| e.data.is_empty()),
+            "nothing after the last event: {body:?}"
+        );
+    }
 }

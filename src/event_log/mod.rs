@@ -204,6 +204,37 @@ pub trait EventLog: Send + Sync + 'static {
     /// Mark the stream ended: readers that reach its end stop.
     fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>>;
 
+    /// Append the stream's last event and finish the stream. The default is
+    /// [`append`](Self::append) then [`finish`](Self::finish); a log that can do both in
+    /// one step (one round trip to a shared store) overrides it. The pump uses it when
+    /// the inner body says it has ended with this event, which is the common case of a
+    /// single-answer stream.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use bytes::Bytes;
+    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ReadOutcome, StreamId, StreamKey};
+    /// use tower_mcp_session::SessionId;
+    ///
+    /// let log = MemoryEventLog::new();
+    /// let key = StreamKey::new(SessionId::parse("0123456789abcdef0123456789abcdef").unwrap(), StreamId::random());
+    /// log.open(&key).await?;
+    /// assert_eq!(log.append_last(&key, Bytes::from_static(b"{}")).await?, 1);
+    /// match log.read_after(&key, 0, 10).await? {
+    ///     ReadOutcome::Events { events, finished, .. } => assert!(events.len() == 1 && finished),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), tower_mcp_session::event_log::EventLogError>(())
+    /// # }).unwrap();
+    /// ```
+    fn append_last<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(async move {
+            let seq = self.append(key, data).await?;
+            self.finish(key).await?;
+            Ok(seq)
+        })
+    }
+
     /// Read up to `max` events strictly after sequence number `after`.
     ///
     /// `after` is the sequence number of the last event the reader has (0 for none:

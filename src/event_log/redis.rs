@@ -57,8 +57,9 @@ redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return 1
 ";
 
-/// KEYS: index, meta, list. ARGV: payload, max events, max bytes, ttl ms.
-/// Returns the new sequence number, -1 for an unknown stream, -2 for a finished one.
+/// KEYS: index, meta, list. ARGV: payload, max events, max bytes, ttl ms, '1' to finish
+/// the stream with this event. Returns the new sequence number, -1 for an unknown
+/// stream, -2 for a finished one.
 const APPEND: &str = r"
 local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
 if not m[1] then return -1 end
@@ -73,6 +74,7 @@ while len > 1 and (len > max_n or bytes > max_b) do
   len = len - 1
 end
 redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
+if ARGV[5] == '1' then redis.call('HSET', KEYS[2], 'fin', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
@@ -535,6 +537,29 @@ impl Inner {
         }
     }
 
+    async fn append(&self, key: &StreamKey, data: Bytes, last: bool) -> Result<u64, EventLogError> {
+        let k = self.keys(key);
+        let mut inv = APPEND_SCRIPT.prepare_invoke();
+        inv.key(&k.index)
+            .key(&k.meta)
+            .key(&k.list)
+            .arg(&data[..])
+            .arg(self.cfg.max_events)
+            .arg(self.cfg.max_bytes)
+            .arg(millis(self.cfg.ttl))
+            .arg(if last { "1" } else { "0" });
+        let seq: i64 = self.run(&inv).await?;
+        match seq {
+            -1 => Err(EventLogError::UnknownStream),
+            -2 => Err(EventLogError::Finished),
+            n if n > 0 => {
+                self.shard(key).notify_waiters();
+                Ok(n.unsigned_abs())
+            }
+            _ => Err(bad("append")),
+        }
+    }
+
     async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
         let k = self.keys(key);
         let mut inv = FINISH_SCRIPT.prepare_invoke();
@@ -599,27 +624,12 @@ impl EventLog for RedisEventLog {
     }
 
     fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(async move {
-            let k = self.inner.keys(key);
-            let mut inv = APPEND_SCRIPT.prepare_invoke();
-            inv.key(&k.index)
-                .key(&k.meta)
-                .key(&k.list)
-                .arg(&data[..])
-                .arg(self.inner.cfg.max_events)
-                .arg(self.inner.cfg.max_bytes)
-                .arg(millis(self.inner.cfg.ttl));
-            let seq: i64 = self.inner.run(&inv).await?;
-            match seq {
-                -1 => Err(EventLogError::UnknownStream),
-                -2 => Err(EventLogError::Finished),
-                n if n > 0 => {
-                    self.inner.shard(key).notify_waiters();
-                    Ok(n.unsigned_abs())
-                }
-                _ => Err(bad("append")),
-            }
-        })
+        Box::pin(self.inner.append(key, data, false))
+    }
+
+    /// One script: the event is appended and the stream finished in one round trip.
+    fn append_last<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(self.inner.append(key, data, true))
     }
 
     fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
