@@ -484,6 +484,43 @@ async fn a7_batches_only_for_2025_03_26() {
     assert_eq!(call(&app, req).await.status(), StatusCode::BAD_REQUEST);
 }
 
+/// A body that arrives in several frames (an empty one among them) reaches the inner
+/// service byte for byte, and one exactly at the size limit is accepted.
+#[tokio::test]
+async fn bodies_in_several_frames_arrive_whole() {
+    let message = "x".repeat(300);
+    let call = request(
+        7,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": message}}),
+    )
+    .to_string();
+    let layer = McpSessionLayer::builder().max_body_bytes(call.len()).build();
+    let sid = initialize(&app(&layer), LEGACY).await;
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(echo::echo_service(EchoOptions::default()));
+    let bytes = Bytes::from(call);
+    let frames = [
+        bytes.slice(..10),
+        Bytes::new(),
+        bytes.slice(10..200),
+        bytes.slice(200..),
+    ];
+    let stream = futures_util::stream::iter(frames.map(|f| Ok::<_, Infallible>(http_body::Frame::data(f))));
+    let req = Request::post("/mcp")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(http_body_util::StreamBody::new(stream))
+        .unwrap();
+    let response = svc.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json(&read_all(response.into_body()).await);
+    assert_eq!(answer["id"], 7);
+    assert_eq!(answer["result"]["content"][0]["text"], message);
+}
 /// [A10] Accept → 406, Content-Type → 415, size → 413, JSON → -32700 / -32600.
 #[tokio::test]
 async fn a10_transport_errors() {
