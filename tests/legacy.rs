@@ -521,6 +521,7 @@ async fn bodies_in_several_frames_arrive_whole() {
     assert_eq!(answer["id"], 7);
     assert_eq!(answer["result"]["content"][0]["text"], message);
 }
+
 /// [A10] Accept → 406, Content-Type → 415, size → 413, JSON → -32700 / -32600.
 #[tokio::test]
 async fn a10_transport_errors() {
