@@ -53,14 +53,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any_service;
-use redis::aio::ConnectionManagerConfig;
 use tower_mcp_session::McpSessionLayer;
-use tower_mcp_session::event_log::RedisEventLog;
-use tower_mcp_session::store::RedisSessionStore;
 
 struct Args {
     url: String,
@@ -93,16 +89,8 @@ fn parse_args() -> Result<Args, String> {
 
 /// One instance: its own connection, store, log and layer, listening on `addr`.
 async fn instance(url: &str, addr: SocketAddr) -> Result<(tokio::net::TcpListener, Router), String> {
-    let client = redis::Client::open(url).map_err(|e| format!("{url}: {e}"))?;
-    let config = ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1));
-    let conn = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
-    let layer = McpSessionLayer::builder()
-        .store(RedisSessionStore::new(conn.clone()))
-        .event_log(RedisEventLog::new(conn))
-        .build();
+    // Built exactly as `echo_server --redis` builds it; no session cap.
+    let layer = common::with_redis(McpSessionLayer::builder(), url, None).await?.build();
     let options = common::EchoOptions {
         sse_tool_calls: false,
         manager: Some(layer.manager()),

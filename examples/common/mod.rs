@@ -636,7 +636,7 @@ pub async fn with_redis(
     use tower_mcp_session::event_log::RedisEventLog;
     use tower_mcp_session::store::RedisSessionStore;
 
-    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url}: {e}"))?;
     // Reconnect attempts back off to at most a second, so the server recovers quickly
     // once Redis is back; requests meanwhile get 503 with Retry-After.
     let config = ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1));
