@@ -3,12 +3,12 @@
 use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_TYPE};
 
-/// Whether `Accept` lists every one of `needed` (`type/subtype`, at most 8), directly
+/// Whether `Accept` lists every one of `needed` (`type/subtype`, fewer than 32), directly
 /// or through a wildcard, with a non-zero quality.
 pub(crate) fn accepts_all(headers: &HeaderMap, needed: &[&str]) -> bool {
-    debug_assert!(needed.len() <= 8);
-    let all = (1u8 << needed.len()) - 1;
-    let mut found = 0u8;
+    debug_assert!(needed.len() < 32, "one bit per needed type");
+    let all = (1u32 << needed.len()) - 1;
+    let mut found = 0u32;
     // Bytes, not `str`: the header is scanned once, without UTF-8 checks; at most 64
     // ranges are looked at, however long the header.
     let ranges = headers
