@@ -27,24 +27,23 @@ where
     let mut body = std::pin::pin!(body);
     let mut finished = false;
     'body: loop {
-        let chunk = match body.frame().await {
+        // Whether the body has ended: told by the body with its last chunk, or learnt
+        // when the frames run out (then nothing new was pushed, and only the decoder's
+        // unterminated tail can be left).
+        let at_end = match body.frame().await {
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
+                Ok(chunk) => {
+                    decoder.push(&chunk);
+                    body.is_end_stream()
+                }
                 Err(_) => continue,
             },
             Some(Err(_)) => {
                 trace_stream(&key, "inner stream body failed; ending the stream");
                 break;
             }
-            None => {
-                if let Some(last) = decoder.finish() {
-                    finished = log.append_last(&key, last).await.is_ok();
-                }
-                break;
-            }
+            None => true,
         };
-        decoder.push(&chunk);
-        let at_end = body.is_end_stream();
         // At the end of the body the newest event is held back: it may be the last one.
         let mut held: Option<Bytes> = None;
         loop {
@@ -208,6 +207,18 @@ mod tests {
         assert_eq!(events, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         assert!(finished);
         assert_eq!((last, fin), (0, 1));
+
+        // Its unterminated NDJSON tail, found when the frames run out, is the last event.
+        let chunks = ["{\"a\":1}\n", "{\"b\":2}"]
+            .map(|c| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(c.as_bytes()))));
+        let stream = StreamBody::new(futures_util::stream::iter(chunks));
+        let (events, finished, last, fin) = run(stream, StreamFormat::Ndjson).await;
+        assert_eq!(
+            events,
+            vec![Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{\"b\":2}")]
+        );
+        assert!(finished);
+        assert_eq!((last, fin), (1, 0));
 
         // A body that ends without a final event still finishes the stream.
         let (events, finished, last, fin) =
