@@ -38,7 +38,7 @@ use tower_mcp_session::sse::__private::{SseParser, encode_event};
 use tower_mcp_session::sse::EventId;
 use tower_mcp_session::store::{MemoryStore, SessionStore};
 use tower_mcp_session::{
-    CloseReason, MakeSessionId, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
+    CloseReason, MakeSessionId, McpSession, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
 };
 
 /// `MemoryStore` futures never wait: poll once with a no-op waker.
@@ -163,17 +163,32 @@ where
     response.into_body().collect().await.expect("body").to_bytes().len()
 }
 
-fn bench_layer(c: &mut Criterion) {
+/// What the layer rows and `LAYER_PROBE` measure: a current-thread runtime, the memory
+/// store (room for `max_sessions`), the trivial inner service behind the layer (the inner
+/// service alone is `service.get_ref()`), and one established session.
+#[allow(clippy::type_complexity)]
+fn layer_fixture(
+    max_sessions: usize,
+) -> (
+    tokio::runtime::Runtime,
+    Arc<dyn SessionStore>,
+    McpSession<
+        impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send + 'static>
+        + Copy
+        + Send
+        + 'static,
+    >,
+    String,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(100_000).build());
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(max_sessions).build());
     let layer = McpSessionLayer::builder().store_arc(store.clone()).build();
-    let inner = tower::service_fn(trivial);
-    let service = tower::ServiceBuilder::new().layer(layer).service(inner);
-
-    // One established session for the legacy calls.
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(trivial));
     let session = rt.block_on(async {
         let response = service
             .clone()
@@ -182,6 +197,12 @@ fn bench_layer(c: &mut Criterion) {
             .unwrap();
         response.headers()["mcp-session-id"].to_str().unwrap().to_owned()
     });
+    (rt, store, service, session)
+}
+
+fn bench_layer(c: &mut Criterion) {
+    let (rt, store, service, session) = layer_fixture(100_000);
+    let inner = *service.get_ref();
 
     let mut group = c.benchmark_group("layer");
     group.bench_function("baseline_json", |b| {
@@ -285,21 +306,9 @@ fn bench_sse(c: &mut Criterion) {
 fn probe(spec: &str) {
     let (scenario, count) = spec.split_once(':').expect("LAYER_PROBE=<scenario>:<requests>");
     let count: usize = count.parse().expect("a number of requests");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(count + 10).build());
-    let layer = McpSessionLayer::builder().store_arc(store).build();
-    let inner = tower::service_fn(trivial);
-    let service = tower::ServiceBuilder::new().layer(layer).service(inner);
+    let (rt, _store, service, session) = layer_fixture(count + 10);
+    let inner = *service.get_ref();
     rt.block_on(async {
-        let response = service
-            .clone()
-            .oneshot(post("init", None, None, INITIALIZE))
-            .await
-            .unwrap();
-        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
         let mut bytes = 0;
         for _ in 0..count {
             let session = Some(session.as_str());
