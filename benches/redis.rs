@@ -12,7 +12,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use tower_mcp_session::event_log::{EventLog, RedisEventLog, StreamId, StreamKey};
-use tower_mcp_session::store::{RedisConnection, RedisSessionStore, SessionStore};
+use tower_mcp_session::store::{RedisSessionStore, SessionStore};
 use tower_mcp_session::{MakeSessionId, ProtocolVersion, RandomSessionId, SessionRecord};
 
 use redis_server::RedisServer;
@@ -23,11 +23,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn connect(server: &RedisServer) -> RedisConnection {
-    let client = redis::Client::open(server.url()).unwrap();
-    client.get_connection_manager().await.unwrap().into()
 }
 
 /// Commands the server ran per `acquire`, from `INFO commandstats` deltas: only
@@ -66,7 +61,7 @@ fn report_round_trips(rt: &Runtime, server: &RedisServer, store: &RedisSessionSt
 fn bench(c: &mut Criterion) {
     let server = RedisServer::start();
     let rt = runtime();
-    let conn = rt.block_on(connect(&server));
+    let conn = rt.block_on(server.connect());
     let store = RedisSessionStore::new(conn.clone());
     let log = RedisEventLog::builder(conn).max_events(2000).build();
 

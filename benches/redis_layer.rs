@@ -26,7 +26,7 @@ use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_mcp_session::McpSessionLayer;
 use tower_mcp_session::event_log::RedisEventLog;
-use tower_mcp_session::store::{RedisConnection, RedisSessionStore};
+use tower_mcp_session::store::RedisSessionStore;
 
 use redis_server::RedisServer;
 use support::App;
@@ -42,11 +42,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn connect(server: &RedisServer) -> RedisConnection {
-    let client = redis::Client::open(server.url()).unwrap();
-    client.get_connection_manager().await.unwrap().into()
 }
 
 struct Target {
@@ -169,7 +164,7 @@ fn bench(c: &mut Criterion) {
     println!("load average at start: {}", load_average());
     let server = RedisServer::start();
     let rt = runtime();
-    let conn = rt.block_on(connect(&server));
+    let conn = rt.block_on(server.connect());
     let redis_layer = McpSessionLayer::builder()
         .store(RedisSessionStore::new(conn.clone()))
         .event_log(RedisEventLog::new(conn))

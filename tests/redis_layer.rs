@@ -55,11 +55,7 @@ impl Backend<'_> {
     /// A new connection (each instance has its own, as separate processes would).
     async fn connect(self) -> RedisConnection {
         match self {
-            Backend::Single(server) => {
-                // The client's defaults, as an application would use them.
-                let client = redis::Client::open(server.url()).unwrap();
-                client.get_connection_manager().await.unwrap().into()
-            }
+            Backend::Single(server) => server.connect().await,
             Backend::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClient::new(nodes.urls()).unwrap();
                 client.get_async_connection().await.unwrap().into()

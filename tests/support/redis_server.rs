@@ -161,6 +161,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A reconnecting connection with the client's defaults, as an application would
+    /// open one.
+    pub async fn connect(&self) -> tower_mcp_session::store::RedisConnection {
+        let client = redis::Client::open(self.url()).expect("a valid Redis URL");
+        client
+            .get_connection_manager()
+            .await
+            .expect("connect to the test redis-server")
+            .into()
+    }
+
     /// The server's data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
