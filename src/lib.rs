@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod engine;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod era;
@@ -33,6 +34,8 @@ pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFut
 pub use manager::{SendError, SessionManager};
 pub use metrics::Metrics;
 pub use rejection::RejectionKind;
-pub use session::{CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionId, SessionRecord};
+pub use session::{
+    AtCapacity, CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionError, SessionId, SessionRecord,
+};
 pub use stream::SseControl;
-pub use util::BoxFuture;
+

@@ -1,10 +1,6 @@
 //! Small helpers shared across modules.
 
-use std::future::Future;
-use std::pin::Pin;
 
-/// A boxed, sendable future: what the object-safe store traits return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The hasher of the layer's in-memory maps. Their keys (session ids, stream ids) are
 /// made by the server from random bits, so a client cannot choose keys that collide, and

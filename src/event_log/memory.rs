@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamId, StreamKey};
 use crate::session::SessionId;
-use crate::util::BoxFuture;
+use crate::store::BoxFuture;
 
 /// An [`EventLog`] kept in this process's memory, bounded in events, bytes, streams and
 /// time.

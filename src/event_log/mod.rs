@@ -14,7 +14,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::session::SessionId;
-use crate::util::BoxFuture;
+use crate::store::BoxFuture;
 
 #[cfg(feature = "redis")]
 mod redis;

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
 use crate::redis_common::{BadReply, RedisConnection, bounded, millis, session_base};
 use crate::session::SessionId;
-use crate::util::BoxFuture;
+use crate::store::BoxFuture;
 
 /// KEYS: index, meta, list. ARGV: stream id, ttl ms, max streams, session base.
 ///

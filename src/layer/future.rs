@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use http::Response;
 
 use crate::body::McpBody;
-use crate::util::BoxFuture;
+use crate::store::BoxFuture;
 
 /// Response future of [`McpSession`](super::McpSession).
 ///

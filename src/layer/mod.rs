@@ -21,7 +21,9 @@ use crate::manager::SessionManager;
 use crate::metrics::Counters;
 use crate::rate_limit::CreationLimit;
 use crate::security::{Guard, HostPolicy, OriginPolicy};
-use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
+use crate::engine::periodic::Periodic;
+use crate::engine::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
+use crate::session::{AtCapacity, CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
 use crate::stream::{SseConfig, Streams};
 
@@ -29,7 +31,7 @@ type CreatedHook = Arc<dyn Fn(&SessionRecord) + Send + Sync>;
 
 /// Everything the services of one layer share.
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) sessions: Arc<Sessions>,
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) ids: Arc<dyn MakeSessionId>,
     pub(crate) guard: Guard,
@@ -47,8 +49,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) on_created: Option<CreatedHook>,
     pub(crate) creation_limit: Option<CreationLimit>,
-    local_sweeper_started: std::sync::atomic::AtomicBool,
-    local_sweep: Duration,
+    keep_alive: Periodic<Shared>,
+    expiry_sweep: Periodic<Shared>,
+    local_sweep: Periodic<Shared>,
 }
 
 impl Shared {
@@ -145,7 +148,13 @@ impl<S> Layer<S> for McpSessionLayer {
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`store`](Self::store) | [`MemoryStore::new()`]: 10,000 sessions, 30 min idle, 24 h lifetime, refuse at cap |
+/// | [`store`](Self::store) | [`MemoryStore::new()`] |
+/// | [`max_sessions`](Self::max_sessions) | 10,000 |
+/// | [`at_capacity`](Self::at_capacity) | refuse, `Retry-After: 5` |
+/// | [`idle_timeout`](Self::idle_timeout) | 30 min |
+/// | [`max_lifetime`](Self::max_lifetime) | 24 h |
+/// | [`max_attribute_keys`](Self::max_attribute_keys) / [`max_attribute_bytes`](Self::max_attribute_bytes) | 64 / 64 KiB per session |
+/// | [`sweep_interval`](Self::sweep_interval) | 30 s |
 /// | [`event_log`](Self::event_log) | [`MemoryEventLog::new()`] |
 /// | [`session_ids`](Self::session_ids) | [`RandomSessionId`] (128 bits, CSPRNG) |
 /// | [`allow_host`](Self::allow_host) | loopback names only (`localhost`, `127.0.0.1`, `[::1]`) |
@@ -166,10 +175,10 @@ impl<S> Layer<S> for McpSessionLayer {
 /// ```
 /// use std::time::Duration;
 /// use tower_mcp_session::McpSessionLayer;
-/// use tower_mcp_session::store::{AtCapacity, MemoryStore};
 ///
 /// let layer = McpSessionLayer::builder()
-///     .store(MemoryStore::builder().max_sessions(1_000).idle_timeout(Duration::from_secs(600)).build())
+///     .max_sessions(Some(1_000))
+///     .idle_timeout(Duration::from_secs(600))
 ///     .allow_host("mcp.example.com")
 ///     .allow_origin("https://app.example.com")
 ///     .sse_keep_alive(Some(Duration::from_secs(10)))
@@ -179,6 +188,7 @@ impl<S> Layer<S> for McpSessionLayer {
 pub struct McpSessionLayerBuilder {
     store: Option<Arc<dyn SessionStore>>,
     log: Option<Arc<dyn EventLog>>,
+    policy: SessionPolicy,
     ids: Arc<dyn MakeSessionId>,
     guard: Guard,
     max_body_bytes: usize,
@@ -190,7 +200,7 @@ pub struct McpSessionLayerBuilder {
     strict_modern_headers: bool,
     sse: SseConfig,
     on_created: Option<CreatedHook>,
-    on_closed: Vec<crate::store::CloseListener>,
+    on_closed: Vec<CloseListener>,
     creation_limit: Option<CreationLimit>,
     local_sweep: Duration,
 }
@@ -200,6 +210,7 @@ impl Default for McpSessionLayerBuilder {
         Self {
             store: None,
             log: None,
+            policy: SessionPolicy::default(),
             ids: Arc::new(RandomSessionId),
             guard: Guard::default(),
             max_body_bytes: 4 << 20,
@@ -219,25 +230,67 @@ impl Default for McpSessionLayerBuilder {
 }
 
 impl McpSessionLayerBuilder {
-    /// Keep sessions in `store` (any [`SessionStore`]).
-    pub fn store(self, store: impl SessionStore) -> Self {
-        self.store_arc(Arc::new(store))
-    }
-
-    /// Keep sessions in a store already behind an `Arc` (shared with other code).
-    pub fn store_arc(mut self, store: Arc<dyn SessionStore>) -> Self {
-        self.store = Some(store);
+    /// Keep sessions in `store` (any [`SessionStore`]; an `Arc` of one shares it with
+    /// other code).
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
         self
     }
 
-    /// Keep resumable streams in `log` (any [`EventLog`]).
-    pub fn event_log(self, log: impl EventLog) -> Self {
-        self.event_log_arc(Arc::new(log))
+    /// Keep resumable streams in `log` (any [`EventLog`]; an `Arc` of one shares it).
+    pub fn event_log(mut self, log: impl EventLog) -> Self {
+        self.log = Some(Arc::new(log));
+        self
     }
 
-    /// Keep resumable streams in a log already behind an `Arc`.
-    pub fn event_log_arc(mut self, log: Arc<dyn EventLog>) -> Self {
-        self.log = Some(log);
+    /// Hold at most this many sessions (default 10,000; `None`: no cap). The bound is
+    /// exact under any concurrency and, with a shared store, across instances: it counts
+    /// live sessions plus `initialize` requests in flight. `Some(0)` refuses every session.
+    pub fn max_sessions(mut self, max: Option<usize>) -> Self {
+        self.policy.max_sessions = max;
+        self
+    }
+
+    /// What to do when the cap is reached (default: refuse, retry after 5 seconds).
+    pub fn at_capacity(mut self, policy: AtCapacity) -> Self {
+        self.policy.at_capacity = policy;
+        self
+    }
+
+    /// End a session once it has been idle this long (default 30 minutes; at least
+    /// 1 ms). Idle time counts from the end of the session's last request or stream: a
+    /// session with one in flight never idles out, and server-to-client traffic is not
+    /// activity.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// End a session this long after it was created, busy or not (default 24 hours).
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.policy.max_lifetime = lifetime;
+        self
+    }
+
+    /// Allow at most this many attribute keys per session (default 64); a write past it
+    /// fails with [`SessionError::AttributeLimit`](crate::SessionError::AttributeLimit).
+    pub fn max_attribute_keys(mut self, max: usize) -> Self {
+        self.policy.max_attribute_keys = max;
+        self
+    }
+
+    /// Allow at most this many bytes of attributes per session, measured as the
+    /// attributes serialized as one JSON object (default 64 KiB).
+    pub fn max_attribute_bytes(mut self, max: usize) -> Self {
+        self.policy.max_attribute_bytes = max;
+        self
+    }
+
+    /// How often the store is asked for sessions that expired, so close hooks hear of
+    /// them and their streams are dropped (default 30 s; at least 10 ms). Expired
+    /// sessions are refused at once whatever this is.
+    pub fn sweep_interval(mut self, every: Duration) -> Self {
+        self.policy.sweep_interval = every.max(Duration::from_millis(10));
         self
     }
 
@@ -386,81 +439,71 @@ impl McpSessionLayerBuilder {
     pub fn build(self) -> McpSessionLayer {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let log = self.log.unwrap_or_else(|| Arc::new(MemoryEventLog::new()));
-        let shared = Arc::new(Shared {
-            store: store.clone(),
-            log,
-            ids: self.ids,
-            guard: self.guard,
-            max_body_bytes: self.max_body_bytes,
-            max_initialize_response_bytes: self.max_initialize_response_bytes,
-            store_timeout: self.store_timeout,
-            client_termination: self.client_termination,
-            bind_principal: self.bind_principal,
-            modern_only: self.modern_only,
-            strict_modern_headers: self.strict_modern_headers,
-            modern_versions: vec![ProtocolVersion::V2026_07_28],
-            legacy_versions: ProtocolVersion::LEGACY.to_vec(),
-            sse: Arc::new(self.sse),
-            streams: Streams::default(),
-            counters: Counters::default(),
-            on_created: self.on_created,
-            creation_limit: self.creation_limit,
-            local_sweeper_started: std::sync::atomic::AtomicBool::new(false),
-            local_sweep: self.local_sweep,
-        });
-        // The store outlives nothing it is told about: a weak reference keeps the
-        // store → listener → layer path from becoming a cycle.
-        let weak: Weak<Shared> = Arc::downgrade(&shared);
-        store.add_close_listener(Arc::new(move |id: &SessionId, reason: CloseReason| {
-            if let Some(shared) = weak.upgrade() {
-                shared.session_closed(id, reason);
+        let keep_alive_every = self.policy.keep_alive_every();
+        let sweep_every = self.policy.sweep_interval;
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            // The engine's own listener comes first; it holds the layer weakly, so the
+            // sessions → listener → layer path is no cycle.
+            let weak = weak.clone();
+            let mut listeners: Vec<CloseListener> = vec![Arc::new(move |id: &SessionId, reason: CloseReason| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.session_closed(id, reason);
+                }
+            })];
+            listeners.extend(self.on_closed);
+            Shared {
+                sessions: Arc::new(Sessions::new(store, self.policy, self.store_timeout, listeners)),
+                log,
+                ids: self.ids,
+                guard: self.guard,
+                max_body_bytes: self.max_body_bytes,
+                max_initialize_response_bytes: self.max_initialize_response_bytes,
+                store_timeout: self.store_timeout,
+                client_termination: self.client_termination,
+                bind_principal: self.bind_principal,
+                modern_only: self.modern_only,
+                strict_modern_headers: self.strict_modern_headers,
+                modern_versions: vec![ProtocolVersion::V2026_07_28],
+                legacy_versions: ProtocolVersion::LEGACY.to_vec(),
+                sse: Arc::new(self.sse),
+                streams: Streams::default(),
+                counters: Counters::default(),
+                on_created: self.on_created,
+                creation_limit: self.creation_limit,
+                keep_alive: Periodic::new(keep_alive_every, |shared| {
+                    Box::pin(async move { shared.sessions.keep_alive().await })
+                }),
+                expiry_sweep: Periodic::new(sweep_every, |shared| {
+                    Box::pin(async move {
+                        shared.sessions.sweep_expired().await;
+                    })
+                }),
+                local_sweep: Periodic::new(self.local_sweep, |shared| {
+                    Box::pin(async move { shared.sweep_local_streams().await })
+                }),
             }
-        }));
-        for hook in self.on_closed {
-            store.add_close_listener(hook);
-        }
+        });
         McpSessionLayer { shared }
     }
 }
 
 impl Shared {
-    /// Start, once, the task that forgets local stream state of sessions the store no
-    /// longer has. The memory store reports every close, but a shared store cannot report
-    /// expiry by TTL or a `DELETE` served by another instance; without this, each such
-    /// session would leave its (small) local state behind for good. The task holds the
-    /// layer weakly and ends with it.
-    pub(crate) fn ensure_local_sweeper(self: &Arc<Self>) {
-        if self
-            .local_sweeper_started
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.local_sweeper_started
-                .store(false, std::sync::atomic::Ordering::Release);
-            return;
-        };
-        let weak = Arc::downgrade(self);
-        runtime.spawn(async move {
-            let Some(every) = weak.upgrade().map(|s| s.local_sweep) else {
-                return;
-            };
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(shared) = weak.upgrade() else { return };
-                shared.sweep_local_streams().await;
-            }
-        });
+    /// Start, once each and from inside a runtime, the engine's background work:
+    /// keep-alive of busy sessions, the expiry sweep that tells close hooks, and the
+    /// check that forgets local stream state of sessions ended elsewhere.
+    pub(crate) fn ensure_maintenance(self: &Arc<Self>) {
+        self.keep_alive.ensure(self);
+        self.expiry_sweep.ensure(self);
+        self.local_sweep.ensure(self);
     }
 
-    /// Forget local stream state of idle sessions the store no longer knows.
+    /// Forget local stream state of idle sessions the store no longer knows. A shared
+    /// store reports expiry to one instance only, and a `DELETE` served elsewhere to
+    /// none here; without this, each such session would leave its (small) local state
+    /// behind for good.
     pub(crate) async fn sweep_local_streams(&self) {
         for id in self.streams.idle_sessions() {
-            if let Ok(Ok(false)) = tokio::time::timeout(self.store_timeout, self.store.contains(&id)).await {
+            if let Ok(false) = self.sessions.contains(&id).await {
                 self.streams.remove_session(&id);
             }
         }
@@ -471,13 +514,11 @@ impl Shared {
         self.streams.remove_session(id);
         #[cfg(feature = "tracing")]
         tracing::debug!(session = %id, reason = reason.as_str(), "session closed");
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let log = self.log.clone();
-            let id = id.clone();
-            rt.spawn(async move {
-                let _ = log.remove_session(&id).await;
-            });
-        }
+        let log = self.log.clone();
+        let id = id.clone();
+        run_detached(async move {
+            let _ = log.remove_session(&id).await;
+        });
     }
 }
 

@@ -25,7 +25,8 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::session::{Principal, Session, SessionId, SessionRecord};
 use crate::sse::EventId;
 use crate::sse::SseParser;
-use crate::store::{BoxError, BusyGuard, StoreError};
+use crate::engine::sessions::{BusyGuard, ReserveError};
+use crate::store::BoxError;
 use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::reader::{Reader, Start};
 use crate::stream::{LiveStream, SseControl, pump::pump, standalone_stream};
@@ -330,16 +331,16 @@ where
             }
             return Ok(self.reject(rejection));
         }
-        let reservation = match timeout(shared.store_timeout, shared.store.reserve()).await {
-            Ok(Ok(reservation)) => reservation,
-            Ok(Err(StoreError::AtCapacity { retry_after })) => {
+        let slot = match shared.sessions.reserve().await {
+            Ok(slot) => slot,
+            Err(ReserveError::AtCapacity { retry_after }) => {
                 return Ok(self.reject(
                     Rejection::new(RejectionKind::AtCapacity)
                         .with_id(message.id())
                         .retry_after(retry_after),
                 ));
             }
-            Ok(Err(_)) | Err(_) => return Ok(self.reject(store_unavailable().with_id(message.id()))),
+            Err(ReserveError::Unavailable) => return Ok(self.reject(store_unavailable().with_id(message.id()))),
         };
         let init = message.initialize.unwrap_or_default();
         let id = shared.ids.make_session_id();
@@ -357,9 +358,15 @@ where
         let mut req = Request::from_parts(parts, Full::new(bytes));
         // The inner service may want the id it is about to hand out; the session
         // becomes real only if the answer is a successful InitializeResult.
-        req.extensions_mut()
-            .insert(Session::new(Arc::new(pending.clone()), shared.store.clone()));
-        let response = self.inner.call(req).await?;
+        let handle = Session::pending(Arc::new(pending.clone()), shared.sessions.clone());
+        req.extensions_mut().insert(handle.clone());
+        let response = match self.inner.call(req).await {
+            Ok(response) => response,
+            Err(error) => {
+                shared.sessions.cancel(slot).await;
+                return Err(error);
+            }
+        };
         let (mut head, body) = response.into_parts();
         let request_id = request_id.expect("initialize is a request, so it has an id");
         let (outcome, body) = if !head.status.is_success() {
@@ -371,6 +378,7 @@ where
                     (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
                 }
                 Err(_) => {
+                    shared.sessions.cancel(slot).await;
                     return Ok(
                         self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))
                     );
@@ -388,15 +396,19 @@ where
             (None, McpBody::inner(body, None))
         };
         let Some(InitializeOutcome::Succeeded(negotiated)) = outcome else {
-            // A failed initialize leaves nothing behind: the reservation is dropped here.
+            // A failed initialize leaves nothing behind: its place is given back.
+            shared.sessions.cancel(slot).await;
             return Ok(Response::from_parts(head, body));
         };
         let record = SessionRecord {
             protocol_version: negotiated,
             ..pending
         };
-        match timeout(shared.store_timeout, shared.store.insert(reservation, record)).await {
-            Ok(Ok(record)) => {
+        // Attributes the inner service set while answering are stored with the session.
+        let attributes = handle.take_pending();
+        match shared.sessions.create(&record, &attributes, slot).await {
+            Ok(()) => {
+                shared.ensure_maintenance();
                 shared.counters.session_created();
                 if let Some(hook) = &shared.on_created {
                     hook(&record);
@@ -425,15 +437,14 @@ where
             (None, Some(id)) => id,
             _ => return Err(Rejection::new(RejectionKind::MalformedSessionId)),
         };
-        let store = &shared.store;
-        let record = match timeout(shared.store_timeout, store.acquire(&id)).await {
-            Ok(Ok(Some(record))) => record,
-            Ok(Ok(None)) => return Err(Rejection::new(RejectionKind::SessionNotFound)),
-            Ok(Err(_)) | Err(_) => return Err(store_unavailable()),
+        let busy = match shared.sessions.acquire(&id).await {
+            Ok(Some(busy)) => busy,
+            Ok(None) => return Err(Rejection::new(RejectionKind::SessionNotFound)),
+            Err(_) => return Err(store_unavailable()),
         };
+        let record = busy.record().clone();
         #[cfg(feature = "tracing")]
         tracing::Span::current().record("session", id.as_str());
-        let busy = BusyGuard::new(store.clone(), id);
         // Another principal's session looks exactly like an unknown one.
         if shared.bind_principal && record.principal() != parts.extensions.get::<Principal>() {
             return Err(Rejection::new(RejectionKind::SessionNotFound));
@@ -498,7 +509,7 @@ where
         let shared = self.shared.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
         req.extensions_mut()
-            .insert(Session::new(record.clone(), shared.store.clone()));
+            .insert(Session::live(record.clone(), shared.sessions.clone()));
         let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
         if let Some((stream_id, live)) = &stream {
             req.extensions_mut().insert(SseControl {
@@ -569,7 +580,7 @@ where
                 Err(rejection) => return Ok(self.reject(rejection)),
             },
         };
-        shared.ensure_local_sweeper();
+        shared.ensure_maintenance();
         // The standalone stream is the one several instances may serve at once: claim
         // it in the shared log so only the newest GET sends.
         let claim = if key == standalone {
@@ -607,20 +618,16 @@ where
             Err(rejection) => return Ok(self.reject(rejection)),
         };
         drop(busy);
-        let removed = timeout(
-            self.shared.store_timeout,
-            self.shared.store.remove(record.id(), crate::CloseReason::Deleted),
-        )
-        .await;
+        let removed = self.shared.sessions.end(record.id(), crate::CloseReason::Deleted).await;
         match removed {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 let mut response = Response::new(McpBody::empty());
                 *response.status_mut() = StatusCode::OK;
                 Ok(response)
             }
             // Someone else ended it between the lookup and now.
-            Ok(Ok(false)) => Ok(self.reject(Rejection::new(RejectionKind::SessionNotFound))),
-            Ok(Err(_)) | Err(_) => Ok(self.reject(store_unavailable())),
+            Ok(false) => Ok(self.reject(Rejection::new(RejectionKind::SessionNotFound))),
+            Err(_) => Ok(self.reject(store_unavailable())),
         }
     }
 }
@@ -689,7 +696,7 @@ where
         }
         return Response::from_parts(head, McpBody::inner(body, Some(busy)));
     }
-    shared.ensure_local_sweeper();
+    shared.ensure_maintenance();
     shared.streams.adopt(&key, &live);
     shared.streams.spawn_pump(
         record.id(),

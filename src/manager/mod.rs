@@ -10,7 +10,7 @@ use crate::event_log::StreamKey;
 use crate::layer::Shared;
 use crate::metrics::Metrics;
 use crate::session::{CloseReason, SessionId};
-use crate::store::StoreError;
+use crate::session::SessionError;
 use crate::stream::standalone_stream;
 
 /// Why a message could not be queued for a session.
@@ -92,10 +92,10 @@ impl SessionManager {
     async fn append(&self, session: &SessionId, message: Bytes) -> Result<(), SendError> {
         let shared = &self.shared;
         let wait = shared.store_timeout;
-        match timeout(wait, shared.store.contains(session)).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return Err(SendError::UnknownSession),
-            _ => return Err(SendError::Unavailable),
+        match shared.sessions.contains(session).await {
+            Ok(true) => {}
+            Ok(false) => return Err(SendError::UnknownSession),
+            Err(_) => return Err(SendError::Unavailable),
         }
         let key = StreamKey::new(session.clone(), standalone_stream(session));
         let appended = timeout(wait, async {
@@ -126,15 +126,19 @@ impl SessionManager {
     }
 
     /// End `session` now; `Ok(true)` when it existed. Its streams end too.
-    pub async fn close(&self, session: &SessionId) -> Result<bool, StoreError> {
-        self.shared.store.remove(session, CloseReason::Closed).await
+    pub async fn close(&self, session: &SessionId) -> Result<bool, SessionError> {
+        self.shared
+            .sessions
+            .end(session, CloseReason::Closed)
+            .await
+            .map_err(SessionError::Store)
     }
 
     /// The layer's counters.
     pub fn metrics(&self) -> Metrics {
         self.shared
             .counters
-            .snapshot(self.shared.store.len_hint(), self.shared.streams.session_count())
+            .snapshot(self.shared.streams.session_count())
     }
 }
 

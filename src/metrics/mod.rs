@@ -36,9 +36,11 @@ impl Counters {
         self.modern_passed_through.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, active: Option<usize>, with_local_streams: usize) -> Metrics {
+    pub(crate) fn snapshot(&self, with_local_streams: usize) -> Metrics {
+        let created = self.created.load(Ordering::Relaxed);
+        let closed: u64 = self.closed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
         Metrics {
-            active_sessions: active,
+            active_sessions: Some(usize::try_from(created.saturating_sub(closed)).unwrap_or(usize::MAX)),
             sessions_with_local_streams: with_local_streams,
             sessions_created: self.created.load(Ordering::Relaxed),
             sessions_closed: CloseReason::ALL

@@ -1,20 +1,22 @@
 //! Sessions as the inner service sees them: ids, the record, the handle in the request
 //! extensions, the principal a session is bound to, and why sessions end.
 
+mod handle;
 mod id;
+mod policy;
 
+pub use handle::{Session, SessionError};
 pub(crate) use id::fill_random;
 pub use id::{MAX_SESSION_ID_LEN, MakeSessionId, RandomSessionId, SessionId};
+pub use policy::AtCapacity;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::ProtocolVersion;
-use crate::store::{SessionStore, StoreError};
 
 /// The authenticated subject a request acts for.
 ///
@@ -70,10 +72,8 @@ pub enum CloseReason {
     Lifetime,
     /// The session was evicted to make room for a new one at the session cap.
     Evicted,
-    /// The application ended it (through [`Session::close`] or the store).
+    /// The application ended it (through [`Session::close`] or the manager).
     Closed,
-    /// The store was shut down with the session still open.
-    Shutdown,
 }
 
 impl CloseReason {
@@ -85,19 +85,11 @@ impl CloseReason {
             Self::Lifetime => "lifetime",
             Self::Evicted => "evicted",
             Self::Closed => "closed",
-            Self::Shutdown => "shutdown",
         }
     }
 
     /// All reasons, in a fixed order (used for per-reason counters).
-    pub const ALL: [Self; 6] = [
-        Self::Deleted,
-        Self::Idle,
-        Self::Lifetime,
-        Self::Evicted,
-        Self::Closed,
-        Self::Shutdown,
-    ];
+    pub const ALL: [Self; 5] = [Self::Deleted, Self::Idle, Self::Lifetime, Self::Evicted, Self::Closed];
 
     pub(crate) fn index(self) -> usize {
         Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
@@ -184,75 +176,5 @@ impl SessionRecord {
     /// The principal the session is bound to, if any.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
-    }
-}
-
-/// The session a request belongs to, as the inner service sees it.
-///
-/// [`McpSessionLayer`](crate::McpSessionLayer) puts a `Session` into the extensions of
-/// every legacy request that belongs to a session, including the `initialize` request
-/// that is about to create one (that session becomes real only if `initialize`
-/// succeeds). Attributes are small JSON values the application keeps between requests
-/// (log level, resource subscriptions, …); they live in the session store, so with a
-/// shared store every instance sees them.
-///
-/// ```
-/// use tower_mcp_session::Session;
-///
-/// async fn handler(req: http::Request<http_body_util::Full<bytes::Bytes>>) {
-///     if let Some(session) = req.extensions().get::<Session>() {
-///         let level = session.attribute("logLevel").await.ok().flatten();
-///         println!("session {} at level {level:?}", session.id());
-///     }
-/// }
-/// # let _ = handler;
-/// ```
-#[derive(Clone)]
-pub struct Session {
-    record: Arc<SessionRecord>,
-    store: Arc<dyn SessionStore>,
-}
-
-impl Session {
-    pub(crate) fn new(record: Arc<SessionRecord>, store: Arc<dyn SessionStore>) -> Self {
-        Self { record, store }
-    }
-
-    /// The session id.
-    pub fn id(&self) -> &SessionId {
-        &self.record.id
-    }
-
-    /// The record: negotiated version, client info and capabilities, principal.
-    pub fn record(&self) -> &SessionRecord {
-        &self.record
-    }
-
-    /// Read one application attribute.
-    pub async fn attribute(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        self.store.attribute(&self.record.id, key).await
-    }
-
-    /// Set (or, with `Value::Null`, remove) one application attribute.
-    pub async fn set_attribute(&self, key: &str, value: Value) -> Result<(), StoreError> {
-        self.store.set_attribute(&self.record.id, key, value).await
-    }
-
-    /// All application attributes.
-    pub async fn attributes(&self) -> Result<serde_json::Map<String, Value>, StoreError> {
-        self.store.attributes(&self.record.id).await
-    }
-
-    /// End the session now; later requests with its id get 404.
-    pub async fn close(&self) -> Result<bool, StoreError> {
-        self.store.remove(&self.record.id, CloseReason::Closed).await
-    }
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("record", &self.record)
-            .finish_non_exhaustive()
     }
 }

@@ -12,7 +12,7 @@ use super::{BoxError, CloseListener, Reservation, SessionStore, StoreError};
 use crate::ProtocolVersion;
 use crate::redis_common::{BadReply, RedisConnection, bounded, millis, random_token, session_base};
 use crate::session::{CloseReason, Principal, SessionId, SessionRecord};
-use crate::util::BoxFuture;
+use crate::store::BoxFuture;
 
 /// Reads `dl` before anything else so that a missing session costs one hash lookup.
 /// `now` is Redis server time, so instances with skewed clocks agree on lifetimes.

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 
 use super::decode::Decoder;
 use crate::event_log::{EventLog, StreamKey};
-use crate::store::BusyGuard;
+use crate::engine::sessions::BusyGuard;
 
 /// Pump `body` into the stream `key`, then mark the stream finished.
 ///
@@ -106,9 +106,8 @@ mod tests {
     use super::*;
     use crate::event_log::{EventLogError, MemoryEventLog, ReadOutcome, StreamId};
     use crate::session::SessionId;
-    use crate::store::MemoryStore;
     use crate::stream::decode::StreamFormat;
-    use crate::util::BoxFuture;
+    use crate::store::BoxFuture;
 
     /// A memory log that counts how the pump ends streams.
     struct Counting {
@@ -165,7 +164,7 @@ mod tests {
         let session = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
         let key = StreamKey::new(session.clone(), StreamId::random());
         counting.open(&key).await.unwrap();
-        let busy = Arc::new(BusyGuard::new(Arc::new(MemoryStore::builder().build()), session));
+        let busy = Arc::new(crate::engine::sessions::test_guard(&session).await);
         let log: Arc<dyn EventLog> = counting.clone();
         pump(body, Decoder::new(format, 1 << 20), key.clone(), log, busy).await;
         let ReadOutcome::Events { events, finished, .. } = counting.read_after(&key, 0, 100).await.unwrap() else {
