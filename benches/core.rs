@@ -4,8 +4,8 @@
 //! Run with `cargo bench --bench core`. Groups:
 //!
 //! - `session_id`: one [`RandomSessionId`] (128 bits from the OS CSPRNG, hex).
-//! - `memory_store_10k`: creation (`reserve` + `insert`) and lookup (`acquire` +
-//!   `release`) in a `MemoryStore` holding 10,000 sessions.
+//! - `memory_store_10k`: creation (`reserve` + `create`) and lookup (`load` with a
+//!   refresh) in a `MemoryStore` holding 10,000 sessions.
 //! - `layer`: one request through `McpSessionLayer` with `tower::ServiceExt::oneshot`,
 //!   request built and answer body read to its end, against `baseline_*`: the same
 //!   request and inner service without the layer. The difference is the layer's cost,
@@ -36,9 +36,9 @@ use tower::{Service, ServiceExt};
 use tower_mcp_session::event_log::StreamId;
 use tower_mcp_session::sse::__private::{SseParser, encode_event};
 use tower_mcp_session::sse::EventId;
-use tower_mcp_session::store::{MemoryStore, SessionStore};
+use tower_mcp_session::store::{Expiry, MemoryStore, SessionStore};
 use tower_mcp_session::{
-    CloseReason, MakeSessionId, McpSession, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
+    MakeSessionId, McpSession, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,
 };
 
 /// `MemoryStore` futures never wait: poll once with a no-op waker.
@@ -55,14 +55,22 @@ fn bench_session_id(c: &mut Criterion) {
     });
 }
 
+const HOLD: Duration = Duration::from_secs(60);
+const EXPIRY: Expiry = Expiry {
+    idle: Duration::from_secs(1800),
+    lifetime: Duration::from_secs(86_400),
+};
+
 fn bench_memory_store(c: &mut Criterion) {
     const N: usize = 10_000;
     const BATCH: usize = 1_000;
-    let store = MemoryStore::builder().max_sessions(N + BATCH).build();
+    let store = MemoryStore::new();
     let ids: Vec<SessionId> = (0..N).map(|_| RandomSessionId.make_session_id()).collect();
+    let no_attributes = serde_json::Map::new();
     for id in &ids {
-        let slot = ready(store.reserve()).expect("below the cap");
-        ready(store.insert(slot, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18))).expect("fresh id");
+        let slot = ready(store.reserve(N + BATCH, HOLD)).expect("below the cap");
+        let record = SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18);
+        ready(store.create(&record, &no_attributes, EXPIRY, Some(slot))).expect("fresh id");
     }
     let mut group = c.benchmark_group("memory_store_10k");
     // Creation: time BATCH creations on top of the 10k, then remove them untimed so
@@ -76,15 +84,13 @@ fn bench_memory_store(c: &mut Criterion) {
                 let fresh: Vec<SessionId> = (0..n).map(|_| RandomSessionId.make_session_id()).collect();
                 let start = Instant::now();
                 for id in &fresh {
-                    let slot = ready(store.reserve()).expect("below the cap");
-                    black_box(
-                        ready(store.insert(slot, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18)))
-                            .expect("fresh id"),
-                    );
+                    let slot = ready(store.reserve(N + BATCH, HOLD)).expect("below the cap");
+                    let record = SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18);
+                    black_box(ready(store.create(&record, &no_attributes, EXPIRY, Some(slot))).expect("fresh id"));
                 }
                 total += start.elapsed();
                 for id in &fresh {
-                    ready(store.remove(id, CloseReason::Deleted)).expect("removed");
+                    ready(store.delete(id)).expect("removed");
                 }
                 left -= n as u64;
             }
@@ -97,8 +103,11 @@ fn bench_memory_store(c: &mut Criterion) {
             // Scattered order, so the map's cache misses are paid.
             i = (i + 7919) % ids.len();
             let id = &ids[i];
-            black_box(ready(store.acquire(id)).expect("store works").expect("live"));
-            store.release(id);
+            black_box(
+                ready(store.load(id, Some(EXPIRY.idle)))
+                    .expect("store works")
+                    .expect("live"),
+            );
         })
     });
     group.finish();
@@ -184,8 +193,11 @@ fn layer_fixture(
         .enable_all()
         .build()
         .expect("runtime");
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::builder().max_sessions(max_sessions).build());
-    let layer = McpSessionLayer::builder().store_arc(store.clone()).build();
+    let store = Arc::new(MemoryStore::new());
+    let layer = McpSessionLayer::builder()
+        .store(store.clone())
+        .max_sessions(Some(max_sessions))
+        .build();
     let service = tower::ServiceBuilder::new()
         .layer(layer)
         .service(tower::service_fn(trivial));
@@ -250,7 +262,7 @@ fn bench_layer(c: &mut Criterion) {
                     total += start.elapsed();
                     for id in made {
                         let id = SessionId::parse(&id).unwrap();
-                        store.remove(&id, CloseReason::Deleted).await.unwrap();
+                        store.delete(&id).await.unwrap();
                     }
                     left -= n;
                 }

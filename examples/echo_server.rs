@@ -30,7 +30,6 @@ use axum::extract::ConnectInfo;
 use axum::routing::any_service;
 use tower_mcp_session::McpSessionLayer;
 use tower_mcp_session::rate_limit::{CreationLimit, PeerIp, Quota};
-use tower_mcp_session::store::MemoryStore;
 
 /// `--redis URL`: sessions and streams in Redis (shared with `examples/load.rs`).
 #[cfg(feature = "redis")]
@@ -92,11 +91,7 @@ async fn main() {
     });
     let mut builder = McpSessionLayer::builder();
     builder = match &args.redis {
-        None => builder.store(
-            MemoryStore::builder()
-                .max_sessions(args.max_sessions.unwrap_or(10_000))
-                .build(),
-        ),
+        None => builder.max_sessions(Some(args.max_sessions.unwrap_or(10_000))),
         Some(url) => with_redis(builder, url, args.max_sessions).await.unwrap_or_else(|e| {
             eprintln!("echo_server: {e}");
             std::process::exit(2);

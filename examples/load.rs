@@ -66,7 +66,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tower_mcp_session::McpSessionLayer;
-use tower_mcp_session::store::MemoryStore;
 
 // ---------------------------------------------------------------------------------
 // Servers
@@ -98,9 +97,7 @@ async fn floor(_req: Request<axum::body::Body>) -> Result<Response<Full<Bytes>>,
 }
 
 fn session_layer(max_sessions: usize) -> McpSessionLayer {
-    McpSessionLayer::builder()
-        .store(MemoryStore::builder().max_sessions(max_sessions).build())
-        .build()
+    McpSessionLayer::builder().max_sessions(Some(max_sessions)).build()
 }
 
 fn serve(args: ServeArgs) {

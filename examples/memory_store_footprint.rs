@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tower_mcp_session::store::{MemoryStore, SessionStore};
+use serde_json::Map;
+use tower_mcp_session::store::{Expiry, MemoryStore, SessionStore};
 use tower_mcp_session::{MakeSessionId, ProtocolVersion, RandomSessionId, SessionRecord};
 
 struct Counting;
@@ -62,13 +63,19 @@ fn resident() -> usize {
 fn main() {
     for n in [100_000usize, 1_000_000] {
         let idle = Duration::from_secs(1);
-        let store = MemoryStore::builder().max_sessions(n).idle_timeout(idle).build();
+        let store = MemoryStore::new();
+        let expiry = Expiry {
+            idle,
+            lifetime: Duration::from_secs(3600),
+        };
+        let no_attributes = Map::new();
         let (heap0, rss0) = (HEAP.load(Ordering::Relaxed), resident());
         for _ in 0..n {
             // The id is created here and kept only by the store, so its bytes count.
             let id = RandomSessionId.make_session_id();
-            let slot = ready(store.reserve()).expect("below the cap");
-            ready(store.insert(slot, SessionRecord::new(id, ProtocolVersion::V2025_06_18))).expect("fresh id");
+            let slot = ready(store.reserve(n, Duration::from_secs(60))).expect("below the cap");
+            let record = SessionRecord::new(id, ProtocolVersion::V2025_06_18);
+            ready(store.create(&record, &no_attributes, expiry, Some(slot))).expect("fresh id");
         }
         let (heap1, rss1) = (HEAP.load(Ordering::Relaxed), resident());
         println!(
@@ -78,11 +85,18 @@ fn main() {
         );
 
         std::thread::sleep(idle);
-        let swept = ready(store.sweep());
+        let mut swept = 0;
+        loop {
+            let batch = ready(store.take_expired(64 * 1024)).expect("memory store");
+            swept += batch.sessions.len();
+            if !batch.more {
+                break;
+            }
+        }
         let heap2 = HEAP.load(Ordering::Relaxed);
         println!(
-            "{n:>9} sessions: swept {swept}, live {:?}, heap left {} B",
-            store.len_hint(),
+            "{n:>9} sessions: swept {swept}, left {}, heap left {} B",
+            store.len(),
             heap2.saturating_sub(heap0),
         );
         drop(store);

@@ -131,7 +131,7 @@ async fn missing_peer_address_falls_back_to_a_shared_bucket() {
 #[tokio::test]
 async fn capacity_and_rate_limit_are_distinct() {
     let layer = McpSessionLayer::builder()
-        .store(tower_mcp_session::store::MemoryStore::builder().max_sessions(1).build())
+        .max_sessions(Some(1))
         .rate_limit(CreationLimit::new().per_key(burst(2), PeerIp::new()))
         .build();
     let app = app(&layer);

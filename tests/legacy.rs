@@ -88,9 +88,7 @@ async fn failed_initialize_leaves_nothing_behind() {
         ),
     ];
     for (status, body) in answers {
-        let layer = McpSessionLayer::builder()
-            .store(MemoryStore::builder().max_sessions(1).build())
-            .build();
+        let layer = McpSessionLayer::builder().max_sessions(Some(1)).build();
         let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();

@@ -12,16 +12,15 @@ use http::StatusCode;
 use serde_json::json;
 use support::counting::CountingStore;
 use support::*;
-use tower_mcp_session::store::{AtCapacity, MemoryStore};
-use tower_mcp_session::{CloseReason, McpSessionLayer, RejectionKind, SessionId};
+use tower_mcp_session::store::MemoryStore;
+use tower_mcp_session::{AtCapacity, CloseReason, McpSessionLayer, McpSessionLayerBuilder, RejectionKind, SessionId};
 
 type Closed = Arc<Mutex<HashMap<String, Vec<CloseReason>>>>;
 
-fn recording_layer(store: MemoryStore) -> (McpSessionLayer, Closed) {
+fn recording_layer(builder: McpSessionLayerBuilder) -> (McpSessionLayer, Closed) {
     let closed: Closed = Arc::default();
     let c = closed.clone();
-    let layer = McpSessionLayer::builder()
-        .store(store)
+    let layer = builder
         .on_session_closed(move |id, reason| c.lock().unwrap().entry(id.to_string()).or_default().push(reason))
         .build();
     (layer, closed)
@@ -31,9 +30,7 @@ fn recording_layer(store: MemoryStore) -> (McpSessionLayer, Closed) {
 /// sessions, exactly 900 answers of 503 with Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_is_exact_under_concurrency_refuse() {
-    let layer = McpSessionLayer::builder()
-        .store(MemoryStore::builder().max_sessions(100).build())
-        .build();
+    let layer = McpSessionLayer::builder().max_sessions(Some(100)).build();
     let app = app(&layer);
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -65,14 +62,16 @@ async fn cap_is_exact_under_concurrency_refuse() {
 /// cap, and a session with a request in flight is never evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
-    let store = MemoryStore::builder()
-        .max_sessions(100)
-        .at_capacity(AtCapacity::EvictIdle {
-            min_idle: Duration::ZERO,
-            retry_after: Duration::from_secs(1),
-        })
-        .build();
-    let (layer, closed) = recording_layer(store.clone());
+    let store = MemoryStore::new();
+    let (layer, closed) = recording_layer(
+        McpSessionLayer::builder()
+            .store(store.clone())
+            .max_sessions(Some(100))
+            .at_capacity(AtCapacity::EvictIdle {
+                min_idle: Duration::ZERO,
+                retry_after: Duration::from_secs(1),
+            }),
+    );
     let app = app(&layer);
     // Ten sessions kept busy: each holds an SSE stream open (a GET) for the whole test.
     let mut busy = Vec::new();
@@ -89,9 +88,10 @@ async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
     let sampler = {
         let (store, max_seen, stop) = (store.clone(), max_seen.clone(), stop.clone());
         tokio::spawn(async move {
-            use tower_mcp_session::store::SessionStore;
+            // The map's length counts every session it holds, expired or not: an upper
+            // bound of the live count.
             while !stop.load(Ordering::SeqCst) {
-                max_seen.fetch_max(store.len_hint().unwrap(), Ordering::SeqCst);
+                max_seen.fetch_max(store.len(), Ordering::SeqCst);
                 tokio::task::yield_now().await;
             }
         })
@@ -134,12 +134,12 @@ async fn evict_policy_never_exceeds_cap_nor_evicts_busy() {
 /// the hook fires once per session, with the right reason; memory returns.
 #[tokio::test(start_paused = true)]
 async fn idle_and_lifetime_expiry_under_paused_time() {
-    let store = MemoryStore::builder()
-        .idle_timeout(Duration::from_secs(60))
-        .max_lifetime(Some(Duration::from_secs(600)))
-        .sweep_interval(Duration::from_secs(5))
-        .build();
-    let (layer, closed) = recording_layer(store);
+    let (layer, closed) = recording_layer(
+        McpSessionLayer::builder()
+            .idle_timeout(Duration::from_secs(60))
+            .max_lifetime(Duration::from_secs(600))
+            .sweep_interval(Duration::from_secs(5)),
+    );
     let app = app(&layer);
     let idle = initialize(&app, LEGACY).await;
     let active = initialize(&app, LEGACY).await;
@@ -161,6 +161,8 @@ async fn idle_and_lifetime_expiry_under_paused_time() {
         send(&app, Some(&active), &request(1, "ping", json!({}))).await.0,
         StatusCode::NOT_FOUND
     );
+    // Expiry reaches the close hook at the next sweep (every 5 s here).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let closed = closed.lock().unwrap().clone();
     assert_eq!(closed[&idle], vec![CloseReason::Idle]);
     assert_eq!(closed[&active], vec![CloseReason::Lifetime]);
@@ -171,11 +173,11 @@ async fn idle_and_lifetime_expiry_under_paused_time() {
 /// attached) does.
 #[tokio::test(start_paused = true)]
 async fn server_traffic_does_not_keep_a_session_alive() {
-    let store = MemoryStore::builder()
-        .idle_timeout(Duration::from_secs(60))
-        .sweep_interval(Duration::from_secs(1))
-        .build();
-    let (layer, closed) = recording_layer(store);
+    let (layer, closed) = recording_layer(
+        McpSessionLayer::builder()
+            .idle_timeout(Duration::from_secs(60))
+            .sweep_interval(Duration::from_secs(1)),
+    );
     let app = app(&layer);
     let manager = layer.manager();
     let sid = initialize(&app, LEGACY).await;
@@ -195,7 +197,10 @@ async fn server_traffic_does_not_keep_a_session_alive() {
     let listening = initialize(&app, LEGACY).await;
     let stream = call(&app, empty(get().header("mcp-session-id", &listening))).await;
     assert_eq!(stream.status(), StatusCode::OK);
-    tokio::time::advance(Duration::from_secs(300)).await;
+    // Five minutes pass, in steps: the engine's keep-alive runs as time goes by.
+    for _ in 0..30 {
+        tokio::time::advance(Duration::from_secs(10)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         !closed.lock().unwrap().contains_key(&listening),
@@ -210,7 +215,7 @@ async fn server_traffic_does_not_keep_a_session_alive() {
 /// Close hooks fire exactly once per session when DELETE races the application's close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_hook_fires_once_under_races() {
-    let (layer, closed) = recording_layer(MemoryStore::new());
+    let (layer, closed) = recording_layer(McpSessionLayer::builder());
     let app = app(&layer);
     let manager = layer.manager();
     let mut tasks = Vec::new();
@@ -299,4 +304,204 @@ async fn inner_service_keeps_attributes_in_the_session() {
     let (level, info) = seen.lock().unwrap().take().unwrap();
     assert_eq!(level, Some(json!("debug")));
     assert_eq!(info.as_deref(), Some(r#"{"name":"test-client","version":"1.0"}"#));
+}
+
+/// An inner service that keeps state in attributes: `initialize` sets `greeting` while
+/// it answers; `tools/call` answers with the session's attributes.
+fn attribute_app(
+    layer: &McpSessionLayer,
+) -> tower::util::BoxCloneSyncService<
+    http::Request<http_body_util::Full<bytes::Bytes>>,
+    http::Response<tower_mcp_session::McpBody<http_body_util::Full<bytes::Bytes>>>,
+    std::convert::Infallible,
+> {
+    let inner = tower::service_fn(|req: http::Request<http_body_util::Full<bytes::Bytes>>| async move {
+        use http_body_util::BodyExt;
+        let session = req.extensions().get::<tower_mcp_session::Session>().cloned();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let session = session.expect("every legacy request has a session");
+        let result = if message["method"] == "initialize" {
+            session.set_attribute("greeting", json!("hello")).await.unwrap();
+            json!({"protocolVersion": LEGACY, "capabilities": {}, "serverInfo": {"name": "t", "version": "1"}})
+        } else {
+            json!({"attributes": session.attributes().await.unwrap()})
+        };
+        let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": result});
+        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(answer.to_string())));
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    tower::util::BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(inner))
+}
+
+/// Attributes the inner service writes while it answers `initialize` are stored with the
+/// session (they used to be dropped).
+#[tokio::test]
+async fn attributes_written_during_initialize_persist() {
+    use tower::ServiceExt;
+    let layer = McpSessionLayer::new();
+    let svc = attribute_app(&layer);
+    let response = svc
+        .clone()
+        .oneshot(with_body(post(), &initialize_body(LEGACY)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let sid = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let response = svc
+        .oneshot(with_body(
+            post().header("mcp-session-id", &sid),
+            &request(2, "tools/call", json!({"name": "x"})),
+        ))
+        .await
+        .unwrap();
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(json(&body)["result"]["attributes"], json!({"greeting": "hello"}));
+}
+
+/// The attribute bounds hold for every write, and a refused write changes nothing.
+#[tokio::test]
+async fn attribute_bounds_hold_and_refusals_change_nothing() {
+    use tower_mcp_session::SessionError;
+    let layer = McpSessionLayer::builder()
+        .max_attribute_keys(2)
+        .max_attribute_bytes(64)
+        .build();
+    let app = app(&layer);
+    let sid = initialize(&app, LEGACY).await;
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let probe = tower::service_fn(move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+        let s = s.clone();
+        async move {
+            let session = req.extensions().get::<tower_mcp_session::Session>().cloned().unwrap();
+            session.set_attribute("a", json!(1)).await.unwrap();
+            session.set_attribute("b", json!(2)).await.unwrap();
+            let third_key = session.set_attribute("c", json!(3)).await;
+            let too_big = session.set_attribute("a", json!("x".repeat(100))).await;
+            // Replacing within the bounds and removing still work.
+            session.set_attribute("a", json!(10)).await.unwrap();
+            session.set_attribute("b", serde_json::Value::Null).await.unwrap();
+            *s.lock().unwrap() = Some((third_key, too_big, session.attributes().await.unwrap()));
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+        }
+    });
+    use tower::ServiceExt;
+    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(probe);
+    let _ = svc
+        .oneshot(with_body(
+            post().header("mcp-session-id", &sid),
+            &request(2, "ping", json!({})),
+        ))
+        .await
+        .unwrap();
+    let (third_key, too_big, map) = seen.lock().unwrap().take().unwrap();
+    assert!(matches!(third_key, Err(SessionError::AttributeLimit)), "{third_key:?}");
+    assert!(matches!(too_big, Err(SessionError::AttributeLimit)), "{too_big:?}");
+    assert_eq!(serde_json::Value::Object(map), json!({"a": 10}));
+}
+
+/// A panicking close hook neither silences the hooks after it nor stops the sweep.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_close_hook_does_not_silence_the_others() {
+    let (layer, closed) = recording_layer(
+        McpSessionLayer::builder()
+            .on_session_closed(|_, _| panic!("a broken hook"))
+            .idle_timeout(Duration::from_secs(10))
+            .sweep_interval(Duration::from_secs(1)),
+    );
+    let app = app(&layer);
+    let deleted = initialize(&app, LEGACY).await;
+    let idle = initialize(&app, LEGACY).await;
+    let response = call(&app, empty(delete().header("mcp-session-id", &deleted))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let closed = closed.lock().unwrap().clone();
+    assert_eq!(closed.get(&deleted), Some(&vec![CloseReason::Deleted]));
+    assert_eq!(closed.get(&idle), Some(&vec![CloseReason::Idle]));
+}
+
+/// At the cap, expired sessions are cleared before a newcomer is refused, and their end
+/// is still reported once.
+#[tokio::test(start_paused = true)]
+async fn refusal_at_the_cap_first_clears_expired_sessions() {
+    let (layer, closed) = recording_layer(
+        McpSessionLayer::builder()
+            .max_sessions(Some(1))
+            .idle_timeout(Duration::from_secs(60))
+            .sweep_interval(Duration::from_secs(3600)),
+    );
+    let app = app(&layer);
+    let first = initialize(&app, LEGACY).await;
+    assert_eq!(
+        send(&app, None, &initialize_body(LEGACY)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let second = initialize(&app, LEGACY).await;
+    assert_ne!(first, second);
+    let closed = closed.lock().unwrap().clone();
+    assert_eq!(closed.get(&first), Some(&vec![CloseReason::Idle]));
+    assert!(!closed.contains_key(&second));
+}
+
+/// Evict-idle ends the least recently active session old enough, never a younger one.
+#[tokio::test(start_paused = true)]
+async fn evict_idle_takes_the_least_recently_active_eligible_session() {
+    let (layer, closed) = recording_layer(McpSessionLayer::builder().max_sessions(Some(3)).at_capacity(
+        AtCapacity::EvictIdle {
+            min_idle: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
+        },
+    ));
+    let app = app(&layer);
+    let a = initialize(&app, LEGACY).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let b = initialize(&app, LEGACY).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let c = initialize(&app, LEGACY).await;
+    // Nobody has been idle for 10 s yet: refused.
+    assert_eq!(
+        send(&app, None, &initialize_body(LEGACY)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        send(&app, Some(&a), &request(1, "ping", json!({}))).await.0,
+        StatusCode::OK
+    );
+    let d = initialize(&app, LEGACY).await;
+    let closed = closed.lock().unwrap().clone();
+    assert_eq!(
+        closed.get(&b),
+        Some(&vec![CloseReason::Evicted]),
+        "b was the least recently active"
+    );
+    for kept in [&a, &c, &d] {
+        assert!(!closed.contains_key(kept), "{kept} kept");
+    }
+}
+
+/// The engine's background work holds the layer weakly: dropping the layer lets the
+/// store go.
+#[tokio::test(start_paused = true)]
+async fn background_work_ends_with_the_layer() {
+    let store = Arc::new(MemoryStore::new());
+    let layer = McpSessionLayer::builder()
+        .store(store.clone())
+        .sweep_interval(Duration::from_secs(1))
+        .build();
+    let app = app(&layer);
+    let _ = initialize(&app, LEGACY).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(Arc::strong_count(&store) > 1, "the layer holds the store");
+    drop(app);
+    drop(layer);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(Arc::strong_count(&store), 1, "no background task kept the layer alive");
 }

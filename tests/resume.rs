@@ -554,9 +554,9 @@ mod counting_log {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
-    use tower_mcp_session::BoxFuture;
     use tower_mcp_session::SessionId;
     use tower_mcp_session::event_log::{EventLog, EventLogError, MemoryEventLog, ReadOutcome, StreamKey};
+    use tower_mcp_session::store::BoxFuture;
 
     pub struct CountingLog {
         pub inner: MemoryEventLog,

@@ -87,6 +87,16 @@ impl SessionPolicy {
     }
 }
 
+/// What one attempt to make room at the cap found.
+enum Room {
+    /// A place was freed.
+    Made,
+    /// Candidates existed but racing callers freed them first: worth trying again.
+    Raced,
+    /// Nothing to free: further attempts wait out the quiet period.
+    None,
+}
+
 /// Why the engine could not make room for a new session.
 #[derive(Debug)]
 pub(crate) enum ReserveError {
@@ -133,10 +143,6 @@ impl Sessions {
         }
     }
 
-    pub(crate) fn policy(&self) -> &SessionPolicy {
-        &self.policy
-    }
-
     async fn call<T>(&self, step: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         match timeout(self.store_timeout, step).await {
             Ok(result) => result,
@@ -160,37 +166,46 @@ impl Sessions {
                 Err(StoreError::Full) => {}
                 Err(_) => return Err(ReserveError::Unavailable),
             }
-            if self.clock() < self.quiet_until.load(Ordering::Acquire) || !self.make_room().await {
-                let quiet = self.clock().saturating_add(QUIET_AFTER_FRUITLESS.as_nanos() as u64);
-                self.quiet_until.store(quiet, Ordering::Release);
+            if self.clock() < self.quiet_until.load(Ordering::Acquire) {
                 break;
+            }
+            match self.make_room().await {
+                Room::Made | Room::Raced => {}
+                Room::None => {
+                    let quiet = self.clock().saturating_add(QUIET_AFTER_FRUITLESS.as_nanos() as u64);
+                    self.quiet_until.store(quiet, Ordering::Release);
+                    break;
+                }
             }
         }
         Err(ReserveError::AtCapacity { retry_after })
     }
 
     /// Free places: expired sessions first, then (under evict-idle) the least recently
-    /// active idle session not busy here. Whether anything was freed.
-    async fn make_room(&self) -> bool {
+    /// active idle session not busy here.
+    async fn make_room(&self) -> Room {
         if self.sweep_expired().await > 0 {
-            return true;
+            return Room::Made;
         }
         let AtCapacity::EvictIdle { min_idle, .. } = self.policy.at_capacity else {
-            return false;
+            return Room::None;
         };
         if self.eviction_unsupported.load(Ordering::Acquire) {
-            return false;
+            return Room::None;
         }
-        let candidates = match self.call(self.store.idle_sessions(min_idle, EVICTION_CANDIDATES)).await {
+        // Sessions busy here may be among the oldest; ask for enough to get past them.
+        let wanted = EVICTION_CANDIDATES + self.busy.len();
+        let candidates = match self.call(self.store.idle_sessions(min_idle, wanted)).await {
             Ok(candidates) => candidates,
             Err(StoreError::Unsupported) => {
                 self.eviction_unsupported.store(true, Ordering::Release);
                 #[cfg(feature = "tracing")]
                 tracing::warn!("the session store cannot list idle sessions; evict-idle falls back to refusing");
-                return false;
+                return Room::None;
             }
-            Err(_) => return false,
+            Err(_) => return Room::None,
         };
+        let mut room = Room::None;
         for id in candidates {
             // Busy here means a request or stream is in flight: never evicted.
             if self.busy.contains_key(&id) {
@@ -198,10 +213,12 @@ impl Sessions {
             }
             if matches!(self.call(self.store.delete(&id)).await, Ok(true)) {
                 self.closed(&id, CloseReason::Evicted);
-                return true;
+                return Room::Made;
             }
+            // Someone else ended it first: room was made, for someone.
+            room = Room::Raced;
         }
-        false
+        room
     }
 
     /// Give back a place that will not be used.
@@ -303,6 +320,9 @@ impl Sessions {
 
     /// Take what the store found expired and tell the listeners; how many ended.
     pub(crate) async fn sweep_expired(&self) -> usize {
+        // Busy sessions are refreshed first, so a late keep-alive (a stalled runtime, a
+        // jump of the clock) can never let the sweep end a session that is in use here.
+        self.keep_alive().await;
         let mut ended = 0;
         for _ in 0..SWEEP_CALLS {
             let Ok(batch) = self.call(self.store.take_expired(SWEEP_BATCH)).await else {
@@ -334,12 +354,18 @@ impl Sessions {
     }
 
     pub(crate) async fn attribute(&self, id: &SessionId, key: &str) -> Result<Option<Value>, SessionError> {
-        let attributes = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)?;
+        let attributes = self
+            .call(self.store.attributes(id))
+            .await
+            .map_err(SessionError::Store)?;
         Ok(attributes.and_then(|mut a| a.map.remove(key)))
     }
 
     pub(crate) async fn attributes(&self, id: &SessionId) -> Result<Map<String, Value>, SessionError> {
-        let attributes = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)?;
+        let attributes = self
+            .call(self.store.attributes(id))
+            .await
+            .map_err(SessionError::Store)?;
         Ok(attributes.map(|a| a.map).unwrap_or_default())
     }
 
@@ -347,7 +373,11 @@ impl Sessions {
     /// so concurrent writers from any instance never lose each other's keys.
     pub(crate) async fn set_attribute(&self, id: &SessionId, key: &str, value: Value) -> Result<(), SessionError> {
         for _ in 0..ATTRIBUTE_RETRIES {
-            let Some(mut current) = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)? else {
+            let Some(mut current) = self
+                .call(self.store.attributes(id))
+                .await
+                .map_err(SessionError::Store)?
+            else {
                 return Err(SessionError::Ended);
             };
             let expected = current.version;
@@ -372,11 +402,6 @@ impl Sessions {
             return Err(SessionError::AttributeLimit);
         }
         Ok(())
-    }
-
-    /// Sessions with a busy period open on this instance.
-    pub(crate) fn busy_count(&self) -> usize {
-        self.busy.len()
     }
 }
 
@@ -460,7 +485,12 @@ impl std::fmt::Debug for BusyGuard {
 #[cfg(test)]
 pub(crate) async fn test_guard(id: &SessionId) -> BusyGuard {
     let store = Arc::new(crate::store::MemoryStore::new());
-    let sessions = Arc::new(Sessions::new(store, SessionPolicy::default(), Duration::from_secs(1), Vec::new()));
+    let sessions = Arc::new(Sessions::new(
+        store,
+        SessionPolicy::default(),
+        Duration::from_secs(1),
+        Vec::new(),
+    ));
     let record = SessionRecord::new(id.clone(), crate::ProtocolVersion::V2025_06_18);
     sessions.create(&record, &Map::new(), None).await.expect("memory store");
     sessions.acquire(id).await.expect("memory store").expect("just created")

@@ -33,8 +33,8 @@ const SHRINK_ABOVE: usize = 4096;
 /// - **Expiry is data.** An entry whose idle or lifetime deadline has passed reads as
 ///   gone at once; [`take_expired`](SessionStore::take_expired) removes it, in one pass
 ///   over the map that it skips while no deadline can have passed. A full
-///   [`reserve`](SessionStore::reserve) makes the same pass first, and queues what it
-///   removed for the next `take_expired`, so every expiry is still reported once.
+///   [`reserve`](SessionStore::reserve) clears lapsed slots only; the engine then takes
+///   expired sessions, so every expiry is reported once.
 /// - **Attributes** are allocated only when a session first gets one.
 ///
 /// An idle session with a 32-character id, no client info and no attributes costs about
@@ -156,7 +156,8 @@ struct Inner {
     /// No session can expire before this (store nanoseconds): a pass before it would
     /// find nothing.
     next_pass_at: AtomicU64,
-    /// Removed by a full `reserve`, not yet reported by `take_expired`.
+    /// Removed (expired, replaced by a `create` of the same id, or found by a pass past
+    /// the batch size), not yet reported by `take_expired`.
     unreported: Mutex<Vec<Expired>>,
 }
 
@@ -186,24 +187,10 @@ impl Inner {
     }
 
     fn reserve(&self, cap: usize, hold: Duration) -> Result<Slot, StoreError> {
-        if !self.try_take_place(cap) {
-            // Room can only come from lapsed slots and expired sessions.
-            let now = self.now();
-            let lapsed = self.drop_lapsed_slots(now);
-            let expired = if now >= self.next_pass_at.load(Ordering::Acquire) {
-                let removed = self.pass(now);
-                let found = !removed.is_empty();
-                self.unreported
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .extend(removed);
-                found
-            } else {
-                false
-            };
-            if !(lapsed || expired) || !self.try_take_place(cap) {
-                return Err(StoreError::Full);
-            }
+        // Only lapsed slots are cleared here: expired sessions are the engine's to take
+        // (through `take_expired`), so that each of their ends is reported.
+        if !self.try_take_place(cap) && !(self.drop_lapsed_slots(self.now()) && self.try_take_place(cap)) {
+            return Err(StoreError::Full);
         }
         let token = self.next_slot.fetch_add(1, Ordering::Relaxed);
         let lapses_at = self.now().saturating_add(nanos(hold));
