@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tower_mcp_session::SessionId;
 use tower_mcp_session::event_log::{
-    EventLog, EventLogError, MemoryEventLog, ReadOutcome, StoredEvent, StreamId, StreamKey, TooManyStreams,
+    EventLog, EventLogError, MemoryEventLog, ReadOutcome, StoredEvent, StreamId, StreamKey,
 };
 
 fn sid(s: &str) -> SessionId {
@@ -261,7 +261,7 @@ async fn stream_bound_drops_the_longest_finished_stream_else_refuses() {
     log.open(&key("s", 2)).await.unwrap();
     let err = log.open(&key("s", 3)).await.unwrap_err();
     match err {
-        EventLogError::Unavailable(e) => assert_eq!(e.downcast_ref::<TooManyStreams>().unwrap().limit(), 2),
+        EventLogError::TooManyStreams { limit } => assert_eq!(limit, 2),
         other => panic!("{other:?}"),
     }
     // Other sessions are unaffected.
@@ -381,7 +381,6 @@ async fn idle_and_finished_streams_expire_on_access() {
     let log = MemoryEventLog::builder()
         .idle_timeout(Duration::from_secs(60))
         .finished_retention(Duration::from_secs(10))
-        .without_sweeper()
         .build();
     let (idle, done) = (key("s", 1), key("s", 2));
     log.open(&idle).await.unwrap();
@@ -409,10 +408,9 @@ async fn idle_and_finished_streams_expire_on_access() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn background_sweep_drops_expired_streams_and_wakes_waiters() {
+async fn purge_drops_expired_streams_and_wakes_waiters() {
     let log = MemoryEventLog::builder()
         .idle_timeout(Duration::from_secs(30 * 60))
-        .sweep_interval(Duration::from_secs(30))
         .build();
     let k = key("s", 1);
     log.open(&k).await.unwrap();
@@ -422,28 +420,53 @@ async fn background_sweep_drops_expired_streams_and_wakes_waiters() {
         async move { log.wait_after(&k, 1).await }
     });
     tokio::time::sleep(Duration::from_secs(29 * 60)).await;
+    log.purge_expired().await.unwrap();
     assert_eq!(log.stream_count(), 1);
     assert!(!waiter.is_finished());
-    // Nobody touches the log; the sweep alone must drop the stream.
+    // Nobody touches the stream; the purge (the layer's sweep calls it) drops it.
     tokio::time::sleep(Duration::from_secs(61)).await;
+    log.purge_expired().await.unwrap();
     assert_eq!(log.stream_count(), 0);
     assert_eq!(log.retained_bytes(), 0);
     waiter.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
-async fn sweeper_stops_when_the_log_is_dropped() {
-    let log = MemoryEventLog::builder().sweep_interval(Duration::from_secs(1)).build();
+async fn the_log_runs_no_task_and_frees_everything_when_dropped() {
+    let log = MemoryEventLog::new();
     let k = key("s", 1);
     log.open(&k).await.unwrap();
     let (data, freed) = tracked(64);
     log.append(&k, data).await.unwrap();
-    let before = tokio::runtime::Handle::current().metrics().num_alive_tasks();
-    assert_eq!(before, 1, "the sweeper task");
+    assert_eq!(
+        tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        0,
+        "cleanup is the layer's sweep, not a task of the log's"
+    );
     drop(log);
     assert!(freed.load(Ordering::SeqCst), "dropping the last clone frees the events");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), 0);
+}
+
+#[tokio::test]
+async fn reader_claims_grow_and_delivery_marks_only_grow() {
+    let log = MemoryEventLog::new();
+    let k = key("s", 1);
+    assert_eq!(log.current_reader(&k).await.unwrap(), 0);
+    assert!(matches!(log.claim_reader(&k).await, Err(EventLogError::UnknownStream)));
+    log.open(&k).await.unwrap();
+    let first = log.claim_reader(&k).await.unwrap();
+    let second = log.claim_reader(&k).await.unwrap();
+    assert!(second > first);
+    assert_eq!(log.current_reader(&k).await.unwrap(), second);
+    assert_eq!(log.delivered(&k).await.unwrap(), 0);
+    log.mark_delivered(&k, 5).await.unwrap();
+    log.mark_delivered(&k, 3).await.unwrap();
+    assert_eq!(log.delivered(&k).await.unwrap(), 5);
+    // Another session's stream of the same id shares nothing.
+    let other = key("t", 1);
+    log.open(&other).await.unwrap();
+    assert_eq!(log.delivered(&other).await.unwrap(), 0);
+    assert_eq!(log.current_reader(&other).await.unwrap(), 0);
 }
 
 #[tokio::test]

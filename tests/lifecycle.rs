@@ -505,3 +505,23 @@ async fn background_work_ends_with_the_layer() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(Arc::strong_count(&store), 1, "no background task kept the layer alive");
 }
+
+/// The layer's sweep purges the event log: an abandoned stream leaves memory without
+/// anyone touching it.
+#[tokio::test(start_paused = true)]
+async fn the_sweep_purges_the_event_log() {
+    use tower_mcp_session::event_log::{EventLog, MemoryEventLog, StreamId, StreamKey};
+    let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(60)).build();
+    let layer = McpSessionLayer::builder()
+        .event_log(log.clone())
+        .sweep_interval(Duration::from_secs(1))
+        .build();
+    let app = app(&layer);
+    let sid = initialize(&app, LEGACY).await;
+    let key = StreamKey::new(SessionId::parse(&sid).unwrap(), StreamId::random());
+    log.open(&key).await.unwrap();
+    assert_eq!(log.stream_count(), 1);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(log.stream_count(), 0);
+}

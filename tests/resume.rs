@@ -585,8 +585,23 @@ mod counting_log {
         fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
             self.inner.wait_after(key, after)
         }
+        fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+            self.inner.mark_delivered(key, seq)
+        }
+        fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.inner.delivered(key)
+        }
+        fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.inner.claim_reader(key)
+        }
+        fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.inner.current_reader(key)
+        }
         fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>> {
             self.inner.remove_session(session)
+        }
+        fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>> {
+            self.inner.purge_expired()
         }
     }
 }

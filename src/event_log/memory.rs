@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::util::{FastDashMap, FastHashMap};
@@ -44,7 +44,7 @@ use crate::store::BoxFuture;
 /// event per unfinished stream.
 ///
 /// When `open` would exceed the stream bound and no stream of the session has finished,
-/// it fails with [`EventLogError::Unavailable`] wrapping [`TooManyStreams`].
+/// it fails with [`EventLogError::TooManyStreams`].
 ///
 /// # Cursors
 ///
@@ -57,10 +57,15 @@ use crate::store::BoxFuture;
 ///
 /// # Expiry
 ///
-/// Expired streams are dropped when next touched, and by a background sweep (every 30 s
-/// by default) that the log starts itself the first time it is used inside a Tokio
-/// runtime. The sweep task holds the log only weakly: it ends once every clone of the
-/// log is dropped. Time is [`tokio::time::Instant`], so paused test clocks apply.
+/// Expired streams are dropped when next touched, and by
+/// [`purge_expired`](EventLog::purge_expired), which the layer calls every sweep
+/// interval; the log starts no task of its own. Time is [`tokio::time::Instant`], so
+/// paused test clocks apply.
+///
+/// # Readers
+///
+/// Delivery marks and reader claims are kept per stream, beside its events, and go with
+/// it.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -105,46 +110,6 @@ pub struct MemoryEventLogBuilder {
     limits: Limits,
 }
 
-/// Why [`MemoryEventLog`] refused to open a stream: the session already has the
-/// maximum number of streams and none of them has finished.
-///
-/// It arrives wrapped in [`EventLogError::Unavailable`]; a caller that wants to tell it
-/// apart can downcast the source.
-///
-/// ```
-/// use tower_mcp_session::SessionId;
-/// use tower_mcp_session::event_log::{EventLog, EventLogError, MemoryEventLog, StreamId, StreamKey, TooManyStreams};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let log = MemoryEventLog::builder().max_streams_per_session(1).build();
-/// let session = SessionId::parse("s").unwrap();
-/// log.open(&StreamKey::new(session.clone(), StreamId::from_raw(1))).await.unwrap();
-/// let err = log.open(&StreamKey::new(session, StreamId::from_raw(2))).await.unwrap_err();
-/// let EventLogError::Unavailable(source) = err else { panic!() };
-/// assert_eq!(source.downcast_ref::<TooManyStreams>().unwrap().limit(), 1);
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyStreams {
-    limit: usize,
-}
-
-impl TooManyStreams {
-    /// The per-session stream bound that was reached.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-}
-
-impl fmt::Display for TooManyStreams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the session already has {} unfinished event streams", self.limit)
-    }
-}
-
-impl std::error::Error for TooManyStreams {}
-
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     stream_events: usize,
@@ -153,7 +118,6 @@ struct Limits {
     session_streams: usize,
     finished_retention: Duration,
     idle_timeout: Duration,
-    sweep_interval: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -165,7 +129,6 @@ impl Default for Limits {
             session_streams: 64,
             finished_retention: Duration::from_secs(5 * 60),
             idle_timeout: Duration::from_secs(30 * 60),
-            sweep_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -173,7 +136,6 @@ impl Default for Limits {
 struct Inner {
     limits: Limits,
     sessions: FastDashMap<SessionId, Arc<SessionStreams>>,
-    sweeper_running: AtomicBool,
 }
 
 /// One session's streams. Lock order, everywhere: the `sessions` map shard, then
@@ -208,6 +170,10 @@ struct StreamState {
     gone: bool,
     /// Tasks inside `wait_after`; appends skip the notification when there are none.
     waiters: usize,
+    /// The highest sequence number a reader delivered (`mark_delivered`).
+    delivered: u64,
+    /// The newest reader claim (`claim_reader`).
+    claim: u64,
 }
 
 impl StreamState {
@@ -221,6 +187,8 @@ impl StreamState {
             last_append: now,
             gone: false,
             waiters: 0,
+            delivered: 0,
+            claim: 0,
         }
     }
 
@@ -324,26 +292,7 @@ impl MemoryEventLog {
     }
 
     /// Drop every expired stream now, and sessions left without streams.
-    ///
-    /// The background sweep calls this; call it yourself when the sweep is disabled with
-    /// [`MemoryEventLogBuilder::without_sweeper`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_mcp_session::SessionId;
-    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, StreamId, StreamKey};
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(60)).without_sweeper().build();
-    /// let key = StreamKey::new(SessionId::parse("s").unwrap(), StreamId::random());
-    /// log.open(&key).await.unwrap();
-    /// tokio::time::advance(Duration::from_secs(61)).await;
-    /// log.purge_expired();
-    /// assert_eq!(log.stream_count(), 0);
-    /// # }
-    /// ```
-    pub fn purge_expired(&self) {
+    fn purge_now(&self) {
         let now = Instant::now();
         let limits = &self.inner.limits;
         // Snapshot first: no map shard stays locked while streams are examined.
@@ -406,38 +355,7 @@ impl MemoryEventLog {
         });
     }
 
-    fn ensure_sweeper(&self) {
-        if self.inner.limits.sweep_interval.is_some() && !self.inner.sweeper_running.load(Ordering::Relaxed) {
-            self.start_sweeper();
-        }
-    }
-
-    #[cold]
-    fn start_sweeper(&self) {
-        let (Some(period), Ok(runtime)) = (self.inner.limits.sweep_interval, tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        if self.inner.sweeper_running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
-            // If the runtime shuts down, the task is dropped here and the next use of the
-            // log (in another runtime) starts a new sweeper.
-            let _running = SweeperFlag(weak.clone());
-            let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                MemoryEventLog { inner }.purge_expired();
-            }
-        });
-    }
-
     fn open_now(&self, key: &StreamKey) -> Result<(), EventLogError> {
-        self.ensure_sweeper();
         let now = Instant::now();
         let limits = &self.inner.limits;
         // The map entry stays locked until the stream is in: a concurrent sweep cannot
@@ -486,9 +404,9 @@ impl MemoryEventLog {
                 for stream in dropped {
                     stream.changed.notify_waiters();
                 }
-                return Err(EventLogError::Unavailable(Box::new(TooManyStreams {
+                return Err(EventLogError::TooManyStreams {
                     limit: limits.session_streams,
-                })));
+                });
             };
             if let Some(stream) = streams.remove(&victim) {
                 lock(&stream.state).clear(session);
@@ -511,7 +429,6 @@ impl MemoryEventLog {
     }
 
     fn append_now(&self, key: &StreamKey, data: Bytes) -> Result<u64, EventLogError> {
-        self.ensure_sweeper();
         let (session, stream) = self.lookup(key).ok_or(EventLogError::UnknownStream)?;
         let now = Instant::now();
         let limits = &self.inner.limits;
@@ -610,7 +527,6 @@ impl MemoryEventLog {
     }
 
     fn read_now(&self, key: &StreamKey, after: u64, max: usize) -> ReadOutcome {
-        self.ensure_sweeper();
         let Some((session, stream)) = self.lookup(key) else {
             return ReadOutcome::UnknownStream;
         };
@@ -708,9 +624,48 @@ impl EventLog for MemoryEventLog {
         Box::pin(self.wait_now(key, after))
     }
 
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move {
+            if let Some((_, stream)) = self.lookup(key) {
+                let mut state = lock(&stream.state);
+                state.delivered = state.delivered.max(seq);
+            }
+            Ok(())
+        })
+    }
+
+    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(async move { Ok(self.lookup(key).map_or(0, |(_, stream)| lock(&stream.state).delivered)) })
+    }
+
+    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(async move {
+            let (_, stream) = self.lookup(key).ok_or(EventLogError::UnknownStream)?;
+            let claim = {
+                let mut state = lock(&stream.state);
+                state.claim += 1;
+                state.claim
+            };
+            // A reader holding an older claim may be waiting: it must look again.
+            stream.changed.notify_waiters();
+            Ok(claim)
+        })
+    }
+
+    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        Box::pin(async move { Ok(self.lookup(key).map_or(0, |(_, stream)| lock(&stream.state).claim)) })
+    }
+
     fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>> {
         Box::pin(async move {
             self.remove_session_now(session);
+            Ok(())
+        })
+    }
+
+    fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>> {
+        Box::pin(async move {
+            self.purge_now();
             Ok(())
         })
     }
@@ -817,33 +772,6 @@ impl MemoryEventLogBuilder {
         self
     }
 
-    /// How often the background sweep drops expired streams (default 30 s; clamped to
-    /// between 1 ms and 1 day).
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().sweep_interval(Duration::from_secs(5)).build();
-    /// # drop(log);
-    /// ```
-    pub fn sweep_interval(mut self, interval: Duration) -> Self {
-        self.limits.sweep_interval = Some(interval.clamp(Duration::from_millis(1), Duration::from_secs(86_400)));
-        self
-    }
-
-    /// Start no background task: expired streams are then dropped only when touched or
-    /// by [`MemoryEventLog::purge_expired`].
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().without_sweeper().build();
-    /// # drop(log);
-    /// ```
-    pub fn without_sweeper(mut self) -> Self {
-        self.limits.sweep_interval = None;
-        self
-    }
-
     /// The log.
     ///
     /// ```
@@ -856,7 +784,6 @@ impl MemoryEventLogBuilder {
             inner: Arc::new(Inner {
                 limits: self.limits,
                 sessions: FastDashMap::default(),
-                sweeper_running: AtomicBool::new(false),
             }),
         }
     }
@@ -865,17 +792,6 @@ impl MemoryEventLogBuilder {
 impl Default for MemoryEventLogBuilder {
     fn default() -> Self {
         MemoryEventLog::builder()
-    }
-}
-
-/// Clears the "sweeper running" flag when the sweep task ends for any reason.
-struct SweeperFlag(Weak<Inner>);
-
-impl Drop for SweeperFlag {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.sweeper_running.store(false, Ordering::Release);
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod memory;
 
-pub use memory::{MemoryEventLog, MemoryEventLogBuilder, TooManyStreams};
+pub use memory::{MemoryEventLog, MemoryEventLogBuilder};
 
 use std::fmt;
 
@@ -164,6 +164,12 @@ pub enum EventLogError {
     UnknownStream,
     /// The stream has ended; nothing more can be appended.
     Finished,
+    /// [`EventLog::open`]: the session holds its maximum number of streams and none of
+    /// them may be dropped to make room.
+    TooManyStreams {
+        /// The per-session stream bound that was reached.
+        limit: usize,
+    },
     /// The backend could not be reached or failed.
     Unavailable(crate::store::BoxError),
 }
@@ -173,6 +179,7 @@ impl fmt::Display for EventLogError {
         match self {
             Self::UnknownStream => f.write_str("unknown event stream"),
             Self::Finished => f.write_str("event stream already finished"),
+            Self::TooManyStreams { limit } => write!(f, "the session already has {limit} unfinished event streams"),
             Self::Unavailable(_) => f.write_str("the event log is unavailable"),
         }
     }
@@ -255,35 +262,71 @@ pub trait EventLog: Send + Sync + 'static {
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()>;
 
     /// Remember that events of `key` up to `seq` reached a client, so that a fresh `GET`
-    /// on any instance starts after them. Only meaningful for logs shared by several
-    /// instances; the default does nothing (the layer remembers it per instance too).
-    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
-        let _ = (key, seq);
-        Box::pin(async { Ok(()) })
-    }
+    /// on any instance starts after them. The mark only grows; marking an unknown stream
+    /// does nothing.
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>>;
 
     /// The highest sequence number recorded by [`mark_delivered`](Self::mark_delivered)
-    /// (0 when none, and by default).
-    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        let _ = key;
-        Box::pin(async { Ok(0) })
-    }
+    /// (0 when none, or for an unknown stream).
+    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>>;
 
-    /// Claim `key` for a new reader and return the claim's number: readers holding an
-    /// older claim stop sending (one message, one stream, even across instances). The
-    /// default returns 0 for every claim: single-instance logs rely on the layer's own
-    /// per-instance take-over.
-    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        let _ = key;
-        Box::pin(async { Ok(0) })
-    }
+    /// Claim `key` for a new reader and return the claim's number, greater than every
+    /// earlier claim on the stream: readers holding an older claim stop sending (one
+    /// message, one stream, even across instances).
+    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>>;
 
-    /// The number of the newest claim on `key` (0 by default).
-    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        let _ = key;
-        Box::pin(async { Ok(0) })
-    }
+    /// The number of the newest claim on `key` (0 when none).
+    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>>;
 
     /// Drop every stream of `session` (the session ended).
     fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>>;
+
+    /// Drop what retention says must go (finished streams past their retention, idle
+    /// unfinished ones). The layer calls it every sweep interval; a log whose backend
+    /// expires data by itself (TTLs) has nothing to do and answers at once.
+    fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>>;
+}
+
+impl<T: EventLog + ?Sized> EventLog for std::sync::Arc<T> {
+    fn open<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
+        (**self).open(key)
+    }
+    fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        (**self).append(key, data)
+    }
+    fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
+        (**self).finish(key)
+    }
+    fn append_last<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        (**self).append_last(key, data)
+    }
+    fn read_after<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        after: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
+        (**self).read_after(key, after, max)
+    }
+    fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
+        (**self).wait_after(key, after)
+    }
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+        (**self).mark_delivered(key, seq)
+    }
+    fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        (**self).delivered(key)
+    }
+    fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        (**self).claim_reader(key)
+    }
+    fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+        (**self).current_reader(key)
+    }
+    fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>> {
+        (**self).remove_session(session)
+    }
+    fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>> {
+        (**self).purge_expired()
+    }
 }

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::time::timeout;
 use tower_layer::Layer;
 
 use crate::ProtocolVersion;
@@ -476,6 +477,7 @@ impl McpSessionLayerBuilder {
                 expiry_sweep: Periodic::new(sweep_every, |shared| {
                     Box::pin(async move {
                         shared.sessions.sweep_expired().await;
+                        let _ = timeout(shared.store_timeout, shared.log.purge_expired()).await;
                     })
                 }),
                 local_sweep: Periodic::new(self.local_sweep, |shared| {
@@ -489,8 +491,9 @@ impl McpSessionLayerBuilder {
 
 impl Shared {
     /// Start, once each and from inside a runtime, the engine's background work:
-    /// keep-alive of busy sessions, the expiry sweep that tells close hooks, and the
-    /// check that forgets local stream state of sessions ended elsewhere.
+    /// keep-alive of busy sessions, the expiry sweep that tells close hooks and purges
+    /// the event log, and the check that forgets local stream state of sessions ended
+    /// elsewhere.
     pub(crate) fn ensure_maintenance(self: &Arc<Self>) {
         self.keep_alive.ensure(self);
         self.expiry_sweep.ensure(self);

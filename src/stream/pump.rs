@@ -146,8 +146,23 @@ mod tests {
         fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
             self.log.wait_after(key, after)
         }
+        fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
+            self.log.mark_delivered(key, seq)
+        }
+        fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.log.delivered(key)
+        }
+        fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.log.claim_reader(key)
+        }
+        fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
+            self.log.current_reader(key)
+        }
         fn remove_session<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), EventLogError>> {
             self.log.remove_session(session)
+        }
+        fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>> {
+            self.log.purge_expired()
         }
     }
 
