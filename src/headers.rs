@@ -1,6 +1,7 @@
 //! Header names the MCP transport uses.
 
-use http::HeaderName;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName};
 
 /// `Mcp-Session-Id`: the legacy session header (spelled `MCP-Session-Id` in 2025-11-25;
 /// header names are case-insensitive).
@@ -15,3 +16,19 @@ pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// `X-Accel-Buffering`: tells reverse proxies not to buffer SSE.
 pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// The media type of `Content-Type`, without parameters (`charset`, …).
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim())
+}
+
+/// Whether `Content-Type` is `application/json` (parameters such as `charset` allowed).
+pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether a response is an SSE stream.
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
+}

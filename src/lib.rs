@@ -6,7 +6,6 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod body;
 #[cfg(feature = "client")]
 pub mod client;
 mod engine;
@@ -15,6 +14,7 @@ pub mod event_log;
 pub mod headers;
 mod jsonrpc;
 mod layer;
+mod lifecycle;
 mod manager;
 mod metrics;
 pub mod rate_limit;
@@ -28,13 +28,12 @@ pub mod store;
 mod stream;
 mod util;
 
-pub use body::McpBody;
 pub use era::ProtocolVersion;
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
+pub use lifecycle::{AtCapacity, Session, SessionError};
 pub use manager::{SendError, SessionManager};
 pub use metrics::Metrics;
 pub use rejection::RejectionKind;
-pub use session::{
-    AtCapacity, CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionError, SessionId, SessionRecord,
-};
+pub use session::{CloseReason, MakeSessionId, Principal, RandomSessionId, SessionId, SessionRecord};
+pub use stream::McpBody;
 pub use stream::SseControl;

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use http::Response;
 
-use crate::body::McpBody;
 use crate::store::BoxFuture;
+use crate::stream::McpBody;
 
 /// Response future of [`McpSession`](super::McpSession).
 ///

@@ -1,75 +1,34 @@
 //! [`McpSessionLayer`]: configuration and construction.
 
+mod batch;
+mod delete;
 mod future;
+mod get;
+mod initialize;
 mod modern;
 mod negotiate;
+mod post;
 mod service;
 
 pub use future::ResponseFuture;
-pub(crate) use negotiate::media_type;
 pub use service::McpSession;
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::timeout;
 use tower_layer::Layer;
 
-use crate::ProtocolVersion;
-use crate::engine::periodic::Periodic;
-use crate::engine::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
+use crate::engine::{Config, Engine};
 use crate::event_log::{EventLog, MemoryEventLog};
+use crate::lifecycle::AtCapacity;
+use crate::lifecycle::sessions::{CloseListener, SessionPolicy};
 use crate::manager::SessionManager;
-use crate::metrics::Counters;
 use crate::rate_limit::CreationLimit;
-use crate::security::{Guard, HostPolicy, OriginPolicy};
-use crate::session::{AtCapacity, CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
+use crate::security::{HostPolicy, OriginPolicy};
+use crate::session::{CloseReason, MakeSessionId, SessionId, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
-use crate::stream::{SseConfig, Streams};
-
-type CreatedHook = Arc<dyn Fn(&SessionRecord) + Send + Sync>;
-
-/// Everything the services of one layer share.
-pub(crate) struct Shared {
-    pub(crate) sessions: Arc<Sessions>,
-    pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) ids: Arc<dyn MakeSessionId>,
-    pub(crate) guard: Guard,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) max_initialize_response_bytes: usize,
-    pub(crate) store_timeout: Duration,
-    pub(crate) client_termination: bool,
-    pub(crate) bind_principal: bool,
-    pub(crate) modern_only: bool,
-    pub(crate) strict_modern_headers: bool,
-    pub(crate) modern_versions: Vec<ProtocolVersion>,
-    pub(crate) legacy_versions: Vec<ProtocolVersion>,
-    pub(crate) sse: Arc<SseConfig>,
-    pub(crate) streams: Streams,
-    pub(crate) counters: Counters,
-    pub(crate) on_created: Option<CreatedHook>,
-    pub(crate) creation_limit: Option<CreationLimit>,
-    keep_alive: Periodic<Shared>,
-    expiry_sweep: Periodic<Shared>,
-    local_sweep: Periodic<Shared>,
-}
-
-impl Shared {
-    /// Every version this endpoint serves, for error messages that must name them.
-    pub(crate) fn supported_versions(&self) -> Vec<String> {
-        let legacy = if self.modern_only {
-            &[][..]
-        } else {
-            &self.legacy_versions[..]
-        };
-        legacy
-            .iter()
-            .chain(&self.modern_versions)
-            .map(ToString::to_string)
-            .collect()
-    }
-}
+use crate::stream::SseConfig;
 
 /// A tower [`Layer`] that gives MCP Streamable HTTP services sessions, resumable SSE and
 /// era-aware routing.
@@ -104,7 +63,7 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct McpSessionLayer {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
 }
 
 impl McpSessionLayer {
@@ -121,7 +80,7 @@ impl McpSessionLayer {
     /// A handle for the application: push messages to sessions, close sessions, read
     /// metrics.
     pub fn manager(&self) -> SessionManager {
-        SessionManager::new(self.shared.clone())
+        SessionManager::new(self.engine.clone())
     }
 }
 
@@ -141,7 +100,7 @@ impl<S> Layer<S> for McpSessionLayer {
     type Service = McpSession<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        McpSession::new(inner, self.shared.clone())
+        McpSession::new(inner, self.engine.clone())
     }
 }
 
@@ -187,45 +146,23 @@ impl<S> Layer<S> for McpSessionLayer {
 /// # let _ = layer;
 /// ```
 pub struct McpSessionLayerBuilder {
+    config: Config,
     store: Option<Arc<dyn SessionStore>>,
     log: Option<Arc<dyn EventLog>>,
     policy: SessionPolicy,
-    ids: Arc<dyn MakeSessionId>,
-    guard: Guard,
-    max_body_bytes: usize,
-    max_initialize_response_bytes: usize,
-    store_timeout: Duration,
-    client_termination: bool,
-    bind_principal: bool,
-    modern_only: bool,
-    strict_modern_headers: bool,
     sse: SseConfig,
-    on_created: Option<CreatedHook>,
     on_closed: Vec<CloseListener>,
-    creation_limit: Option<CreationLimit>,
-    local_sweep: Duration,
 }
 
 impl Default for McpSessionLayerBuilder {
     fn default() -> Self {
         Self {
+            config: Config::default(),
             store: None,
             log: None,
             policy: SessionPolicy::default(),
-            ids: Arc::new(RandomSessionId),
-            guard: Guard::default(),
-            max_body_bytes: 4 << 20,
-            max_initialize_response_bytes: 1 << 20,
-            store_timeout: Duration::from_secs(1),
-            client_termination: true,
-            bind_principal: true,
-            modern_only: false,
-            strict_modern_headers: false,
             sse: SseConfig::default(),
-            on_created: None,
             on_closed: Vec::new(),
-            creation_limit: None,
-            local_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -297,14 +234,14 @@ impl McpSessionLayerBuilder {
 
     /// Make session ids with `ids` instead of 128 random bits.
     pub fn session_ids(mut self, ids: impl MakeSessionId) -> Self {
-        self.ids = Arc::new(ids);
+        self.config.ids = Arc::new(ids);
         self
     }
 
     /// Also serve requests whose `Host` is `host` (any port) or `host:port` (that port).
     /// Loopback names are always served unless [`allow_any_host`](Self::allow_any_host).
     pub fn allow_host(mut self, host: impl Into<String>) -> Self {
-        if let HostPolicy::AllowList(list) = &mut self.guard.hosts {
+        if let HostPolicy::AllowList(list) = &mut self.config.guard.hosts {
             list.push(host.into());
         }
         self
@@ -313,13 +250,13 @@ impl McpSessionLayerBuilder {
     /// Serve any `Host` (for deployments behind a proxy that checks it, or that
     /// authenticate every request).
     pub fn allow_any_host(mut self) -> Self {
-        self.guard.hosts = HostPolicy::Any;
+        self.config.guard.hosts = HostPolicy::Any;
         self
     }
 
     /// Also accept browser requests from `origin` (`scheme://host[:port]`, exact).
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        if let OriginPolicy::AllowList(list) = &mut self.guard.origins {
+        if let OriginPolicy::AllowList(list) = &mut self.config.guard.origins {
             list.push(origin.into());
         }
         self
@@ -327,34 +264,34 @@ impl McpSessionLayerBuilder {
 
     /// Accept any `Origin`. Only for servers that authenticate every request.
     pub fn allow_any_origin(mut self) -> Self {
-        self.guard.origins = OriginPolicy::Any;
+        self.config.guard.origins = OriginPolicy::Any;
         self
     }
 
     /// Refuse POST bodies over `bytes` with 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
+        self.config.max_body_bytes = bytes;
         self
     }
 
     /// Whether `DELETE` may end a session (`true`); `false` answers `DELETE` with 405,
     /// as the specification allows.
     pub fn client_termination(mut self, allowed: bool) -> Self {
-        self.client_termination = allowed;
+        self.config.client_termination = allowed;
         self
     }
 
     /// Bind each session to the [`Principal`](crate::Principal) that created it
     /// (`true`); a request with another principal gets 404.
     pub fn bind_principal(mut self, bind: bool) -> Self {
-        self.bind_principal = bind;
+        self.config.bind_principal = bind;
         self
     }
 
     /// Serve only 2026-07-28 and later: `GET` and `DELETE` get 405, legacy requests get
     /// 400 naming the supported versions.
     pub fn modern_only(mut self, only: bool) -> Self {
-        self.modern_only = only;
+        self.config.modern_only = only;
         self
     }
 
@@ -362,7 +299,7 @@ impl McpSessionLayerBuilder {
     /// equal to `_meta`, `Mcp-Method` and `Mcp-Name` equal to the body, required `_meta`
     /// fields) instead of leaving it to the inner service.
     pub fn strict_modern_headers(mut self, strict: bool) -> Self {
-        self.strict_modern_headers = strict;
+        self.config.strict_modern_headers = strict;
         self
     }
 
@@ -402,7 +339,7 @@ impl McpSessionLayerBuilder {
     /// How long a store or event-log call may take before the request is answered
     /// with 503.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
+        self.config.store_timeout = timeout;
         self.sse.log_timeout = timeout;
         self
     }
@@ -411,7 +348,7 @@ impl McpSessionLayerBuilder {
     /// refusals get 429 with `Retry-After`. Requests on established sessions and
     /// 2026-07-28 requests are never limited by it.
     pub fn rate_limit(mut self, limit: CreationLimit) -> Self {
-        self.creation_limit = Some(limit);
+        self.config.creation_limit = Some(limit);
         self
     }
 
@@ -420,13 +357,23 @@ impl McpSessionLayerBuilder {
     /// expired by TTL or were deleted through another instance; the check forgets the
     /// local state of those, so memory stays bounded. The memory store needs no check.
     pub fn local_state_sweep(mut self, every: Duration) -> Self {
-        self.local_sweep = every.max(Duration::from_millis(10));
+        self.config.local_sweep = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Whether the layer runs its background work (keep-alive of busy sessions, the
+    /// expiry sweep, the event-log purge) as tasks on the Tokio runtime it is first
+    /// used in (`true`, the default). With `false`, run
+    /// [`SessionManager::maintenance`] yourself; without either, sessions in use idle
+    /// out and expiries are never reported.
+    pub fn spawn_maintenance(mut self, spawn: bool) -> Self {
+        self.config.spawn_maintenance = spawn;
         self
     }
 
     /// Call `hook` with the record of every session this layer creates.
     pub fn on_session_created(mut self, hook: impl Fn(&SessionRecord) + Send + Sync + 'static) -> Self {
-        self.on_created = Some(Arc::new(hook));
+        self.config.on_created = Some(Arc::new(hook));
         self
     }
 
@@ -440,100 +387,24 @@ impl McpSessionLayerBuilder {
     pub fn build(self) -> McpSessionLayer {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let log = self.log.unwrap_or_else(|| Arc::new(MemoryEventLog::new()));
-        let keep_alive_every = self.policy.keep_alive_every();
-        let sweep_every = self.policy.sweep_interval;
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
-            // The engine's own listener comes first; it holds the layer weakly, so the
-            // sessions → listener → layer path is no cycle.
-            let weak = weak.clone();
-            let mut listeners: Vec<CloseListener> = vec![Arc::new(move |id: &SessionId, reason: CloseReason| {
-                if let Some(shared) = weak.upgrade() {
-                    shared.session_closed(id, reason);
-                }
-            })];
-            listeners.extend(self.on_closed);
-            Shared {
-                sessions: Arc::new(Sessions::new(store, self.policy, self.store_timeout, listeners)),
-                log,
-                ids: self.ids,
-                guard: self.guard,
-                max_body_bytes: self.max_body_bytes,
-                max_initialize_response_bytes: self.max_initialize_response_bytes,
-                store_timeout: self.store_timeout,
-                client_termination: self.client_termination,
-                bind_principal: self.bind_principal,
-                modern_only: self.modern_only,
-                strict_modern_headers: self.strict_modern_headers,
-                modern_versions: vec![ProtocolVersion::V2026_07_28],
-                legacy_versions: ProtocolVersion::LEGACY.to_vec(),
-                sse: Arc::new(self.sse),
-                streams: Streams::default(),
-                counters: Counters::default(),
-                on_created: self.on_created,
-                creation_limit: self.creation_limit,
-                keep_alive: Periodic::new(keep_alive_every, |shared| {
-                    Box::pin(async move { shared.sessions.keep_alive().await })
-                }),
-                expiry_sweep: Periodic::new(sweep_every, |shared| {
-                    Box::pin(async move {
-                        shared.sessions.sweep_expired().await;
-                        let _ = timeout(shared.store_timeout, shared.log.purge_expired()).await;
-                    })
-                }),
-                local_sweep: Periodic::new(self.local_sweep, |shared| {
-                    Box::pin(async move { shared.sweep_local_streams().await })
-                }),
-            }
-        });
-        McpSessionLayer { shared }
-    }
-}
-
-impl Shared {
-    /// Start, once each and from inside a runtime, the engine's background work:
-    /// keep-alive of busy sessions, the expiry sweep that tells close hooks and purges
-    /// the event log, and the check that forgets local stream state of sessions ended
-    /// elsewhere.
-    pub(crate) fn ensure_maintenance(self: &Arc<Self>) {
-        self.keep_alive.ensure(self);
-        self.expiry_sweep.ensure(self);
-        self.local_sweep.ensure(self);
-    }
-
-    /// Forget local stream state of idle sessions the store no longer knows. A shared
-    /// store reports expiry to one instance only, and a `DELETE` served elsewhere to
-    /// none here; without this, each such session would leave its (small) local state
-    /// behind for good.
-    pub(crate) async fn sweep_local_streams(&self) {
-        for id in self.streams.idle_sessions() {
-            if let Ok(false) = self.sessions.contains(&id).await {
-                self.streams.remove_session(&id);
-            }
+        let mut config = self.config;
+        config.sse = Arc::new(self.sse);
+        McpSessionLayer {
+            engine: Engine::new(config, store, log, self.policy, self.on_closed),
         }
-    }
-
-    fn session_closed(self: &Arc<Self>, id: &SessionId, reason: CloseReason) {
-        self.counters.session_closed(reason);
-        self.streams.remove_session(id);
-        #[cfg(feature = "tracing")]
-        tracing::debug!(session = %id, reason = reason.as_str(), "session closed");
-        let log = self.log.clone();
-        let id = id.clone();
-        run_detached(async move {
-            let _ = log.remove_session(&id).await;
-        });
     }
 }
 
 impl fmt::Debug for McpSessionLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpSessionLayerBuilder")
-            .field("guard", &self.guard)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("client_termination", &self.client_termination)
-            .field("bind_principal", &self.bind_principal)
-            .field("modern_only", &self.modern_only)
-            .field("strict_modern_headers", &self.strict_modern_headers)
+            .field("guard", &self.config.guard)
+            .field("max_body_bytes", &self.config.max_body_bytes)
+            .field("client_termination", &self.config.client_termination)
+            .field("bind_principal", &self.config.bind_principal)
+            .field("modern_only", &self.config.modern_only)
+            .field("strict_modern_headers", &self.config.strict_modern_headers)
+            .field("policy", &self.policy)
             .field("sse", &self.sse)
             .finish_non_exhaustive()
     }

@@ -1,12 +1,25 @@
 //! Opt-in validation of 2026-07-28 requests (`strict_modern_headers`): the request
 //! metadata headers must be present and agree with the body.
 
-use http::HeaderMap;
+use bytes::Bytes;
+use http::header::CACHE_CONTROL;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tower_service::Service;
 
+use super::service::{Answer, Handler};
 use crate::ProtocolVersion;
 use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
+use crate::headers::{MCP_SESSION_ID, X_ACCEL_BUFFERING};
 use crate::jsonrpc::Peeked;
 use crate::rejection::{Rejection, RejectionKind};
+use crate::store::BoxError;
+use crate::stream::McpBody;
+use crate::stream::decode::{Decoder, StreamFormat};
+use crate::stream::policy::set_sse_headers;
+use http::HeaderMap;
 
 /// Methods whose target is repeated in `Mcp-Name`.
 const NAMED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
@@ -122,5 +135,54 @@ mod tests {
         assert_eq!(base64_decode("").unwrap(), b"");
         assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
         assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+    }
+}
+
+// The 2026-07-28 path of the service: validated (when strict) and passed through.
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    pub(super) async fn modern(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        if self.engine.config().strict_modern_headers {
+            let engine = self.engine.clone();
+            if let Err(rejection) = validate(&parts.headers, &message, &engine.config().modern_versions, || {
+                engine.supported_versions()
+            }) {
+                return Ok(self.reject(rejection));
+            }
+        }
+        self.pass_through(parts, bytes).await
+    }
+
+    /// Hand a request to the inner service untouched and its answer back untouched,
+    /// except that no session id ever leaves on a 2026-07-28 answer.
+    pub(super) async fn pass_through(mut self, parts: Parts, bytes: Bytes) -> Answer<ResBody, S::Error> {
+        self.engine.counters().modern();
+        let response = self.inner.call(Request::from_parts(parts, Full::new(bytes))).await?;
+        let (mut head, body) = response.into_parts();
+        head.headers.remove(MCP_SESSION_ID);
+        match StreamFormat::of(&head.headers).filter(|_| head.status.is_success()) {
+            Some(StreamFormat::Sse) => {
+                let headers = &mut head.headers;
+                headers
+                    .entry(X_ACCEL_BUFFERING)
+                    .or_insert(HeaderValue::from_static("no"));
+                headers
+                    .entry(CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static("no-cache"));
+                Ok(Response::from_parts(head, McpBody::inner(body, None)))
+            }
+            Some(StreamFormat::Ndjson) => {
+                // Framed as it arrives; dropping the answer still drops the inner body.
+                let decoder = Decoder::new(StreamFormat::Ndjson, self.engine.config().sse.max_event_bytes);
+                set_sse_headers(&mut head);
+                Ok(Response::from_parts(head, McpBody::framed(body, decoder, None)))
+            }
+            None => Ok(Response::from_parts(head, McpBody::inner(body, None))),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Content negotiation checks: `Accept` and `Content-Type`.
 
 use http::HeaderMap;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::ACCEPT;
 
 /// Whether `Accept` lists every one of `needed` (`type/subtype`, fewer than 32), directly
 /// or through a wildcard, with a non-zero quality.
@@ -57,26 +57,12 @@ fn media_matches(range: &[u8], want: &[u8]) -> bool {
     }
 }
 
-/// The media type of `Content-Type`, without parameters (`charset`, …).
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or("").trim())
-}
-
-/// Whether `Content-Type` is `application/json` (parameters such as `charset` allowed).
-pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
-}
-
-/// Whether a response is an SSE stream.
-pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::is_json_content;
     use http::HeaderValue;
+    use http::header::CONTENT_TYPE;
 
     fn h(accept: &[&str]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::timeout;
 
+use crate::engine::Engine;
 use crate::event_log::StreamKey;
-use crate::layer::Shared;
+use crate::lifecycle::SessionError;
 use crate::metrics::Metrics;
-use crate::session::SessionError;
 use crate::session::{CloseReason, SessionId};
 use crate::stream::standalone_stream;
 
@@ -67,12 +67,12 @@ impl std::error::Error for SendError {}
 /// ```
 #[derive(Clone)]
 pub struct SessionManager {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
 }
 
 impl SessionManager {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// Queue a JSON-RPC message (notification or request) for `session`'s GET stream.
@@ -90,17 +90,17 @@ impl SessionManager {
     }
 
     async fn append(&self, session: &SessionId, message: Bytes) -> Result<(), SendError> {
-        let shared = &self.shared;
-        let wait = shared.store_timeout;
-        match shared.sessions.contains(session).await {
+        let engine = &self.engine;
+        let wait = engine.config().store_timeout;
+        match engine.sessions().contains(session).await {
             Ok(true) => {}
             Ok(false) => return Err(SendError::UnknownSession),
             Err(_) => return Err(SendError::Unavailable),
         }
         let key = StreamKey::new(session.clone(), standalone_stream(session));
         let appended = timeout(wait, async {
-            shared.log.open(&key).await?;
-            shared.log.append(&key, message).await
+            engine.log().open(&key).await?;
+            engine.log().append(&key, message).await
         })
         .await;
         match appended {
@@ -117,7 +117,7 @@ impl SessionManager {
         };
         let bytes = Bytes::from(bytes);
         let mut sent = 0;
-        for session in self.shared.streams.sessions_listening() {
+        for session in self.engine.streams().sessions_listening() {
             if self.append(&session, bytes.clone()).await.is_ok() {
                 sent += 1;
             }
@@ -127,16 +127,53 @@ impl SessionManager {
 
     /// End `session` now; `Ok(true)` when it existed. Its streams end too.
     pub async fn close(&self, session: &SessionId) -> Result<bool, SessionError> {
-        self.shared
-            .sessions
+        self.engine
+            .sessions()
             .end(session, CloseReason::Closed)
             .await
             .map_err(SessionError::Store)
     }
 
+    /// The layer's background work — keep-alive of busy sessions, the expiry sweep that
+    /// tells close hooks and purges the event log, the check for sessions ended
+    /// elsewhere — as a future that runs until the layer is dropped.
+    ///
+    /// Only needed with [`spawn_maintenance(false)`](crate::McpSessionLayerBuilder::spawn_maintenance),
+    /// for runtimes where the layer cannot spawn tasks itself; run it on whatever executor
+    /// the application has.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = McpSessionLayer::builder().spawn_maintenance(false).build();
+    /// let maintenance = layer.manager().maintenance();
+    /// drop(layer);
+    /// // With the layer gone, the loop ends at its next round.
+    /// tokio::time::timeout(Duration::from_secs(120), maintenance).await.unwrap();
+    /// # }
+    /// ```
+    pub fn maintenance(&self) -> impl Future<Output = ()> + Send + 'static {
+        let engine = Arc::downgrade(&self.engine);
+        async move {
+            let Some(every) = engine.upgrade().map(|e| e.maintenance_every()) else {
+                return;
+            };
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { return };
+                engine.maintain_once().await;
+            }
+        }
+    }
+
     /// The layer's counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.counters.snapshot(self.shared.streams.session_count())
+        self.engine.metrics()
     }
 }
 

@@ -225,6 +225,12 @@ pub(crate) struct Rejection {
 }
 
 impl Rejection {
+    /// The store or event log failed or did not answer in time: 503, try again in a
+    /// second.
+    pub(crate) fn store_unavailable() -> Self {
+        Self::new(RejectionKind::StoreUnavailable).retry_after(std::time::Duration::from_secs(1))
+    }
+
     pub(crate) fn new(kind: RejectionKind) -> Self {
         Self {
             kind,

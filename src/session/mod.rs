@@ -1,14 +1,10 @@
-//! Sessions as the inner service sees them: ids, the record, the handle in the request
-//! extensions, the principal a session is bound to, and why sessions end.
+//! What a session is, as data: its id, its record, the principal it is bound to, and
+//! why sessions end. The handle the inner service sees is [`Session`](crate::Session).
 
-mod handle;
 mod id;
-mod policy;
 
-pub use handle::{Session, SessionError};
 pub(crate) use id::fill_random;
 pub use id::{MAX_SESSION_ID_LEN, MakeSessionId, RandomSessionId, SessionId};
-pub use policy::AtCapacity;
 
 use std::fmt;
 use std::sync::Arc;

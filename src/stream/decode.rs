@@ -20,7 +20,7 @@ pub(crate) enum StreamFormat {
 impl StreamFormat {
     /// The streaming form of a response, if it is one.
     pub(crate) fn of(headers: &HeaderMap) -> Option<Self> {
-        let mime = crate::layer::media_type(headers)?;
+        let mime = crate::headers::media_type(headers)?;
         if mime.eq_ignore_ascii_case("text/event-stream") {
             Some(Self::Sse)
         } else if mime.eq_ignore_ascii_case("application/x-ndjson") || mime.eq_ignore_ascii_case("application/jsonl") {

@@ -9,7 +9,9 @@
 //! plain `GET` (the standalone stream, from its current end). Since every reader only
 //! reads the log, a slow client never slows a producer or another stream.
 
+mod body;
 pub(crate) mod decode;
+pub(crate) mod policy;
 pub(crate) mod pump;
 pub(crate) mod reader;
 
@@ -20,6 +22,8 @@ use std::time::Duration;
 use crate::util::{FastDashMap, FastHashMap};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+
+pub use body::McpBody;
 
 use crate::event_log::{StreamId, StreamKey};
 use crate::session::SessionId;

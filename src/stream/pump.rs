@@ -9,8 +9,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::decode::Decoder;
-use crate::engine::sessions::BusyGuard;
 use crate::event_log::{EventLog, StreamKey};
+use crate::lifecycle::sessions::BusyGuard;
 
 /// Pump `body` into the stream `key`, then mark the stream finished.
 ///
@@ -179,7 +179,7 @@ mod tests {
         let session = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
         let key = StreamKey::new(session.clone(), StreamId::random());
         counting.open(&key).await.unwrap();
-        let busy = Arc::new(crate::engine::sessions::test_guard(&session).await);
+        let busy = Arc::new(crate::lifecycle::sessions::test_guard(&session).await);
         let log: Arc<dyn EventLog> = counting.clone();
         pump(body, Decoder::new(format, 1 << 20), key.clone(), log, busy).await;
         let ReadOutcome::Events { events, finished, .. } = counting.read_after(&key, 0, 100).await.unwrap() else {

@@ -24,6 +24,10 @@ impl<T: Send + Sync + 'static> Periodic<T> {
         }
     }
 
+    pub(crate) fn every(&self) -> Duration {
+        self.every
+    }
+
     /// Start the job for `owner` unless it runs already. Outside a runtime nothing can
     /// run it: that is said (once per attempt) and the next call tries again, so the
     /// work is never skipped without a word.

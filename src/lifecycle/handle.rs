@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
 
-use super::{CloseReason, SessionId, SessionRecord};
-use crate::engine::sessions::{Sessions, apply};
+use super::sessions::{Sessions, apply};
+use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::store::StoreError;
 
 /// Why a session operation failed.

@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::engine::sessions::BusyGuard;
+use super::decode::Decoder;
+use super::reader::Reader;
+use crate::lifecycle::sessions::BusyGuard;
 use crate::sse::encode_event;
 use crate::store::BoxFuture;
-use crate::stream::decode::Decoder;
-use crate::stream::reader::Reader;
 
 pin_project! {
     /// Response body of [`McpSession`](crate::McpSession).

@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::{Instant, timeout};
 
-use crate::session::{AtCapacity, CloseReason, SessionError, SessionId, SessionRecord};
+use super::{AtCapacity, SessionError};
+use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::store::{Expiry, Replaced, SessionStore, Slot, StoreError};
 use crate::util::FastDashMap;
 

@@ -1,0 +1,58 @@
+//! JSON-RPC batches: only 2025-03-26 sessions may send them, never with `initialize`.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tower_service::Service;
+
+use super::service::{Answer, Handler};
+use crate::ProtocolVersion;
+use crate::era::VersionHeader;
+use crate::jsonrpc::{MessageKind, Peeked};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::store::BoxError;
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    pub(super) async fn batch(
+        self,
+        parts: Parts,
+        bytes: Bytes,
+        version: VersionHeader,
+        items: Vec<Peeked>,
+    ) -> Answer<ResBody, S::Error> {
+        if matches!(version, VersionHeader::Present(v) if v.is_modern()) {
+            if self.engine.config().strict_modern_headers {
+                return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest)));
+            }
+            return self.pass_through(parts, bytes).await;
+        }
+        if self.engine.config().modern_only {
+            return Ok(self.reject(Rejection::new(RejectionKind::HeaderMismatch)));
+        }
+        if items.iter().any(Peeked::is_initialize)
+            || !matches!(
+                version,
+                VersionHeader::Absent | VersionHeader::Present(ProtocolVersion::V2025_03_26)
+            )
+        {
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
+        }
+        let (record, busy) = match Self::resolve(&self.engine, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        if !record.protocol_version().allows_batches() {
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
+        }
+        let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
+        self.call_in_session(parts, bytes, record, busy, has_request).await
+    }
+}

@@ -1,0 +1,175 @@
+//! `initialize`: reserve a place, let the inner service answer, and create the session
+//! only if it answered with an `InitializeResult`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use tower_service::Service;
+
+use super::service::{Answer, Handler};
+use crate::ProtocolVersion;
+use crate::headers::{MCP_SESSION_ID, is_event_stream, is_json_content};
+use crate::jsonrpc::{self, InitializeOutcome, Peeked};
+use crate::lifecycle::Session;
+use crate::lifecycle::sessions::ReserveError;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::session::{Principal, SessionRecord};
+use crate::sse::SseParser;
+use crate::store::BoxError;
+use crate::stream::McpBody;
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    pub(super) async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        let engine = self.engine.clone();
+        let request_id = message.id().map(ToOwned::to_owned);
+        if let Some(limit) = &engine.config().creation_limit
+            && let Err(limited) = limit.check(&parts)
+        {
+            // Checked before anything is reserved: a refusal leaves no state behind.
+            let mut rejection = Rejection::new(RejectionKind::RateLimited).with_id(message.id());
+            for (name, value) in limited.headers() {
+                rejection = rejection.header(name, value);
+            }
+            return Ok(self.reject(rejection));
+        }
+        let slot = match engine.sessions().reserve().await {
+            Ok(slot) => slot,
+            Err(ReserveError::AtCapacity { retry_after }) => {
+                return Ok(self.reject(
+                    Rejection::new(RejectionKind::AtCapacity)
+                        .with_id(message.id())
+                        .retry_after(retry_after),
+                ));
+            }
+            Err(ReserveError::Unavailable) => {
+                return Ok(self.reject(Rejection::store_unavailable().with_id(message.id())));
+            }
+        };
+        let init = message.initialize.unwrap_or_default();
+        let id = engine.config().ids.make_session_id();
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("session", id.as_str());
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let requested = init
+            .protocol_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ProtocolVersion::V2025_03_26);
+        let pending = SessionRecord::new(id.clone(), requested)
+            .with_client(init.client_info, init.capabilities)
+            .with_principal(principal);
+        let mut req = Request::from_parts(parts, Full::new(bytes));
+        // The inner service may want the id it is about to hand out; the session
+        // becomes real only if the answer is a successful InitializeResult.
+        let handle = Session::pending(Arc::new(pending.clone()), engine.sessions().clone());
+        req.extensions_mut().insert(handle.clone());
+        let response = match self.inner.call(req).await {
+            Ok(response) => response,
+            Err(error) => {
+                engine.sessions().cancel(slot).await;
+                return Err(error);
+            }
+        };
+        let (mut head, body) = response.into_parts();
+        let request_id = request_id.expect("initialize is a request, so it has an id");
+        let (outcome, body) = if !head.status.is_success() {
+            (None, McpBody::inner(body, None))
+        } else if is_json_content(&head.headers) {
+            match Limited::new(body, engine.config().max_initialize_response_bytes)
+                .collect()
+                .await
+            {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
+                }
+                Err(_) => {
+                    engine.sessions().cancel(slot).await;
+                    return Ok(
+                        self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))
+                    );
+                }
+            }
+        } else if is_event_stream(&head.headers) {
+            scan_initialize_stream(
+                body,
+                &request_id,
+                engine.config().max_initialize_response_bytes,
+                engine.config().sse.max_event_bytes,
+            )
+            .await
+        } else {
+            (None, McpBody::inner(body, None))
+        };
+        let Some(InitializeOutcome::Succeeded(negotiated)) = outcome else {
+            // A failed initialize leaves nothing behind: its place is given back.
+            engine.sessions().cancel(slot).await;
+            return Ok(Response::from_parts(head, body));
+        };
+        let record = SessionRecord {
+            protocol_version: negotiated,
+            ..pending
+        };
+        // Attributes the inner service set while answering are stored with the session.
+        let attributes = handle.take_pending();
+        match engine.sessions().create(&record, &attributes, slot).await {
+            Ok(()) => {
+                engine.ensure_maintenance();
+                engine.counters().session_created();
+                if let Some(hook) = &engine.config().on_created {
+                    hook(&record);
+                }
+                #[cfg(feature = "tracing")]
+                tracing::debug!(session = %record.id(), version = %negotiated, "session created");
+            }
+            _ => return Ok(self.reject(Rejection::store_unavailable().with_id(Some(&request_id)))),
+        }
+        head.headers.insert(
+            MCP_SESSION_ID,
+            HeaderValue::from_str(id.as_str()).expect("session ids are visible ASCII"),
+        );
+        head.headers.remove(CONTENT_LENGTH);
+        Ok(Response::from_parts(head, body))
+    }
+}
+
+/// Read an SSE answer to `initialize` until the response to it shows up (or the bound
+/// is reached), and give back what was read followed by the rest of the body.
+async fn scan_initialize_stream<B>(
+    body: B,
+    request_id: &serde_json::value::RawValue,
+    max_bytes: usize,
+    max_event_bytes: usize,
+) -> (Option<InitializeOutcome>, McpBody<B>)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let mut body = Box::pin(body);
+    let mut seen = BytesMut::new();
+    let mut parser = SseParser::new(max_event_bytes.min(max_bytes));
+    let mut outcome = None;
+    'scan: while seen.len() <= max_bytes {
+        let Some(Ok(frame)) = body.frame().await else { break };
+        let Ok(data) = frame.into_data() else { continue };
+        parser.push(&data);
+        seen.extend_from_slice(&data);
+        while let Ok(Some(event)) = parser.next_event() {
+            if let Some(found) = jsonrpc::initialize_outcome(&event.data, request_id) {
+                outcome = Some(found);
+                break 'scan;
+            }
+        }
+    }
+    (outcome, McpBody::prefixed(seen.freeze(), body))
+}

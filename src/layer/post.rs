@@ -1,0 +1,194 @@
+//! `POST` of one 2025-era message on an established session: read and bound the body,
+//! peek at it, route it, and call the inner service in the session.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tower_service::Service;
+
+use super::negotiate::accepts_all;
+use super::service::{Answer, Handler};
+use crate::SessionRecord as Record;
+use crate::engine::Engine;
+use crate::era::{Era, VersionHeader, classify};
+use crate::event_log::StreamId;
+use crate::headers::is_json_content;
+use crate::jsonrpc::{self, MessageKind, PeekError, Peeked};
+use crate::lifecycle::Session;
+use crate::lifecycle::sessions::BusyGuard;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::store::BoxError;
+use crate::stream::decode::StreamFormat;
+use crate::stream::policy::resumable;
+use crate::stream::{LiveStream, McpBody, SseControl};
+
+const BOTH_TYPES: &[&str] = &["application/json", "text/event-stream"];
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    pub(super) async fn post<ReqBody>(
+        self,
+        parts: Parts,
+        body: ReqBody,
+        version: VersionHeader,
+    ) -> Answer<ResBody, S::Error>
+    where
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        if !is_json_content(&parts.headers) {
+            return Ok(self.reject(Rejection::new(RejectionKind::UnsupportedMediaType)));
+        }
+        if !accepts_all(&parts.headers, BOTH_TYPES) {
+            return Ok(self.reject(Rejection::new(RejectionKind::NotAcceptable)));
+        }
+        let bytes = match Self::read_body(&self.engine, &parts, body).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        let message = match jsonrpc::peek_body(&bytes) {
+            Ok(message) => message,
+            Err(PeekError::Parse) => return Ok(self.reject(Rejection::new(RejectionKind::ParseError))),
+            Err(PeekError::InvalidRequest) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest))),
+        };
+        let single = match message {
+            jsonrpc::Body::Single(single) => single,
+            jsonrpc::Body::Batch(items) => return Box::pin(self.batch(parts, bytes, version, items)).await,
+        };
+        let has_modern_meta = single.modern.protocol_version.is_some();
+        match classify(version, has_modern_meta) {
+            Era::Modern => self.modern(parts, bytes, single).await,
+            Era::Legacy if self.engine.config().modern_only => {
+                Ok(self.reject(self.legacy_on_modern_only(version, &single)))
+            }
+            Era::Legacy => {
+                if let Err(rejection) = self.legacy_version(version) {
+                    return Ok(self.reject(rejection.with_id(single.id())));
+                }
+                if single.is_initialize() {
+                    Box::pin(self.initialize(parts, bytes, single)).await
+                } else {
+                    self.legacy_message(parts, bytes, single).await
+                }
+            }
+        }
+    }
+
+    pub(super) async fn read_body<ReqBody>(engine: &Engine, parts: &Parts, body: ReqBody) -> Result<Bytes, Rejection>
+    where
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+    {
+        let limit = engine.config().max_body_bytes;
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(Rejection::new(RejectionKind::PayloadTooLarge));
+        }
+        collect_bounded(body, limit).await
+    }
+
+    pub(super) async fn legacy_message(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        let (record, busy) = match Self::resolve(&self.engine, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection.with_id(message.id()))),
+        };
+        let is_request = matches!(message.kind, MessageKind::Request { .. });
+        self.call_in_session(parts, bytes, record, busy, is_request).await
+    }
+
+    /// Call the inner service for a request of an established session and turn an SSE
+    /// answer into a resumable stream.
+    pub(super) async fn call_in_session(
+        mut self,
+        parts: Parts,
+        bytes: Bytes,
+        record: Arc<Record>,
+        busy: BusyGuard,
+        expects_answer: bool,
+    ) -> Answer<ResBody, S::Error> {
+        let engine = self.engine.clone();
+        let mut req = Request::from_parts(parts, Full::new(bytes));
+        req.extensions_mut()
+            .insert(Session::live(record.clone(), engine.sessions().clone()));
+        let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
+        if let Some((stream_id, live)) = &stream {
+            req.extensions_mut().insert(SseControl {
+                live: live.clone(),
+                stream: *stream_id,
+            });
+        }
+        let response = self.inner.call(req).await?;
+        let (head, body) = response.into_parts();
+        let busy = Arc::new(busy);
+        let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
+        let (Some((stream_id, live)), Some(format)) = (stream, format) else {
+            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
+        };
+        // Boxed: the stream's setup is only paid for by streamed answers, and it keeps
+        // the future of every other request small.
+        engine.ensure_maintenance();
+        Ok(Box::pin(resumable(
+            engine.stream_setup(),
+            record,
+            head,
+            body,
+            busy,
+            (stream_id, live),
+            format,
+        ))
+        .await)
+    }
+}
+
+/// Read a request body of at most `limit` bytes. A body that arrives in one piece (the
+/// usual case) is handed on as that piece, without copying it.
+async fn collect_bounded<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+where
+    B: Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut whole: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        // The client broke off or sent a malformed body: nothing to parse.
+        let frame = frame.map_err(|_| Rejection::new(RejectionKind::ParseError))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let n = data.remaining();
+        if n == 0 {
+            continue;
+        }
+        len = len.saturating_add(n);
+        if len > limit {
+            return Err(Rejection::new(RejectionKind::PayloadTooLarge));
+        }
+        if whole.is_none() && joined.is_empty() {
+            whole = Some(data.copy_to_bytes(n));
+        } else {
+            if let Some(first) = whole.take() {
+                joined.reserve(len);
+                joined.extend_from_slice(&first);
+            }
+            joined.put(data);
+        }
+    }
+    Ok(whole.unwrap_or_else(|| joined.freeze()))
+}

@@ -1,0 +1,132 @@
+//! Stream policy: where a fresh `GET` starts, and how a streamed answer becomes a
+//! resumable stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Response};
+use http_body::Body;
+use tokio::time::timeout;
+
+use super::decode::{Decoder, StreamFormat};
+use super::pump::pump;
+use super::reader::{Reader, Start};
+use super::{LiveStream, McpBody, SseConfig, Streams};
+use crate::event_log::{EventLog, ReadOutcome, StreamId, StreamKey};
+use crate::headers::X_ACCEL_BUFFERING;
+use crate::lifecycle::sessions::BusyGuard;
+use crate::rejection::Rejection;
+use crate::session::SessionRecord;
+use crate::store::BoxError;
+
+/// What the stream policy needs of the engine.
+pub(crate) struct StreamSetup<'a> {
+    pub(crate) log: &'a Arc<dyn EventLog>,
+    pub(crate) streams: &'a Streams,
+    pub(crate) sse: &'a Arc<SseConfig>,
+    /// How long one event-log call may take.
+    pub(crate) timeout: Duration,
+}
+
+/// Turn a streamed answer of an established session into a resumable SSE stream: a pump
+/// drives the inner body into the event log, and the response reads it back from the start.
+pub(crate) async fn resumable<B>(
+    setup: StreamSetup<'_>,
+    record: Arc<SessionRecord>,
+    mut head: http::response::Parts,
+    body: B,
+    busy: Arc<BusyGuard>,
+    (stream_id, live): (StreamId, Arc<LiveStream>),
+    format: StreamFormat,
+) -> Response<McpBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let decoder = Decoder::new(format, setup.sse.max_event_bytes);
+    let key = StreamKey::new(record.id().clone(), stream_id);
+    if !matches!(timeout(setup.timeout, setup.log.open(&key)).await, Ok(Ok(()))) {
+        // Without a log the stream cannot be resumable; still deliver it live.
+        #[cfg(feature = "tracing")]
+        tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
+        if format == StreamFormat::Ndjson {
+            set_sse_headers(&mut head);
+            return Response::from_parts(head, McpBody::framed(body, decoder, Some(busy)));
+        }
+        return Response::from_parts(head, McpBody::inner(body, Some(busy)));
+    }
+    setup.streams.adopt(&key, &live);
+    setup.streams.spawn_pump(
+        record.id(),
+        pump(body, decoder, key.clone(), setup.log.clone(), busy.clone()),
+    );
+    if live.close_epoch() == 0 {
+        // Let a quick answer catch up with the headers: one write instead of several,
+        // so latency does not hinge on TCP_NODELAY.
+        let _ = timeout(setup.sse.first_event_wait, setup.log.wait_after(&key, 0)).await;
+    }
+    let attachment = live.attach();
+    let primes = record.protocol_version().supports_priming();
+    let start = Start {
+        cursor: 0,
+        close_epoch: 0,
+        priming: primes,
+        polling: primes,
+        claim: None,
+    };
+    let reader = Reader::new(setup.log.clone(), key, setup.sse.clone(), attachment, start, busy);
+    set_sse_headers(&mut head);
+    Response::from_parts(head, McpBody::stream(reader))
+}
+
+/// Where a `GET` without `Last-Event-ID` starts on the session's standalone stream:
+/// after the last event this instance delivered, so messages pushed while nobody
+/// listened are delivered once and nothing is repeated. If those were already dropped
+/// by retention, the client gets what is still held; a fresh connection promises no
+/// continuity.
+pub(crate) async fn fresh_cursor(setup: StreamSetup<'_>, key: &StreamKey) -> Result<u64, Rejection> {
+    let wait = setup.timeout;
+    if !matches!(timeout(wait, setup.log.open(key)).await, Ok(Ok(()))) {
+        return Err(Rejection::store_unavailable());
+    }
+    // What this instance delivered, or what any instance recorded in a shared log.
+    let local = setup.streams.live(key).delivered();
+    let shared_mark = timeout(wait, setup.log.delivered(key)).await;
+    let delivered = match shared_mark {
+        Ok(Ok(seq)) => local.max(seq),
+        _ => return Err(Rejection::store_unavailable()),
+    };
+    match timeout(wait, setup.log.read_after(key, delivered, 0)).await {
+        Ok(Ok(ReadOutcome::Events { .. })) => Ok(delivered),
+        // The stream was started again after expiring; its numbering restarted.
+        Ok(Ok(ReadOutcome::Evicted { last_seq, .. })) if delivered > last_seq => Ok(last_seq),
+        Ok(Ok(ReadOutcome::Evicted { first_retained, .. })) => Ok(first_retained.saturating_sub(1)),
+        _ => Err(Rejection::store_unavailable()),
+    }
+}
+
+pub(crate) trait SseHead {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap;
+}
+
+impl SseHead for http::response::Parts {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.headers
+    }
+}
+
+impl<B> SseHead for Response<B> {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        Response::headers_mut(self)
+    }
+}
+
+pub(crate) fn set_sse_headers(head: &mut impl SseHead) {
+    let headers = head.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    headers.remove(CONTENT_LENGTH);
+}
