@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod body;
-mod engine;
 #[cfg(feature = "client")]
 pub mod client;
+mod engine;
 pub mod era;
 pub mod event_log;
 pub mod headers;
@@ -18,8 +18,6 @@ mod layer;
 mod manager;
 mod metrics;
 pub mod rate_limit;
-#[cfg(feature = "redis")]
-mod redis_common;
 mod rejection;
 mod security;
 pub mod session;
@@ -38,4 +36,3 @@ pub use session::{
     AtCapacity, CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionError, SessionId, SessionRecord,
 };
 pub use stream::SseControl;
-
