@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::engine::sessions::BusyGuard;
 use crate::sse::encode_event;
-use crate::store::BoxFuture;
+use crate::engine::sessions::BusyGuard;
 use crate::stream::decode::Decoder;
 use crate::stream::reader::Reader;
+use crate::store::BoxFuture;
 
 pin_project! {
     /// Response body of [`McpSession`](crate::McpSession).

@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod engine;
 #[cfg(feature = "client")]
 pub mod client;
-mod engine;
 pub mod era;
 pub mod event_log;
 pub mod headers;
@@ -36,3 +36,4 @@ pub use session::{
     AtCapacity, CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionError, SessionId, SessionRecord,
 };
 pub use stream::SseControl;
+

@@ -1,5 +1,7 @@
 //! Small helpers shared across modules.
 
+
+
 /// The hasher of the layer's in-memory maps. Their keys (session ids, stream ids) are
 /// made by the server from random bits, so a client cannot choose keys that collide, and
 /// SipHash's flooding resistance buys nothing while costing several hashes per request.

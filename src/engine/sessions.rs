@@ -334,18 +334,12 @@ impl Sessions {
     }
 
     pub(crate) async fn attribute(&self, id: &SessionId, key: &str) -> Result<Option<Value>, SessionError> {
-        let attributes = self
-            .call(self.store.attributes(id))
-            .await
-            .map_err(SessionError::Store)?;
+        let attributes = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)?;
         Ok(attributes.and_then(|mut a| a.map.remove(key)))
     }
 
     pub(crate) async fn attributes(&self, id: &SessionId) -> Result<Map<String, Value>, SessionError> {
-        let attributes = self
-            .call(self.store.attributes(id))
-            .await
-            .map_err(SessionError::Store)?;
+        let attributes = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)?;
         Ok(attributes.map(|a| a.map).unwrap_or_default())
     }
 
@@ -353,11 +347,7 @@ impl Sessions {
     /// so concurrent writers from any instance never lose each other's keys.
     pub(crate) async fn set_attribute(&self, id: &SessionId, key: &str, value: Value) -> Result<(), SessionError> {
         for _ in 0..ATTRIBUTE_RETRIES {
-            let Some(mut current) = self
-                .call(self.store.attributes(id))
-                .await
-                .map_err(SessionError::Store)?
-            else {
+            let Some(mut current) = self.call(self.store.attributes(id)).await.map_err(SessionError::Store)? else {
                 return Err(SessionError::Ended);
             };
             let expected = current.version;
@@ -470,12 +460,7 @@ impl std::fmt::Debug for BusyGuard {
 #[cfg(test)]
 pub(crate) async fn test_guard(id: &SessionId) -> BusyGuard {
     let store = Arc::new(crate::store::MemoryStore::new());
-    let sessions = Arc::new(Sessions::new(
-        store,
-        SessionPolicy::default(),
-        Duration::from_secs(1),
-        Vec::new(),
-    ));
+    let sessions = Arc::new(Sessions::new(store, SessionPolicy::default(), Duration::from_secs(1), Vec::new()));
     let record = SessionRecord::new(id.clone(), crate::ProtocolVersion::V2025_06_18);
     sessions.create(&record, &Map::new(), None).await.expect("memory store");
     sessions.acquire(id).await.expect("memory store").expect("just created")

@@ -16,13 +16,13 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::ProtocolVersion;
-use crate::engine::periodic::Periodic;
-use crate::engine::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
 use crate::event_log::{EventLog, MemoryEventLog};
 use crate::manager::SessionManager;
 use crate::metrics::Counters;
 use crate::rate_limit::CreationLimit;
 use crate::security::{Guard, HostPolicy, OriginPolicy};
+use crate::engine::periodic::Periodic;
+use crate::engine::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
 use crate::session::{AtCapacity, CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
 use crate::stream::{SseConfig, Streams};

@@ -9,8 +9,8 @@ use tokio::time::timeout;
 use crate::event_log::StreamKey;
 use crate::layer::Shared;
 use crate::metrics::Metrics;
-use crate::session::SessionError;
 use crate::session::{CloseReason, SessionId};
+use crate::session::SessionError;
 use crate::stream::standalone_stream;
 
 /// Why a message could not be queued for a session.
@@ -136,7 +136,9 @@ impl SessionManager {
 
     /// The layer's counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.counters.snapshot(self.shared.streams.session_count())
+        self.shared
+            .counters
+            .snapshot(self.shared.streams.session_count())
     }
 }
 

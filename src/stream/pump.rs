@@ -9,8 +9,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::decode::Decoder;
-use crate::engine::sessions::BusyGuard;
 use crate::event_log::{EventLog, StreamKey};
+use crate::engine::sessions::BusyGuard;
 
 /// Pump `body` into the stream `key`, then mark the stream finished.
 ///
@@ -106,8 +106,8 @@ mod tests {
     use super::*;
     use crate::event_log::{EventLogError, MemoryEventLog, ReadOutcome, StreamId};
     use crate::session::SessionId;
-    use crate::store::BoxFuture;
     use crate::stream::decode::StreamFormat;
+    use crate::store::BoxFuture;
 
     /// A memory log that counts how the pump ends streams.
     struct Counting {

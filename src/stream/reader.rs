@@ -7,10 +7,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{Attachment, SseConfig};
-use crate::engine::sessions::BusyGuard;
 use crate::event_log::{EventLog, ReadOutcome, StreamKey};
 use crate::sse::EventId;
 use crate::sse::{encode_comment, encode_event, encode_priming, encode_retry};
+use crate::engine::sessions::BusyGuard;
 
 /// A client connection reading one stream.
 pub(crate) struct Reader {
