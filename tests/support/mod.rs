@@ -200,9 +200,11 @@ pub mod counting {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use serde_json::Value;
-    use tower_mcp_session::store::{CloseListener, MemoryStore, Reservation, SessionStore, StoreError};
-    use tower_mcp_session::{BoxFuture, CloseReason, SessionId, SessionRecord};
+    use serde_json::{Map, Value};
+    use tower_mcp_session::store::{
+        Attributes, BoxFuture, ExpiredBatch, Expiry, MemoryStore, Replaced, SessionStore, Slot, StoreError,
+    };
+    use tower_mcp_session::{SessionId, SessionRecord};
 
     #[derive(Clone, Default)]
     pub struct CountingStore {
@@ -218,6 +220,7 @@ pub mod counting {
                 ..Default::default()
             }
         }
+        /// Loads that count as activity: one per request that resolves a session.
         pub fn acquires(&self) -> usize {
             self.acquires.load(Ordering::SeqCst)
         }
@@ -233,61 +236,59 @@ pub mod counting {
     }
 
     impl SessionStore for CountingStore {
-        fn reserve(&self) -> BoxFuture<'_, Result<Reservation, StoreError>> {
+        fn reserve(&self, cap: usize, hold: Duration) -> BoxFuture<'_, Result<Slot, StoreError>> {
             Box::pin(async move {
                 self.pause().await;
-                self.inner.reserve().await
+                self.inner.reserve(cap, hold).await
             })
         }
-        fn insert(
-            &self,
-            r: Reservation,
-            record: SessionRecord,
-        ) -> BoxFuture<'_, Result<Arc<SessionRecord>, StoreError>> {
-            self.inner.insert(r, record)
+        fn cancel(&self, slot: Slot) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.cancel(slot)
         }
-        fn acquire<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
-            self.acquires.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move {
-                self.pause().await;
-                self.inner.acquire(id).await
-            })
-        }
-        fn contains<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
-            self.inner.contains(id)
-        }
-        fn release(&self, id: &SessionId) {
-            self.inner.release(id)
-        }
-        fn remove<'a>(&'a self, id: &'a SessionId, reason: CloseReason) -> BoxFuture<'a, Result<bool, StoreError>> {
-            self.inner.remove(id, reason)
-        }
-        fn attribute<'a>(
+        fn create<'a>(
             &'a self,
-            id: &'a SessionId,
-            key: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
-            self.inner.attribute(id, key)
-        }
-        fn set_attribute<'a>(
-            &'a self,
-            id: &'a SessionId,
-            key: &'a str,
-            value: Value,
+            record: &'a SessionRecord,
+            attributes: &'a Map<String, Value>,
+            expiry: Expiry,
+            slot: Option<Slot>,
         ) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.inner.set_attribute(id, key, value)
+            self.inner.create(record, attributes, expiry, slot)
         }
-        fn attributes<'a>(
+        fn load<'a>(
             &'a self,
             id: &'a SessionId,
-        ) -> BoxFuture<'a, Result<serde_json::Map<String, Value>, StoreError>> {
+            refresh: Option<Duration>,
+        ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+            if refresh.is_some() {
+                self.acquires.fetch_add(1, Ordering::SeqCst);
+            }
+            Box::pin(async move {
+                self.pause().await;
+                self.inner.load(id, refresh).await
+            })
+        }
+        fn touch<'a>(&'a self, id: &'a SessionId, idle: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.touch(id, idle)
+        }
+        fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.delete(id)
+        }
+        fn attributes<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Attributes>, StoreError>> {
             self.inner.attributes(id)
         }
-        fn add_close_listener(&self, listener: CloseListener) {
-            self.inner.add_close_listener(listener)
+        fn replace_attributes<'a>(
+            &'a self,
+            id: &'a SessionId,
+            expected: u64,
+            map: &'a Map<String, Value>,
+        ) -> BoxFuture<'a, Result<Replaced, StoreError>> {
+            self.inner.replace_attributes(id, expected, map)
         }
-        fn len_hint(&self) -> Option<usize> {
-            self.inner.len_hint()
+        fn take_expired(&self, max: usize) -> BoxFuture<'_, Result<ExpiredBatch, StoreError>> {
+            self.inner.take_expired(max)
+        }
+        fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+            self.inner.idle_sessions(idle_for, max)
         }
     }
 }
