@@ -92,11 +92,9 @@ async fn main() {
     });
     let mut builder = McpSessionLayer::builder();
     builder = match &args.redis {
-        None => builder.store(
-            MemoryStore::builder()
-                .max_sessions(args.max_sessions.unwrap_or(10_000))
-                .build(),
-        ),
+        None => builder
+            .store(MemoryStore::new())
+            .max_sessions(Some(args.max_sessions.unwrap_or(10_000))),
         Some(url) => with_redis(builder, url, args.max_sessions).await.unwrap_or_else(|e| {
             eprintln!("echo_server: {e}");
             std::process::exit(2);

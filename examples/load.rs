@@ -41,7 +41,7 @@
 //! redis-server's CPU per request beside the server's, and in the memory scenario its
 //! `used_memory` and VmRSS beside the server's VmRSS, since the deployment pays for both
 //! processes. The session cap is `--max-sessions`, as for (b), and sessions are kept by
-//! Redis for the store's default idle timeout (30 min), well beyond any measurement.
+//! Redis for the layer's default idle timeout (30 min), well beyond any measurement.
 
 mod common;
 #[cfg(feature = "redis")]
@@ -99,7 +99,8 @@ async fn floor(_req: Request<axum::body::Body>) -> Result<Response<Full<Bytes>>,
 
 fn session_layer(max_sessions: usize) -> McpSessionLayer {
     McpSessionLayer::builder()
-        .store(MemoryStore::builder().max_sessions(max_sessions).build())
+        .store(MemoryStore::new())
+        .max_sessions(Some(max_sessions))
         .build()
 }
 
