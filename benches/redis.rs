@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use serde_json::Map;
+use tokio::runtime::Runtime;
 use tower_mcp_session::event_log::{EventLog, StreamId, StreamKey};
 use tower_mcp_session::store::{Expiry, SessionStore};
 use tower_mcp_session::{MakeSessionId, ProtocolVersion, RandomSessionId, SessionId, SessionRecord};

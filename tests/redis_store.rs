@@ -107,11 +107,17 @@ async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
 
     // Ids with braces and percent signs must still keep all keys in one slot.
     for id in [random_sid(), sid("a}b{c%d"), sid("}x"), sid("{")] {
-        assert!(store.load(&id, None).await.unwrap().is_none(), "{id:?} exists before create");
+        assert!(
+            store.load(&id, None).await.unwrap().is_none(),
+            "{id:?} exists before create"
+        );
         assert!(!store.touch(&id, LONG.idle).await.unwrap());
         store.create(&record(&id), &Map::new(), LONG, None).await.unwrap();
         assert!(
-            matches!(store.create(&record(&id), &Map::new(), LONG, None).await, Err(StoreError::Exists)),
+            matches!(
+                store.create(&record(&id), &Map::new(), LONG, None).await,
+                Err(StoreError::Exists)
+            ),
             "a live id is refused"
         );
 
@@ -120,8 +126,14 @@ async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
             assert_eq!(got.id(), &id);
             assert_eq!(got.protocol_version(), ProtocolVersion::V2025_06_18);
             assert_eq!(got.created_at(), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
-            assert_eq!(got.client_info().unwrap().get(), r#"{"name":"test-client","version":"1.0"}"#);
-            assert_eq!(got.client_capabilities().unwrap().get(), r#"{"roots":{"listChanged":true}}"#);
+            assert_eq!(
+                got.client_info().unwrap().get(),
+                r#"{"name":"test-client","version":"1.0"}"#
+            );
+            assert_eq!(
+                got.client_capabilities().unwrap().get(),
+                r#"{"roots":{"listChanged":true}}"#
+            );
             assert_eq!(got.principal().unwrap().as_str(), "user-42");
         }
         assert!(store.touch(&id, LONG.idle).await.unwrap());
@@ -138,10 +150,16 @@ async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
             "a stale version writes nothing"
         );
         assert_eq!(store.attributes(&id).await.unwrap().unwrap().map, first);
-        assert_eq!(store.replace_attributes(&id, 1, &Map::new()).await.unwrap(), Replaced::Done);
+        assert_eq!(
+            store.replace_attributes(&id, 1, &Map::new()).await.unwrap(),
+            Replaced::Done
+        );
         assert_eq!(
             store.attributes(&id).await.unwrap(),
-            Some(Attributes { map: Map::new(), version: 2 })
+            Some(Attributes {
+                map: Map::new(),
+                version: 2
+            })
         );
         store.replace_attributes(&id, 2, &first).await.unwrap();
 
@@ -149,23 +167,39 @@ async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
         assert!(!store.delete(&id).await.unwrap());
         assert!(store.load(&id, Some(LONG.idle)).await.unwrap().is_none());
         assert!(!store.touch(&id, LONG.idle).await.unwrap());
-        assert_eq!(store.attributes(&id).await.unwrap(), None, "attributes die with the session");
-        assert_eq!(store.replace_attributes(&id, 3, &first).await.unwrap(), Replaced::Missing);
+        assert_eq!(
+            store.attributes(&id).await.unwrap(),
+            None,
+            "attributes die with the session"
+        );
+        assert_eq!(
+            store.replace_attributes(&id, 3, &first).await.unwrap(),
+            Replaced::Missing
+        );
         // A deleted id can be created again.
         store.create(&record(&id), &first, LONG, None).await.unwrap();
-        assert_eq!(store.attributes(&id).await.unwrap(), Some(Attributes { map: first, version: 0 }));
+        assert_eq!(
+            store.attributes(&id).await.unwrap(),
+            Some(Attributes { map: first, version: 0 })
+        );
         assert!(store.delete(&id).await.unwrap());
     }
 
     // Attributes of an unknown session are neither written nor create the session.
     let ghost = random_sid();
     assert_eq!(
-        store.replace_attributes(&ghost, 0, &attrs(json!({"k": 1}))).await.unwrap(),
+        store
+            .replace_attributes(&ghost, 0, &attrs(json!({"k": 1})))
+            .await
+            .unwrap(),
         Replaced::Missing
     );
     assert_eq!(store.attributes(&ghost).await.unwrap(), None);
     assert!(store.load(&ghost, Some(LONG.idle)).await.unwrap().is_none());
-    assert!(matches!(store.idle_sessions(Duration::ZERO, 10).await, Err(StoreError::Unsupported)));
+    assert!(matches!(
+        store.idle_sessions(Duration::ZERO, 10).await,
+        Err(StoreError::Unsupported)
+    ));
 
     // Deleted sessions are never reported as expired.
     assert_eq!(drain(&store, 16).await, vec![]);
@@ -208,7 +242,10 @@ async fn cap_exact(a: RedisConnection, b: RedisConnection, prefix: &str) {
     let consumed = held[0];
     for (i, slot) in held.into_iter().enumerate() {
         let id = random_sid();
-        stores[i % 2].create(&record(&id), &Map::new(), LONG, Some(slot)).await.unwrap();
+        stores[i % 2]
+            .create(&record(&id), &Map::new(), LONG, Some(slot))
+            .await
+            .unwrap();
         ids.push(id);
     }
     assert!(matches!(stores[0].reserve(20, hold).await, Err(StoreError::Full)));
@@ -583,7 +620,10 @@ async fn idle_sessions_expire_and_refreshing_loads_keep_them() {
     assert!(store.touch(&id, idle.idle).await.unwrap());
     assert!(pttl(&server, &meta) > 900, "touch pushes the idle expiry");
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert!(store.load(&id, Some(idle.idle)).await.unwrap().is_none(), "idle session still there");
+    assert!(
+        store.load(&id, Some(idle.idle)).await.unwrap().is_none(),
+        "idle session still there"
+    );
     assert!(!store.touch(&id, idle.idle).await.unwrap(), "touch does not resurrect");
     assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "0");
     assert_eq!(drain(&store, 8).await, vec![(id, CloseReason::Idle)]);
@@ -641,7 +681,10 @@ async fn cap_frees_sessions_that_expired_by_ttl_once_taken() {
     assert_eq!(taken.sessions.len(), 3);
     assert!(!taken.more);
     for _ in 0..3 {
-        store.reserve(3, hold).await.expect("expired sessions must not hold the cap");
+        store
+            .reserve(3, hold)
+            .await
+            .expect("expired sessions must not hold the cap");
     }
     assert!(matches!(store.reserve(3, hold).await, Err(StoreError::Full)));
 }
@@ -652,14 +695,23 @@ async fn abandoned_slots_lapse_unreported() {
     let store = RedisSessionStore::new(single(&server).await);
     // A holder that vanishes without cancelling (a crashed instance).
     let _lost = store.reserve(1, Duration::from_millis(300)).await.unwrap();
-    assert!(matches!(store.reserve(1, Duration::from_secs(5)).await, Err(StoreError::Full)));
+    assert!(matches!(
+        store.reserve(1, Duration::from_secs(5)).await,
+        Err(StoreError::Full)
+    ));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(drain(&store, 8).await, vec![], "a lapsed slot is no session");
-    let slot = store.reserve(1, Duration::from_secs(5)).await.expect("the abandoned slot lapsed");
+    let slot = store
+        .reserve(1, Duration::from_secs(5))
+        .await
+        .expect("the abandoned slot lapsed");
     // A session created on a slot that lapsed meanwhile still counts.
     let id = random_sid();
     store.create(&record(&id), &Map::new(), LONG, Some(slot)).await.unwrap();
-    assert!(matches!(store.reserve(1, Duration::from_secs(5)).await, Err(StoreError::Full)));
+    assert!(matches!(
+        store.reserve(1, Duration::from_secs(5)).await,
+        Err(StoreError::Full)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -742,7 +794,11 @@ async fn attribute_compare_and_set_across_instances() {
                 loop {
                     let mut current = store.attributes(&id).await.unwrap().unwrap();
                     current.map.insert(format!("w{w}n{n}"), json!(n));
-                    match store.replace_attributes(&id, current.version, &current.map).await.unwrap() {
+                    match store
+                        .replace_attributes(&id, current.version, &current.map)
+                        .await
+                        .unwrap()
+                    {
                         Replaced::Done => break,
                         Replaced::Conflict => {
                             conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -807,7 +863,10 @@ async fn load_with_refresh_is_one_round_trip() {
     // Everything else ran inside the script (or is this probe's own INFO / CONFIG).
     let inside: HashSet<&str> = ["hget", "time", "pexpire", "hmget", "info", "config|resetstat"].into();
     for name in calls.keys() {
-        assert!(name == "evalsha" || inside.contains(name.as_str()), "extra command {name}: {calls:?}");
+        assert!(
+            name == "evalsha" || inside.contains(name.as_str()),
+            "extra command {name}: {calls:?}"
+        );
     }
 }
 
@@ -854,7 +913,10 @@ async fn attributes_die_with_the_session() {
         .create(&record(&id), &attrs(json!({"a": 1})), expiry(300, 60_000), None)
         .await
         .unwrap();
-    store.replace_attributes(&id, 0, &attrs(json!({"a": 2, "b": [1, 2]}))).await.unwrap();
+    store
+        .replace_attributes(&id, 0, &attrs(json!({"a": 2, "b": [1, 2]})))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.attributes(&id).await.unwrap(), None);
     assert_eq!(drain(&store, 8).await.len(), 1);
@@ -917,16 +979,29 @@ async fn outage_fails_fast_and_recovers() {
         assert!(t.elapsed() < limit, "load took {:?}", t.elapsed());
 
         let t = Instant::now();
-        assert!(matches!(store.reserve(10, Duration::from_secs(60)).await, Err(StoreError::Backend(_))));
+        assert!(matches!(
+            store.reserve(10, Duration::from_secs(60)).await,
+            Err(StoreError::Backend(_))
+        ));
         assert!(matches!(store.attributes(&id).await, Err(StoreError::Backend(_))));
         assert!(matches!(store.take_expired(8).await, Err(StoreError::Backend(_))));
-        assert!(matches!(log.append(&k, Bytes::from_static(b"x")).await, Err(EventLogError::Unavailable(_))));
-        assert!(matches!(log.read_after(&k, 0, 10).await, Err(EventLogError::Unavailable(_))));
+        assert!(matches!(
+            log.append(&k, Bytes::from_static(b"x")).await,
+            Err(EventLogError::Unavailable(_))
+        ));
+        assert!(matches!(
+            log.read_after(&k, 0, 10).await,
+            Err(EventLogError::Unavailable(_))
+        ));
         assert!(t.elapsed() < limit * 5, "five operations took {:?}", t.elapsed());
 
         let t = Instant::now();
         log.wait_after(&k, 3).await;
-        assert!(t.elapsed() < limit + Duration::from_millis(100), "wait_after hung: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < limit + Duration::from_millis(100),
+            "wait_after hung: {:?}",
+            t.elapsed()
+        );
     }
 
     let down_for = Instant::now();
@@ -941,7 +1016,10 @@ async fn outage_fails_fast_and_recovers() {
     };
     eprintln!("recovered {:?} after the restart began", down_for.elapsed());
     assert!(record.is_some(), "the session survived with appendfsync always");
-    assert_eq!(store.attributes(&id).await.unwrap().unwrap().map, attrs(json!({"a": 1})));
+    assert_eq!(
+        store.attributes(&id).await.unwrap().unwrap().map,
+        attrs(json!({"a": 1}))
+    );
     let (got, last, _) = events(log.read_after(&k, 0, 10).await.unwrap());
     assert_eq!((got.len(), last), (3, 3));
     assert_eq!(log.append(&k, Bytes::from_static(b"{}")).await.unwrap(), 4);
@@ -979,5 +1057,8 @@ async fn cluster_core() {
         log.append(&key(&id, 1), Bytes::from_static(b"{}")).await.unwrap();
     }
     let per_node = nodes.keys_per_node();
-    assert!(per_node.iter().filter(|n| **n > 0).count() >= 2, "keys all on one node: {per_node:?}");
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "keys all on one node: {per_node:?}"
+    );
 }
