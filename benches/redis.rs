@@ -1,5 +1,6 @@
-//! The Redis backends against a `redis-server` this benchmark starts itself (no
-//! persistence, loopback). Needs `redis-server` and `redis-cli` on PATH.
+//! The Redis backends (crate `tower-mcp-session-redis`) against a `redis-server` this
+//! benchmark starts itself (no persistence, loopback). Needs `redis-server` and
+//! `redis-cli` on PATH.
 //!
 //! `cargo bench --features redis --bench redis`
 
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::Map;
 use tokio::runtime::Runtime;
-use tower_mcp_session::event_log::{EventLog, RedisEventLog, StreamId, StreamKey};
-use tower_mcp_session::store::{RedisSessionStore, SessionStore};
-use tower_mcp_session::{MakeSessionId, ProtocolVersion, RandomSessionId, SessionRecord};
+use tower_mcp_session::event_log::{EventLog, StreamId, StreamKey};
+use tower_mcp_session::store::{Expiry, SessionStore};
+use tower_mcp_session::{MakeSessionId, ProtocolVersion, RandomSessionId, SessionId, SessionRecord};
+use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
 
 use redis_server::RedisServer;
 
@@ -25,23 +28,40 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// Commands the server ran per `acquire`, from `INFO commandstats` deltas: only
-/// `evalsha` arrives over the network; the rest run inside the script.
+/// The layer's defaults.
+const EXPIRY: Expiry = Expiry {
+    idle: Duration::from_secs(30 * 60),
+    lifetime: Duration::from_secs(24 * 3600),
+};
+
+/// A session created as the layer creates one under a cap: a slot, then the record.
+async fn create(store: &RedisSessionStore, id: &SessionId) {
+    let slot = store.reserve(1_000_000, Duration::from_secs(60)).await.unwrap();
+    store
+        .create(
+            &SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18),
+            &Map::new(),
+            EXPIRY,
+            Some(slot),
+        )
+        .await
+        .unwrap();
+}
+
+/// Commands the server ran per refreshing `load` (what every request of an established
+/// session costs), from `INFO commandstats` deltas: only `evalsha` arrives over the
+/// network; the rest run inside the script.
 fn report_round_trips(rt: &Runtime, server: &RedisServer, store: &RedisSessionStore) {
     let id = RandomSessionId.make_session_id();
     rt.block_on(async {
-        let r = store.reserve().await.unwrap();
-        store
-            .insert(r, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18))
-            .await
-            .unwrap();
-        store.acquire(&id).await.unwrap();
+        create(store, &id).await;
+        store.load(&id, Some(EXPIRY.idle)).await.unwrap();
     });
     server.cli(&["CONFIG", "RESETSTAT"]);
     const N: u64 = 1000;
     rt.block_on(async {
         for _ in 0..N {
-            store.acquire(&id).await.unwrap().unwrap();
+            store.load(&id, Some(EXPIRY.idle)).await.unwrap().unwrap();
         }
     });
     let calls = server.command_calls();
@@ -51,7 +71,7 @@ fn report_round_trips(rt: &Runtime, server: &RedisServer, store: &RedisSessionSt
     let network = evalsha + calls.get("eval").copied().unwrap_or(0);
     let usec = server.command_usec_per_call();
     println!(
-        "redis round trips per acquire: {:.2} (evalsha {evalsha} for {N} acquires; server time per acquire \
+        "redis round trips per refreshing load: {:.2} (evalsha {evalsha} for {N} loads; server time per load \
          script {:.1} µs; all commands seen: {calls:?})",
         network as f64 / N as f64,
         usec.get("evalsha").copied().unwrap_or(0.0),
@@ -68,13 +88,7 @@ fn bench(c: &mut Criterion) {
     report_round_trips(&rt, &server, &store);
 
     let id = RandomSessionId.make_session_id();
-    rt.block_on(async {
-        let r = store.reserve().await.unwrap();
-        store
-            .insert(r, SessionRecord::new(id.clone(), ProtocolVersion::V2025_06_18))
-            .await
-            .unwrap();
-    });
+    rt.block_on(create(&store, &id));
 
     let mut g = c.benchmark_group("redis");
     g.measurement_time(Duration::from_secs(3));
@@ -82,28 +96,23 @@ fn bench(c: &mut Criterion) {
     g.sample_size(30);
 
     g.throughput(Throughput::Elements(1));
-    g.bench_function("acquire", |b| {
-        b.iter(|| rt.block_on(async { store.acquire(&id).await.unwrap().unwrap() }));
+    g.bench_function("load_refresh", |b| {
+        b.iter(|| rt.block_on(async { store.load(&id, Some(EXPIRY.idle)).await.unwrap().unwrap() }));
     });
-    g.bench_function("acquire_release", |b| {
+    g.bench_function("load_then_touch", |b| {
         b.iter(|| {
             rt.block_on(async {
-                store.acquire(&id).await.unwrap().unwrap();
-                store.release(&id);
+                store.load(&id, Some(EXPIRY.idle)).await.unwrap().unwrap();
+                assert!(store.touch(&id, EXPIRY.idle).await.unwrap());
             })
         });
     });
     g.bench_function("create_session", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let id = RandomSessionId.make_session_id();
-                let r = store.reserve().await.unwrap();
-                store
-                    .insert(r, SessionRecord::new(id, ProtocolVersion::V2025_06_18))
-                    .await
-                    .unwrap();
-            })
-        });
+        b.iter(|| rt.block_on(create(&store, &RandomSessionId.make_session_id())));
+    });
+    // Nothing due: the common case of a sweep, one script on the index's node.
+    g.bench_function("take_expired_nothing_due", |b| {
+        b.iter(|| rt.block_on(async { assert!(store.take_expired(512).await.unwrap().sessions.is_empty()) }));
     });
 
     let payload = Bytes::from(vec![b'x'; 200]);

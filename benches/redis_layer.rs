@@ -25,8 +25,7 @@ use serde_json::json;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_mcp_session::McpSessionLayer;
-use tower_mcp_session::event_log::RedisEventLog;
-use tower_mcp_session::store::RedisSessionStore;
+use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
 
 use redis_server::RedisServer;
 use support::App;
@@ -103,9 +102,9 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-/// Commands the `acquire` script runs inside Redis (counted by `INFO commandstats`
-/// too, but not round trips), and this probe's own.
-const NOT_ROUND_TRIPS: &[&str] = &["hget", "time", "pexpire", "hgetall", "del", "info", "config|resetstat"];
+/// Commands the store's scripts run inside Redis (counted by `INFO commandstats` too,
+/// but not round trips), and this probe's own.
+const NOT_ROUND_TRIPS: &[&str] = &["hget", "time", "pexpire", "hmget", "del", "info", "config|resetstat"];
 
 fn round_trips(rt: &Runtime, server: &RedisServer, target: &Target) {
     const N: u64 = 2000;
@@ -113,7 +112,7 @@ fn round_trips(rt: &Runtime, server: &RedisServer, target: &Target) {
     std::thread::sleep(Duration::from_millis(200));
     server.cli(&["CONFIG", "RESETSTAT"]);
     rt.block_on(target.sequential(N));
-    // `release` refreshes the TTL from a spawned task after the answer: let those land.
+    // The layer may `touch` from a spawned task after an answer: let those land.
     std::thread::sleep(Duration::from_millis(300));
     let calls: HashMap<String, u64> = server.command_calls();
     let network: u64 = calls
@@ -124,8 +123,8 @@ fn round_trips(rt: &Runtime, server: &RedisServer, target: &Target) {
     let usec = server.command_usec_per_call();
     println!(
         "redis round trips per established-session request: {:.2} \
-         (evalsha {} for {N} requests: `acquire` before the inner call, plus `release`'s TTL refresh \
-         spawned after the answer; {:.1} µs of server time per evalsha; all commands seen: {calls:?})",
+         (evalsha {} for {N} requests: the refreshing `load` before the inner call, plus the `touch` \
+         the layer spawns after an answer that took a twentieth of the idle timeout; {:.1} µs of server time per evalsha; all commands seen: {calls:?})",
         network as f64 / N as f64,
         calls.get("evalsha").copied().unwrap_or(0),
         usec.get("evalsha").copied().unwrap_or(0.0),

@@ -18,8 +18,6 @@ mod lifecycle;
 mod manager;
 mod metrics;
 pub mod rate_limit;
-#[cfg(feature = "redis")]
-mod redis_common;
 mod rejection;
 mod security;
 pub mod session;

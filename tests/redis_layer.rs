@@ -1,5 +1,5 @@
 //! The layer across instances on Redis: two `McpSessionLayer`s, each with its own
-//! `RedisSessionStore` and `RedisEventLog` over its own connection, serve the echo app
+//! `RedisSessionStore` and `RedisEventLog` (crate `tower-mcp-session-redis`) over its own connection, serve the echo app
 //! on two loopback ports (two processes behind a round-robin balancer) and share one
 //! `redis-server` (or a 3-node Cluster). Real sockets end to end: hyper serves, hyper's
 //! client drives. Needs `redis-server` and `redis-cli` on PATH.
@@ -33,9 +33,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tower::util::BoxCloneSyncService;
-use tower_mcp_session::event_log::RedisEventLog;
-use tower_mcp_session::store::{RedisConnection, RedisSessionStore};
-use tower_mcp_session::{McpSessionLayer, SessionId, SessionManager};
+use tower_mcp_session::{CloseReason, McpSessionLayer, McpSessionLayerBuilder, SessionId, SessionManager};
+use tower_mcp_session_redis::{RedisConnection, RedisEventLog, RedisSessionStore};
 
 use redis_server::{Persistence, RedisCluster, RedisServer};
 use support::{EchoBody, EchoOptions, Event, echo, initialize_body, json, request, sse_events};
@@ -130,12 +129,21 @@ struct Instance {
 
 impl Instance {
     async fn start(backend: Backend<'_>, store_timeout: Duration) -> Self {
+        Self::start_with(backend, |b| b.store_timeout(store_timeout)).await
+    }
+
+    /// An instance whose layer is further configured by `configure`.
+    async fn start_with(
+        backend: Backend<'_>,
+        configure: impl FnOnce(McpSessionLayerBuilder) -> McpSessionLayerBuilder,
+    ) -> Self {
         let conn = backend.connect().await;
-        let layer = McpSessionLayer::builder()
-            .store(RedisSessionStore::builder(conn.clone()).build())
-            .event_log(RedisEventLog::builder(conn).build())
-            .store_timeout(store_timeout)
-            .build();
+        let layer = configure(
+            McpSessionLayer::builder()
+                .store(RedisSessionStore::builder(conn.clone()).build())
+                .event_log(RedisEventLog::builder(conn).build()),
+        )
+        .build();
         let gate = Gate::default();
         let app = tower::ServiceBuilder::new()
             .layer(layer.clone())
@@ -911,16 +919,15 @@ async fn expired_sessions_leave_no_state_behind() {
     let client = redis::Client::open(server.url()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     let layer = McpSessionLayer::builder()
-        .store(
-            RedisSessionStore::builder(conn.clone())
-                .idle_timeout(Duration::from_millis(300))
-                .build(),
-        )
+        .store(RedisSessionStore::new(conn.clone()))
         .event_log(
             RedisEventLog::builder(conn)
                 .stream_ttl(Duration::from_millis(300))
                 .build(),
         )
+        .idle_timeout(Duration::from_millis(300))
+        // The store's sessions index empties as the sweep takes expired sessions.
+        .sweep_interval(Duration::from_millis(200))
         .local_state_sweep(Duration::from_millis(200))
         .build();
     let app = support::app(&layer);
@@ -948,7 +955,8 @@ async fn expired_sessions_leave_no_state_behind() {
 }
 
 /// The established-session hot path costs one Redis round trip per request: the
-/// `acquire` script (the release after a short request refreshes nothing).
+/// store's `load` with refresh, one script (the end of a short request refreshes
+/// nothing more).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_per_established_request() {
     let server = RedisServer::start();
@@ -964,7 +972,7 @@ async fn one_round_trip_per_established_request() {
     let calls = server.command_calls();
     // One script call per request; the other commands counted ran inside it.
     assert_eq!(calls.get("evalsha"), Some(&50), "{calls:?}");
-    let inside = ["hget", "hgetall", "time", "pexpire", "info", "config|resetstat"];
+    let inside = ["hget", "hmget", "time", "pexpire", "info", "config|resetstat"];
     assert!(
         calls
             .keys()
@@ -1013,4 +1021,154 @@ async fn single_answer_stream_is_stored_and_finished_in_one_script() {
             "nothing after the last event: {body:?}"
         );
     }
+}
+
+/// What each instance's `on_session_closed` hook heard.
+type Heard = Arc<Mutex<Vec<(String, CloseReason)>>>;
+
+async fn hooked(backend: Backend<'_>, idle: Duration) -> (Instance, Heard) {
+    let heard = Heard::default();
+    let h = heard.clone();
+    let instance = Instance::start_with(backend, move |b| {
+        b.idle_timeout(idle)
+            .sweep_interval(Duration::from_millis(100))
+            .on_session_closed(move |id: &SessionId, reason| h.lock().unwrap().push((id.as_str().to_owned(), reason)))
+    })
+    .await;
+    (instance, heard)
+}
+
+/// Close hooks across instances: a session that idles out by TTL in Redis is reported
+/// to exactly one instance's hook, as idle, whichever instance created or used it; a
+/// session DELETEd through A fires A's hook once and never B's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_hooks_hear_each_end_once_across_instances() {
+    let server = RedisServer::start();
+    let idle = Duration::from_millis(400);
+    let (a, heard_a) = hooked(Backend::Single(&server), idle).await;
+    let (b, heard_b) = hooked(Backend::Single(&server), idle).await;
+    let idling: Vec<String> = [
+        initialize_on(&a).await,
+        initialize_on(&b).await,
+        initialize_on(&a).await,
+        initialize_on(&b).await,
+    ]
+    .into();
+    // Used on the other instance, so both have seen every session.
+    for (n, sid) in idling.iter().enumerate() {
+        let other = if n % 2 == 0 { &b } else { &a };
+        assert_eq!(echo_on(other, sid, 1).await.0, StatusCode::OK);
+    }
+    let deleted = initialize_on(&a).await;
+    assert_eq!(echo_on(&b, &deleted, 1).await.0, StatusCode::OK);
+    let (status, _, _) = read_body(send(&a, Method::DELETE, Some(&deleted), None, None).await).await;
+    assert!(status.is_success(), "DELETE answered {status}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reported = heard_a.lock().unwrap().len() + heard_b.lock().unwrap().len();
+        if reported > idling.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few more sweeps on both, so a second report would have time to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard_a = heard_a.lock().unwrap().clone();
+    let heard_b = heard_b.lock().unwrap().clone();
+    assert_eq!(
+        heard_a.iter().filter(|(id, _)| *id == deleted).collect::<Vec<_>>(),
+        vec![&(deleted.clone(), CloseReason::Deleted)],
+        "A deleted it: A hears it once"
+    );
+    assert!(
+        heard_b.iter().all(|(id, _)| *id != deleted),
+        "B never hears A's delete: {heard_b:?}"
+    );
+    for sid in &idling {
+        let all: Vec<_> = heard_a.iter().chain(&heard_b).filter(|(id, _)| id == sid).collect();
+        assert_eq!(
+            all,
+            vec![&(sid.clone(), CloseReason::Idle)],
+            "{sid}: A {heard_a:?} B {heard_b:?}"
+        );
+    }
+    assert_eq!(
+        heard_a.len() + heard_b.len(),
+        idling.len() + 1,
+        "nothing else: A {heard_a:?} B {heard_b:?}"
+    );
+}
+
+/// Busy keep-alive is the layer's now: while a request of the session is in flight on
+/// A (an SSE answer held open), A's layer touches the session in Redis, so it outlives
+/// three idle timeouts; once the answer ends it idles out, and B (which never served
+/// it) may be the one told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_sessions_do_not_idle_out_in_redis() {
+    let server = RedisServer::start();
+    let idle = Duration::from_millis(600);
+    let (a, heard_a) = hooked(Backend::Single(&server), idle).await;
+    let (_b, heard_b) = hooked(Backend::Single(&server), idle).await;
+    let sid = initialize_on(&a).await;
+    let meta = format!("mcp:{{{sid}}}:meta");
+    let tx = a.gate.open();
+    let call = request(9, "tools/call", json!({"name": "gated", "arguments": {}}));
+    let mut on_a = SseReader::new(send(&a, Method::POST, Some(&sid), None, Some(&call)).await);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "1", "busy session expired");
+    let done = json!({"jsonrpc": "2.0", "id": 9, "result": {"content": []}});
+    tx.send(sse_frame(&done)).await.unwrap();
+    drop(tx);
+    on_a.until_data(1, Duration::from_secs(5)).await;
+    on_a.idle_for(Duration::from_secs(2)).await;
+    assert!(on_a.ended);
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        server.cli(&["EXISTS", &meta]).trim(),
+        "1",
+        "ended before its idle timeout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.cli(&["EXISTS", &meta]).trim() == "1" {
+        assert!(Instant::now() < deadline, "idle after the answer, still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let all: Vec<_> = heard_a
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(heard_b.lock().unwrap().iter())
+        .cloned()
+        .collect();
+    assert_eq!(all, vec![(sid, CloseReason::Idle)]);
+}
+
+/// At the cap, sessions that expired by TTL in Redis make room: the layer's refused
+/// `reserve` sweeps them out of the store's index, and the newcomer is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_admits_again_once_sessions_idle_out() {
+    let server = RedisServer::start();
+    let start = |backend| {
+        Instance::start_with(backend, |b| {
+            b.idle_timeout(Duration::from_millis(400))
+                .max_sessions(Some(2))
+                .sweep_interval(Duration::from_secs(3600))
+        })
+    };
+    let a = start(Backend::Single(&server)).await;
+    let b = start(Backend::Single(&server)).await;
+    initialize_on(&a).await;
+    initialize_on(&b).await;
+    let (status, _, body) =
+        read_body(send(&a, Method::POST, None, None, Some(&initialize_body("2025-11-25"))).await).await;
+    assert_ne!(status, StatusCode::OK, "over the cap across instances: {body:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    initialize_on(&b).await;
+    initialize_on(&a).await;
+    let (status, _, _) =
+        read_body(send(&b, Method::POST, None, None, Some(&initialize_body("2025-11-25"))).await).await;
+    assert_ne!(status, StatusCode::OK, "the cap holds again");
 }

@@ -1,22 +1,25 @@
 //! The Redis session store and event log against real `redis-server` processes (one
-//! server, and a 3-node Cluster). Needs `redis-server` and `redis-cli` on PATH: without
-//! them every test fails with a message saying so.
+//! server, and a 3-node Cluster), through the `SessionStore` and `EventLog` contracts
+//! alone. Needs `redis-server` and `redis-cli` on PATH: without them every test fails
+//! with a message saying so. What the layer does on top (busy keep-alive, close
+//! listeners, cap policy) is tested through the layer in `redis_layer.rs`.
 #![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde_json::json;
 use serde_json::value::RawValue;
-use tower_mcp_session::event_log::{EventLog, EventLogError, ReadOutcome, RedisEventLog, StreamId, StreamKey};
-use tower_mcp_session::store::{RedisConnection, RedisSessionStore, SessionStore, StoreError};
+use serde_json::{Map, Value, json};
+use tower_mcp_session::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey};
+use tower_mcp_session::store::{Attributes, Expiry, Replaced, SessionStore, StoreError};
 use tower_mcp_session::{CloseReason, Principal, ProtocolVersion, SessionId, SessionRecord};
+use tower_mcp_session_redis::{RedisConnection, RedisEventLog, RedisSessionStore};
 
 use redis_server::{Persistence, RedisCluster, RedisServer};
 
@@ -56,9 +59,43 @@ fn record(id: &SessionId) -> SessionRecord {
         .with_principal(Some(Principal::new("user-42")))
 }
 
-async fn create(store: &RedisSessionStore, id: &SessionId) {
-    let reservation = store.reserve().await.unwrap();
-    store.insert(reservation, record(id)).await.unwrap();
+fn expiry(idle_ms: u64, lifetime_ms: u64) -> Expiry {
+    Expiry {
+        idle: Duration::from_millis(idle_ms),
+        lifetime: Duration::from_millis(lifetime_ms),
+    }
+}
+
+/// The layer's defaults: 30 minutes idle, 24 hours of life.
+const LONG: Expiry = Expiry {
+    idle: Duration::from_secs(30 * 60),
+    lifetime: Duration::from_secs(24 * 3600),
+};
+
+async fn create(store: &RedisSessionStore, id: &SessionId, expiry: Expiry) {
+    store.create(&record(id), &Map::new(), expiry, None).await.unwrap();
+}
+
+fn attrs(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+/// Sweep until a call reports nothing and says there is no more; every report, in order.
+async fn drain(store: &RedisSessionStore, max: usize) -> Vec<(SessionId, CloseReason)> {
+    let mut out = Vec::new();
+    loop {
+        let batch = store.take_expired(max).await.unwrap();
+        assert!(batch.sessions.len() <= max);
+        let done = batch.sessions.is_empty() && !batch.more;
+        out.extend(batch.sessions.into_iter().map(|e| (e.id, e.reason)));
+        if done {
+            return out;
+        }
+    }
+}
+
+fn pttl(server: &RedisServer, key: &str) -> i64 {
+    server.cli(&["PTTL", key]).trim().parse().unwrap()
 }
 
 // ---------------------------------------------------------------------------------
@@ -67,129 +104,225 @@ async fn create(store: &RedisSessionStore, id: &SessionId) {
 
 async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
     let store = RedisSessionStore::builder(conn).key_prefix(prefix).build();
-    let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let c = closed.clone();
-    store.add_close_listener(Arc::new(move |id: &SessionId, reason| {
-        c.lock().unwrap().push((id.clone(), reason));
-    }));
 
     // Ids with braces and percent signs must still keep all keys in one slot.
     for id in [random_sid(), sid("a}b{c%d"), sid("}x"), sid("{")] {
         assert!(
-            store.acquire(&id).await.unwrap().is_none(),
-            "{id:?} exists before insert"
+            store.load(&id, None).await.unwrap().is_none(),
+            "{id:?} exists before create"
         );
-        create(&store, &id).await;
+        assert!(!store.touch(&id, LONG.idle).await.unwrap());
+        store.create(&record(&id), &Map::new(), LONG, None).await.unwrap();
+        assert!(
+            matches!(
+                store.create(&record(&id), &Map::new(), LONG, None).await,
+                Err(StoreError::Exists)
+            ),
+            "a live id is refused"
+        );
 
-        let got = store.acquire(&id).await.unwrap().expect("inserted session");
-        assert_eq!(got.id(), &id);
-        assert_eq!(got.protocol_version(), ProtocolVersion::V2025_06_18);
-        assert_eq!(got.created_at(), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+        for refresh in [Some(LONG.idle), None] {
+            let got = store.load(&id, refresh).await.unwrap().expect("created session");
+            assert_eq!(got.id(), &id);
+            assert_eq!(got.protocol_version(), ProtocolVersion::V2025_06_18);
+            assert_eq!(got.created_at(), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+            assert_eq!(
+                got.client_info().unwrap().get(),
+                r#"{"name":"test-client","version":"1.0"}"#
+            );
+            assert_eq!(
+                got.client_capabilities().unwrap().get(),
+                r#"{"roots":{"listChanged":true}}"#
+            );
+            assert_eq!(got.principal().unwrap().as_str(), "user-42");
+        }
+        assert!(store.touch(&id, LONG.idle).await.unwrap());
+
+        // Attributes: version 0 and empty at first, then compare-and-set.
+        assert_eq!(store.attributes(&id).await.unwrap(), Some(Attributes::default()));
+        let first = attrs(json!({"logLevel": "debug", "subs": ["file:///a", "file:///b"]}));
+        assert_eq!(store.replace_attributes(&id, 0, &first).await.unwrap(), Replaced::Done);
+        let read = store.attributes(&id).await.unwrap().unwrap();
+        assert_eq!((read.map.clone(), read.version), (first.clone(), 1));
         assert_eq!(
-            got.client_info().unwrap().get(),
-            r#"{"name":"test-client","version":"1.0"}"#
+            store.replace_attributes(&id, 0, &Map::new()).await.unwrap(),
+            Replaced::Conflict,
+            "a stale version writes nothing"
+        );
+        assert_eq!(store.attributes(&id).await.unwrap().unwrap().map, first);
+        assert_eq!(
+            store.replace_attributes(&id, 1, &Map::new()).await.unwrap(),
+            Replaced::Done
         );
         assert_eq!(
-            got.client_capabilities().unwrap().get(),
-            r#"{"roots":{"listChanged":true}}"#
+            store.attributes(&id).await.unwrap(),
+            Some(Attributes {
+                map: Map::new(),
+                version: 2
+            })
         );
-        assert_eq!(got.principal().unwrap().as_str(), "user-42");
-        store.release(&id);
+        store.replace_attributes(&id, 2, &first).await.unwrap();
 
-        store.set_attribute(&id, "logLevel", json!("debug")).await.unwrap();
-        store
-            .set_attribute(&id, "subs", json!(["file:///a", "file:///b"]))
-            .await
-            .unwrap();
-        assert_eq!(store.attribute(&id, "logLevel").await.unwrap(), Some(json!("debug")));
-        assert_eq!(store.attribute(&id, "missing").await.unwrap(), None);
-        let all = store.attributes(&id).await.unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all["subs"], json!(["file:///a", "file:///b"]));
-        store
-            .set_attribute(&id, "logLevel", serde_json::Value::Null)
-            .await
-            .unwrap();
-        assert_eq!(store.attribute(&id, "logLevel").await.unwrap(), None);
-
-        assert!(store.remove(&id, CloseReason::Deleted).await.unwrap());
-        assert!(!store.remove(&id, CloseReason::Deleted).await.unwrap());
-        assert!(store.acquire(&id).await.unwrap().is_none());
-        assert!(store.attributes(&id).await.unwrap().is_empty());
-    }
-    {
-        let closed = closed.lock().unwrap();
-        assert_eq!(closed.len(), 4, "one close per session: {closed:?}");
-        assert!(closed.iter().all(|(_, r)| *r == CloseReason::Deleted));
+        assert!(store.delete(&id).await.unwrap());
+        assert!(!store.delete(&id).await.unwrap());
+        assert!(store.load(&id, Some(LONG.idle)).await.unwrap().is_none());
+        assert!(!store.touch(&id, LONG.idle).await.unwrap());
+        assert_eq!(
+            store.attributes(&id).await.unwrap(),
+            None,
+            "attributes die with the session"
+        );
+        assert_eq!(
+            store.replace_attributes(&id, 3, &first).await.unwrap(),
+            Replaced::Missing
+        );
+        // A deleted id can be created again.
+        store.create(&record(&id), &first, LONG, None).await.unwrap();
+        assert_eq!(
+            store.attributes(&id).await.unwrap(),
+            Some(Attributes { map: first, version: 0 })
+        );
+        assert!(store.delete(&id).await.unwrap());
     }
 
     // Attributes of an unknown session are neither written nor create the session.
     let ghost = random_sid();
-    store.set_attribute(&ghost, "k", json!(1)).await.unwrap();
-    assert_eq!(store.attribute(&ghost, "k").await.unwrap(), None);
-    assert!(store.acquire(&ghost).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .replace_attributes(&ghost, 0, &attrs(json!({"k": 1})))
+            .await
+            .unwrap(),
+        Replaced::Missing
+    );
+    assert_eq!(store.attributes(&ghost).await.unwrap(), None);
+    assert!(store.load(&ghost, Some(LONG.idle)).await.unwrap().is_none());
+    assert!(matches!(
+        store.idle_sessions(Duration::ZERO, 10).await,
+        Err(StoreError::Unsupported)
+    ));
+
+    // Deleted sessions are never reported as expired.
+    assert_eq!(drain(&store, 16).await, vec![]);
 }
 
 /// 200 concurrent reserves from two instances against a cap of 20.
 async fn cap_exact(a: RedisConnection, b: RedisConnection, prefix: &str) {
-    let build = |conn| {
-        RedisSessionStore::builder(conn)
-            .key_prefix(prefix)
-            .max_sessions(20)
-            .retry_after(Duration::from_secs(7))
-            .build()
-    };
+    let build = |conn| RedisSessionStore::builder(conn).key_prefix(prefix).build();
     let stores = [build(a), build(b)];
+    let hold = Duration::from_secs(60);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let store = stores[i % 2].clone();
-        tasks.spawn(async move { store.reserve().await });
+        tasks.spawn(async move { store.reserve(20, hold).await });
     }
     let mut held = Vec::new();
     let mut refused = 0;
     while let Some(done) = tasks.join_next().await {
         match done.unwrap() {
-            Ok(r) => held.push(r),
-            Err(StoreError::AtCapacity { retry_after }) => {
-                assert_eq!(retry_after, Duration::from_secs(7));
-                refused += 1;
-            }
+            Ok(slot) => held.push(slot),
+            Err(StoreError::Full) => refused += 1,
             Err(e) => panic!("unexpected error: {e:?}"),
         }
     }
     assert_eq!(held.len(), 20, "exactly the cap is granted");
     assert_eq!(refused, 180);
+    assert_eq!(held.iter().collect::<HashSet<_>>().len(), 20, "distinct slots");
 
-    // Dropped reservations give their slots back.
-    drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut held = Vec::new();
-    while held.len() < 20 {
-        match stores[held.len() % 2].reserve().await {
-            Ok(r) => held.push(r),
-            Err(StoreError::AtCapacity { .. }) => {
-                assert!(Instant::now() < deadline, "slots were not given back");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("{e:?}"),
-        }
+    // Cancelled slots are given back at once, from either instance.
+    for (i, slot) in held.drain(..).enumerate() {
+        stores[(i + 1) % 2].cancel(slot).await.unwrap();
     }
+    for i in 0..20 {
+        held.push(stores[i % 2].reserve(20, hold).await.expect("a cancelled slot is free"));
+    }
+    assert!(matches!(stores[0].reserve(20, hold).await, Err(StoreError::Full)));
 
-    // Committed reservations stay counted; removing a session frees its slot.
+    // Consumed slots stay counted as sessions; deleting a session frees its place.
     let mut ids = Vec::new();
-    for (i, r) in held.into_iter().enumerate() {
+    let consumed = held[0];
+    for (i, slot) in held.into_iter().enumerate() {
         let id = random_sid();
-        stores[i % 2].insert(r, record(&id)).await.unwrap();
+        stores[i % 2]
+            .create(&record(&id), &Map::new(), LONG, Some(slot))
+            .await
+            .unwrap();
         ids.push(id);
     }
-    assert!(matches!(stores[0].reserve().await, Err(StoreError::AtCapacity { .. })));
-    assert!(stores[1].remove(&ids[0], CloseReason::Deleted).await.unwrap());
-    let r = stores[0].reserve().await.expect("a slot is free after remove");
-    assert!(matches!(stores[1].reserve().await, Err(StoreError::AtCapacity { .. })));
-    drop(r);
+    assert!(matches!(stores[0].reserve(20, hold).await, Err(StoreError::Full)));
+    // Cancelling a consumed slot changes nothing.
+    stores[1].cancel(consumed).await.unwrap();
+    assert!(matches!(stores[1].reserve(20, hold).await, Err(StoreError::Full)));
+    assert!(stores[1].delete(&ids[0]).await.unwrap());
+    let slot = stores[0].reserve(20, hold).await.expect("a place is free after delete");
+    assert!(matches!(stores[1].reserve(20, hold).await, Err(StoreError::Full)));
+    stores[1].cancel(slot).await.unwrap();
     for id in &ids[1..] {
-        stores[0].remove(id, CloseReason::Closed).await.unwrap();
+        assert!(stores[0].delete(id).await.unwrap());
     }
+    assert_eq!(drain(&stores[0], 64).await, vec![]);
+}
+
+/// Sessions expire while two instances sweep concurrently: each expiry is reported
+/// exactly once, deleted and live sessions never.
+async fn reported_once(a: RedisConnection, b: RedisConnection, prefix: &str) {
+    let build = |conn| RedisSessionStore::builder(conn).key_prefix(prefix).build();
+    let stores = [build(a), build(b)];
+    let short = expiry(300, 60_000);
+    let mut expiring = HashSet::new();
+    let mut deleted = Vec::new();
+    let mut live = Vec::new();
+    for i in 0..60 {
+        let id = random_sid();
+        let store = &stores[i % 2];
+        match i % 6 {
+            0 => {
+                create(store, &id, short).await;
+                deleted.push(id);
+            }
+            1 => {
+                create(store, &id, LONG).await;
+                live.push(id);
+            }
+            _ => {
+                create(store, &id, short).await;
+                expiring.insert(id);
+            }
+        }
+    }
+    for (i, id) in deleted.iter().enumerate() {
+        assert!(stores[(i + 1) % 2].delete(id).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sweeps = stores.iter().cloned().map(|store| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            // Small batches, so the two sweeps interleave.
+            for _ in 0..100 {
+                let batch = store.take_expired(3).await.unwrap();
+                mine.extend(batch.sessions);
+                if !batch.more {
+                    tokio::task::yield_now().await;
+                }
+            }
+            mine
+        })
+    });
+    let mut seen: HashMap<SessionId, usize> = HashMap::new();
+    for sweep in sweeps {
+        for expired in sweep.await.unwrap() {
+            assert_eq!(expired.reason, CloseReason::Idle);
+            *seen.entry(expired.id).or_default() += 1;
+        }
+    }
+    assert!(seen.values().all(|n| *n == 1), "reported twice: {seen:?}");
+    let seen: HashSet<SessionId> = seen.into_keys().collect();
+    assert_eq!(seen, expiring, "every expiry reported, nothing else");
+    for id in &live {
+        assert!(stores[0].load(id, None).await.unwrap().is_some());
+        assert!(stores[1].delete(id).await.unwrap());
+    }
+    assert_eq!(drain(&stores[0], 64).await, vec![]);
 }
 
 fn key(session: &SessionId, stream: u64) -> StreamKey {
@@ -454,131 +587,281 @@ async fn single_cap_is_exact_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_expiry_is_reported_once_across_instances() {
+    let server = RedisServer::start();
+    reported_once(single(&server).await, single(&server).await, "t:").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_event_log() {
     let server = RedisServer::start();
     log_core(single(&server).await, single(&server).await, "t:").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_sessions_expire_and_requests_refresh_them() {
+async fn idle_sessions_expire_and_refreshing_loads_keep_them() {
     let server = RedisServer::start();
-    let store = RedisSessionStore::builder(single(&server).await)
-        .idle_timeout(Duration::from_millis(1000))
-        .build();
+    let store = RedisSessionStore::new(single(&server).await);
+    let idle = expiry(1000, 60_000);
     let id = random_sid();
-    create(&store, &id).await;
+    create(&store, &id, idle).await;
     let meta = format!("mcp:{{{id}}}:meta");
-    let ttl: i64 = server.cli(&["PTTL", &meta]).trim().parse().unwrap();
-    assert!((900..=1000).contains(&ttl), "idle TTL after insert: {ttl}");
+    let ttl = pttl(&server, &meta);
+    assert!((900..=1000).contains(&ttl), "idle TTL after create: {ttl}");
 
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(store.acquire(&id).await.unwrap().is_some());
-    store.release(&id);
+    assert!(store.load(&id, Some(idle.idle)).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(600)).await;
-    // 1.2 s after creation, alive thanks to the request at 0.6 s.
-    assert!(store.acquire(&id).await.unwrap().is_some());
-    store.release(&id);
+    // 1.2 s after creation, alive thanks to the refresh at 0.6 s; a load without
+    // refresh reads it and changes nothing.
+    let before = pttl(&server, &meta);
+    assert!(store.load(&id, None).await.unwrap().is_some());
+    assert!(pttl(&server, &meta) <= before, "a plain load refreshed the TTL");
+    assert!(store.touch(&id, idle.idle).await.unwrap());
+    assert!(pttl(&server, &meta) > 900, "touch pushes the idle expiry");
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert!(store.acquire(&id).await.unwrap().is_none(), "idle session still there");
-    assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "0");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_sessions_do_not_idle_out() {
-    let server = RedisServer::start();
-    let store = RedisSessionStore::builder(single(&server).await)
-        .idle_timeout(Duration::from_millis(600))
-        .build();
-    let id = random_sid();
-    create(&store, &id).await;
-    let meta = format!("mcp:{{{id}}}:meta");
-    assert!(store.acquire(&id).await.unwrap().is_some());
-    // A long request or an attached stream: three idle timeouts pass while busy.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
-    assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "1", "busy session expired");
-    store.release(&id);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "1");
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(
-        server.cli(&["EXISTS", &meta]).trim(),
-        "0",
-        "idle after release, still there"
+    assert!(
+        store.load(&id, Some(idle.idle)).await.unwrap().is_none(),
+        "idle session still there"
     );
+    assert!(!store.touch(&id, idle.idle).await.unwrap(), "touch does not resurrect");
+    assert_eq!(server.cli(&["EXISTS", &meta]).trim(), "0");
+    assert_eq!(drain(&store, 8).await, vec![(id, CloseReason::Idle)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_ends_sessions_even_when_active() {
     let server = RedisServer::start();
-    let store = RedisSessionStore::builder(single(&server).await)
-        .idle_timeout(Duration::from_secs(60))
-        .max_lifetime(Duration::from_millis(800))
-        .build();
+    let store = RedisSessionStore::new(single(&server).await);
     let id = random_sid();
-    create(&store, &id).await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(store.acquire(&id).await.unwrap().is_some());
-        store.release(&id);
-    }
-    let ttl: i64 = server
-        .cli(&["PTTL", &format!("mcp:{{{id}}}:meta")])
+    let time = |server: &RedisServer| -> i64 {
+        let out = server.cli(&["TIME"]);
+        let mut it = out.lines().map(|l| l.trim().parse::<i64>().unwrap());
+        it.next().unwrap() * 1000 + it.next().unwrap() / 1000
+    };
+    let before = time(&server);
+    create(&store, &id, expiry(60_000, 800)).await;
+    let after = time(&server);
+    // The deadline is stored with the record, in Redis server time.
+    let dl: i64 = server
+        .cli(&["HGET", &format!("mcp:{{{id}}}:meta"), "dl"])
         .trim()
         .parse()
         .unwrap();
+    assert!((before + 800..=after + 800).contains(&dl), "dl {dl} not in server time");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(store.load(&id, Some(Duration::from_secs(60))).await.unwrap().is_some());
+        assert!(store.touch(&id, Duration::from_secs(60)).await.unwrap());
+    }
+    let ttl = pttl(&server, &format!("mcp:{{{id}}}:meta"));
     assert!(ttl <= 250, "TTL must never pass the lifetime deadline: {ttl}");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(store.acquire(&id).await.unwrap().is_none());
+    assert!(store.load(&id, Some(Duration::from_secs(60))).await.unwrap().is_none());
+    assert_eq!(drain(&store, 8).await, vec![(id, CloseReason::Lifetime)]);
 }
 
+/// Expired sessions hold their place until `take_expired` confirms them (the layer
+/// sweeps when `reserve` says full); then the places are free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cap_sweeps_sessions_that_expired_by_ttl() {
+async fn cap_frees_sessions_that_expired_by_ttl_once_taken() {
     let server = RedisServer::start();
-    let store = RedisSessionStore::builder(single(&server).await)
-        .idle_timeout(Duration::from_millis(500))
-        .max_sessions(3)
-        .build();
+    let store = RedisSessionStore::new(single(&server).await);
+    let hold = Duration::from_secs(5);
     for _ in 0..3 {
-        create(&store, &random_sid()).await;
+        let slot = store.reserve(3, hold).await.unwrap();
+        store
+            .create(&record(&random_sid()), &Map::new(), expiry(500, 60_000), Some(slot))
+            .await
+            .unwrap();
     }
-    assert!(matches!(store.reserve().await, Err(StoreError::AtCapacity { .. })));
+    assert!(matches!(store.reserve(3, hold).await, Err(StoreError::Full)));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let r = store.reserve().await.expect("expired sessions must not hold the cap");
-    let r2 = store.reserve().await.unwrap();
-    let r3 = store.reserve().await.unwrap();
-    assert!(matches!(store.reserve().await, Err(StoreError::AtCapacity { .. })));
-    drop((r, r2, r3));
+    let taken = store.take_expired(16).await.unwrap();
+    assert_eq!(taken.sessions.len(), 3);
+    assert!(!taken.more);
+    for _ in 0..3 {
+        store
+            .reserve(3, hold)
+            .await
+            .expect("expired sessions must not hold the cap");
+    }
+    assert!(matches!(store.reserve(3, hold).await, Err(StoreError::Full)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_reservations_lapse() {
+async fn abandoned_slots_lapse_unreported() {
     let server = RedisServer::start();
-    let store = RedisSessionStore::builder(single(&server).await)
-        .max_sessions(1)
-        .reservation_timeout(Duration::from_millis(300))
-        .build();
-    // A holder that vanishes without dropping (a crashed instance).
-    std::mem::forget(store.reserve().await.unwrap());
-    assert!(matches!(store.reserve().await, Err(StoreError::AtCapacity { .. })));
+    let store = RedisSessionStore::new(single(&server).await);
+    // A holder that vanishes without cancelling (a crashed instance).
+    let _lost = store.reserve(1, Duration::from_millis(300)).await.unwrap();
+    assert!(matches!(
+        store.reserve(1, Duration::from_secs(5)).await,
+        Err(StoreError::Full)
+    ));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    store.reserve().await.expect("the abandoned reservation lapsed");
+    assert_eq!(drain(&store, 8).await, vec![], "a lapsed slot is no session");
+    let slot = store
+        .reserve(1, Duration::from_secs(5))
+        .await
+        .expect("the abandoned slot lapsed");
+    // A session created on a slot that lapsed meanwhile still counts.
+    let id = random_sid();
+    store.create(&record(&id), &Map::new(), LONG, Some(slot)).await.unwrap();
+    assert!(matches!(
+        store.reserve(1, Duration::from_secs(5)).await,
+        Err(StoreError::Full)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquire_is_one_round_trip() {
+async fn take_expired_is_bounded_and_says_when_there_is_more() {
+    let server = RedisServer::start();
+    let store = RedisSessionStore::new(single(&server).await);
+    for _ in 0..20 {
+        create(&store, &random_sid(), expiry(100, 60_000)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = store.take_expired(5).await.unwrap();
+    assert_eq!(first.sessions.len(), 5);
+    assert!(first.more);
+    let rest = drain(&store, 5).await;
+    assert_eq!(rest.len(), 15);
+    assert_eq!(store.take_expired(0).await.unwrap(), Default::default());
+}
+
+/// A session refreshed since its last check is checked, found live, and looked at
+/// again only when its new expiry has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshed_sessions_are_not_reported() {
     let server = RedisServer::start();
     let store = RedisSessionStore::new(single(&server).await);
     let id = random_sid();
-    create(&store, &id).await;
-    store.acquire(&id).await.unwrap(); // loads the script
+    create(&store, &id, expiry(400, 60_000)).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(store.touch(&id, Duration::from_millis(400)).await.unwrap());
+        assert_eq!(drain(&store, 8).await, vec![]);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(drain(&store, 8).await, vec![(id, CloseReason::Idle)]);
+}
+
+/// A session deleted (even after being read by a sweep) is never reported; one that
+/// expired cannot be deleted, and is reported instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_sessions_are_never_reported() {
+    let server = RedisServer::start();
+    let conn = single(&server).await;
+    let store = RedisSessionStore::new(conn.clone());
+    let deleted = random_sid();
+    create(&store, &deleted, expiry(200, 60_000)).await;
+    assert!(store.delete(&deleted).await.unwrap());
+    // The deleter's removal of the index member lost (an instance gone mid-delete):
+    // the tombstone keeps the sweep from reporting it.
+    let orphan = random_sid();
+    create(&store, &orphan, expiry(200, 60_000)).await;
+    let dl = server.cli(&["HGET", &format!("mcp:{{{orphan}}}:meta"), "dl"]);
+    assert!(store.delete(&orphan).await.unwrap());
+    server.cli(&["ZADD", "mcp:{%index}:sessions", "0", &format!("{}:{orphan}", dl.trim())]);
+    let expired = random_sid();
+    create(&store, &expired, expiry(200, 60_000)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!store.delete(&expired).await.unwrap(), "an expired session is not live");
+    assert_eq!(drain(&store, 8).await, vec![(expired, CloseReason::Idle)]);
+    assert_eq!(server.cli(&["ZCARD", "mcp:{%index}:sessions"]).trim(), "0");
+}
+
+/// Two instances add keys to one session's attributes at the same time: with the
+/// compare-and-set retried on conflict, no write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_compare_and_set_across_instances() {
+    let server = RedisServer::start();
+    let stores = [
+        RedisSessionStore::new(single(&server).await),
+        RedisSessionStore::new(single(&server).await),
+    ];
+    let id = random_sid();
+    create(&stores[0], &id, LONG).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    let conflicts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for w in 0..4 {
+        let store = stores[w % 2].clone();
+        let id = id.clone();
+        let conflicts = conflicts.clone();
+        tasks.spawn(async move {
+            for n in 0..10 {
+                loop {
+                    let mut current = store.attributes(&id).await.unwrap().unwrap();
+                    current.map.insert(format!("w{w}n{n}"), json!(n));
+                    match store
+                        .replace_attributes(&id, current.version, &current.map)
+                        .await
+                        .unwrap()
+                    {
+                        Replaced::Done => break,
+                        Replaced::Conflict => {
+                            conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Replaced::Missing => panic!("session vanished"),
+                    }
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let end = stores[1].attributes(&id).await.unwrap().unwrap();
+    assert_eq!((end.map.len(), end.version), (40, 40));
+    eprintln!("{} conflicts", conflicts.load(std::sync::atomic::Ordering::Relaxed));
+    // Attribute writes do not change the session's expiry.
+    let ttl = pttl(&server, &format!("mcp:{{{id}}}:meta"));
+    assert!(ttl > 0 && ttl <= 30 * 60 * 1000);
+}
+
+/// Two instances create the same id at once: one wins, the other is told `Exists`
+/// and wrote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_id_one_wins() {
+    let server = RedisServer::start();
+    let stores = [
+        RedisSessionStore::new(single(&server).await),
+        RedisSessionStore::new(single(&server).await),
+    ];
+    for _ in 0..20 {
+        let id = random_sid();
+        let (rec, by_a, by_b) = (record(&id), attrs(json!({"by": "a"})), attrs(json!({"by": "b"})));
+        let (a, b) = tokio::join!(
+            stores[0].create(&rec, &by_a, LONG, None),
+            stores[1].create(&rec, &by_b, LONG, None),
+        );
+        let winner = match (a, b) {
+            (Ok(()), Err(StoreError::Exists)) => "a",
+            (Err(StoreError::Exists), Ok(())) => "b",
+            other => panic!("{other:?}"),
+        };
+        let read = stores[0].attributes(&id).await.unwrap().unwrap();
+        assert_eq!(read.map["by"], winner);
+    }
+    assert_eq!(server.cli(&["ZCARD", "mcp:{%index}:sessions"]).trim(), "20");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_with_refresh_is_one_round_trip() {
+    let server = RedisServer::start();
+    let store = RedisSessionStore::new(single(&server).await);
+    let id = random_sid();
+    create(&store, &id, LONG).await;
+    store.load(&id, Some(LONG.idle)).await.unwrap(); // loads the script
     server.cli(&["CONFIG", "RESETSTAT"]);
     for _ in 0..100 {
-        store.acquire(&id).await.unwrap().unwrap();
+        store.load(&id, Some(LONG.idle)).await.unwrap().unwrap();
     }
     let calls = server.command_calls();
     assert_eq!(calls.get("evalsha"), Some(&100), "{calls:?}");
     // Everything else ran inside the script (or is this probe's own INFO / CONFIG).
-    let inside: HashSet<&str> = ["hget", "time", "pexpire", "hgetall", "info", "config|resetstat"].into();
+    let inside: HashSet<&str> = ["hget", "time", "pexpire", "hmget", "info", "config|resetstat"].into();
     for name in calls.keys() {
         assert!(
             name == "evalsha" || inside.contains(name.as_str()),
@@ -591,29 +874,54 @@ async fn acquire_is_one_round_trip() {
 async fn every_key_expires() {
     let server = RedisServer::start();
     let conn = single(&server).await;
-    let store = RedisSessionStore::builder(conn.clone()).max_sessions(100).build();
+    let store = RedisSessionStore::new(conn.clone());
     let log = RedisEventLog::new(conn);
     for n in 0..5 {
         let id = random_sid();
-        create(&store, &id).await;
-        store.set_attribute(&id, "a", json!(n)).await.unwrap();
-        store.acquire(&id).await.unwrap();
-        store.release(&id);
+        let slot = store.reserve(100, Duration::from_secs(60)).await.unwrap();
+        store.create(&record(&id), &Map::new(), LONG, Some(slot)).await.unwrap();
+        store.replace_attributes(&id, 0, &attrs(json!({"a": n}))).await.unwrap();
+        store.load(&id, Some(LONG.idle)).await.unwrap();
         let k = key(&id, n);
         log.open(&k).await.unwrap();
         log.append(&k, Bytes::from_static(b"{}")).await.unwrap();
         log.finish(&k).await.unwrap();
     }
-    let _r = store.reserve().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gone = random_sid();
+    create(&store, &gone, LONG).await;
+    assert!(store.delete(&gone).await.unwrap());
+    let _slot = store.reserve(100, Duration::from_secs(60)).await.unwrap();
     let keys = server.cli(&["--scan"]);
     let keys: Vec<&str> = keys.lines().collect();
-    // Per session: record, attributes, stream index, stream hash, stream list; plus the cap.
-    assert_eq!(keys.len(), 5 * 5 + 1, "{keys:?}");
+    // Per session: record (attributes inside), stream index, stream hash, stream list;
+    // the deleted session's tombstone; the sessions index and the slots.
+    assert_eq!(keys.len(), 5 * 4 + 1 + 2, "{keys:?}");
     for k in keys {
-        let ttl: i64 = server.cli(&["PTTL", k]).trim().parse().unwrap();
+        let ttl = pttl(&server, k);
         assert!(ttl > 0, "key {k} has no TTL ({ttl})");
     }
+}
+
+/// Attributes end with their session: one key holds both, so an idle expiry takes
+/// them and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_die_with_the_session() {
+    let server = RedisServer::start();
+    let store = RedisSessionStore::new(single(&server).await);
+    let id = random_sid();
+    store
+        .create(&record(&id), &attrs(json!({"a": 1})), expiry(300, 60_000), None)
+        .await
+        .unwrap();
+    store
+        .replace_attributes(&id, 0, &attrs(json!({"a": 2, "b": [1, 2]})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.attributes(&id).await.unwrap(), None);
+    assert_eq!(drain(&store, 8).await.len(), 1);
+    // The index went with its last member; nothing of the session is left.
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,21 +946,24 @@ async fn streams_expire_by_ttl() {
     assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
 }
 
-/// Stop the server: every operation fails with `Unavailable` within the bound instead
-/// of hanging. Start it again: the same handles work again, and with
-/// `appendfsync always` nothing acknowledged was lost.
+/// Stop the server: every operation fails with `Backend` within the bound instead of
+/// hanging. Start it again: the same handles work again, and with `appendfsync always`
+/// nothing acknowledged was lost (sessions, their index, attributes, streams).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_fails_fast_and_recovers() {
     let mut server = RedisServer::start_with(Persistence::AofAlways, &[]);
     let bound = Duration::from_millis(300);
     let conn = single(&server).await;
-    let store = RedisSessionStore::builder(conn.clone())
-        .op_timeout(bound)
-        .max_sessions(10)
-        .build();
+    let store = RedisSessionStore::builder(conn.clone()).op_timeout(bound).build();
     let log = RedisEventLog::builder(conn).op_timeout(bound).build();
     let id = random_sid();
-    create(&store, &id).await;
+    let slot = store.reserve(10, Duration::from_secs(60)).await.unwrap();
+    store
+        .create(&record(&id), &attrs(json!({"a": 1})), LONG, Some(slot))
+        .await
+        .unwrap();
+    let short = random_sid();
+    create(&store, &short, expiry(1500, 60_000)).await;
     let k = key(&id, 9);
     log.open(&k).await.unwrap();
     for _ in 0..3 {
@@ -663,16 +974,17 @@ async fn outage_fails_fast_and_recovers() {
     let limit = bound + Duration::from_millis(200);
     for _ in 0..3 {
         let t = Instant::now();
-        let r = store.acquire(&id).await;
-        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
-        assert!(t.elapsed() < limit, "acquire took {:?}", t.elapsed());
+        let r = store.load(&id, Some(LONG.idle)).await;
+        assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+        assert!(t.elapsed() < limit, "load took {:?}", t.elapsed());
 
         let t = Instant::now();
-        assert!(matches!(store.reserve().await, Err(StoreError::Unavailable(_))));
         assert!(matches!(
-            store.attribute(&id, "a").await,
-            Err(StoreError::Unavailable(_))
+            store.reserve(10, Duration::from_secs(60)).await,
+            Err(StoreError::Backend(_))
         ));
+        assert!(matches!(store.attributes(&id).await, Err(StoreError::Backend(_))));
+        assert!(matches!(store.take_expired(8).await, Err(StoreError::Backend(_))));
         assert!(matches!(
             log.append(&k, Bytes::from_static(b"x")).await,
             Err(EventLogError::Unavailable(_))
@@ -681,7 +993,7 @@ async fn outage_fails_fast_and_recovers() {
             log.read_after(&k, 0, 10).await,
             Err(EventLogError::Unavailable(_))
         ));
-        assert!(t.elapsed() < limit * 4, "four operations took {:?}", t.elapsed());
+        assert!(t.elapsed() < limit * 5, "five operations took {:?}", t.elapsed());
 
         let t = Instant::now();
         log.wait_after(&k, 3).await;
@@ -696,7 +1008,7 @@ async fn outage_fails_fast_and_recovers() {
     tokio::task::block_in_place(|| server.restart());
     let deadline = Instant::now() + Duration::from_secs(15);
     let record = loop {
-        match store.acquire(&id).await {
+        match store.load(&id, Some(LONG.idle)).await {
             Ok(found) => break found,
             Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => panic!("no recovery 15 s after restart: {e:?}"),
@@ -704,10 +1016,18 @@ async fn outage_fails_fast_and_recovers() {
     };
     eprintln!("recovered {:?} after the restart began", down_for.elapsed());
     assert!(record.is_some(), "the session survived with appendfsync always");
-    store.release(&id);
+    assert_eq!(
+        store.attributes(&id).await.unwrap().unwrap().map,
+        attrs(json!({"a": 1}))
+    );
     let (got, last, _) = events(log.read_after(&k, 0, 10).await.unwrap());
     assert_eq!((got.len(), last), (3, 3));
     assert_eq!(log.append(&k, Bytes::from_static(b"{}")).await.unwrap(), 4);
+    // The index survived too: the session that expired during the outage is reported,
+    // and the long one still holds its place toward the cap.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(drain(&store, 8).await, vec![(short, CloseReason::Idle)]);
+    assert_eq!(server.cli(&["ZCARD", "mcp:{%index}:sessions"]).trim(), "1");
 }
 
 // ---------------------------------------------------------------------------------
@@ -722,6 +1042,7 @@ async fn cluster_core() {
     assert!(conn.is_cluster());
     store_lifecycle(conn.clone(), "c:").await;
     cap_exact(conn.clone(), cluster(&nodes).await, "c:").await;
+    reported_once(conn.clone(), cluster(&nodes).await, "c:").await;
     log_core(conn.clone(), cluster(&nodes).await, "c:").await;
 
     // Sessions spread over the nodes, and each session's keys share a slot (otherwise
@@ -730,8 +1051,8 @@ async fn cluster_core() {
     let log = RedisEventLog::new(conn);
     for n in 0..30 {
         let id = random_sid();
-        create(&store, &id).await;
-        store.set_attribute(&id, "n", json!(n)).await.unwrap();
+        create(&store, &id, LONG).await;
+        store.replace_attributes(&id, 0, &attrs(json!({"n": n}))).await.unwrap();
         log.open(&key(&id, 1)).await.unwrap();
         log.append(&key(&id, 1), Bytes::from_static(b"{}")).await.unwrap();
     }

@@ -622,8 +622,9 @@ impl Body for ChannelBody {
 }
 
 /// `echo_server --redis URL` and `load --serve b-redis`: sessions and streams in Redis
-/// (`RedisSessionStore` and `RedisEventLog`), one reconnecting connection for both; the
-/// session cap applies only when `max_sessions` is given.
+/// (`RedisSessionStore` and `RedisEventLog` from `tower-mcp-session-redis`), one
+/// reconnecting connection for both; the session cap (on the layer) applies only when
+/// `max_sessions` is given.
 #[cfg(feature = "redis")]
 pub async fn with_redis(
     builder: tower_mcp_session::McpSessionLayerBuilder,
@@ -633,8 +634,7 @@ pub async fn with_redis(
     use std::time::Duration;
 
     use redis::aio::ConnectionManagerConfig;
-    use tower_mcp_session::event_log::RedisEventLog;
-    use tower_mcp_session::store::RedisSessionStore;
+    use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
 
     let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url}: {e}"))?;
     // Reconnect attempts back off to at most a second, so the server recovers quickly
@@ -644,9 +644,8 @@ pub async fn with_redis(
         .get_connection_manager_with_config(config)
         .await
         .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
-    let mut store = RedisSessionStore::builder(conn.clone());
-    if let Some(max) = max_sessions {
-        store = store.max_sessions(max);
-    }
-    Ok(builder.store(store.build()).event_log(RedisEventLog::new(conn)))
+    Ok(builder
+        .store(RedisSessionStore::new(conn.clone()))
+        .event_log(RedisEventLog::new(conn))
+        .max_sessions(max_sessions))
 }

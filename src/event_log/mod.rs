@@ -16,11 +16,6 @@ use bytes::Bytes;
 use crate::session::SessionId;
 use crate::store::BoxFuture;
 
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-pub use self::redis::{RedisEventLog, RedisEventLogBuilder};
-
 /// A stream's identity within its session: a random 64-bit number, so a stream cannot be
 /// guessed from another session's ids.
 ///

@@ -221,6 +221,7 @@ pub mod counting {
                 ..Default::default()
             }
         }
+        /// Loads that count as activity: one per request that resolves a session.
         pub fn acquires(&self) -> usize {
             self.acquires.load(Ordering::SeqCst)
         }

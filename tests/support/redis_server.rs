@@ -163,7 +163,7 @@ impl RedisServer {
 
     /// A reconnecting connection with the client's defaults, as an application would
     /// open one.
-    pub async fn connect(&self) -> tower_mcp_session::store::RedisConnection {
+    pub async fn connect(&self) -> tower_mcp_session_redis::RedisConnection {
         let client = redis::Client::open(self.url()).expect("a valid Redis URL");
         client
             .get_connection_manager()

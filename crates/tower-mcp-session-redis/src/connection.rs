@@ -1,5 +1,5 @@
 //! What the Redis session store and the Redis event log share: the connection type,
-//! key naming, time bounds on every operation and error conversion.
+//! key naming and the time bound on every operation.
 
 use std::fmt;
 use std::future::Future;
@@ -9,8 +9,8 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::session::SessionId;
-use crate::store::BoxError;
+use tower_mcp_session::SessionId;
+use tower_mcp_session::store::BoxError;
 
 /// A connection to Redis: one server (through a reconnecting
 /// [`ConnectionManager`]) or a Redis Cluster (through a
@@ -21,7 +21,7 @@ use crate::store::BoxError;
 /// Build one with `From`:
 ///
 /// ```no_run
-/// use tower_mcp_session::store::RedisConnection;
+/// use tower_mcp_session_redis::RedisConnection;
 ///
 /// # async fn run() -> redis::RedisResult<()> {
 /// // One server.
@@ -48,7 +48,7 @@ impl RedisConnection {
     /// Whether this is a connection to a Redis Cluster.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::store::RedisConnection;
+    /// # use tower_mcp_session_redis::RedisConnection;
     /// # async fn run() -> redis::RedisResult<()> {
     /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
     /// let conn = RedisConnection::from(client.get_connection_manager().await?);
@@ -171,15 +171,6 @@ pub(crate) fn session_base(prefix: &str, id: &SessionId) -> String {
     }
     out.push('}');
     out
-}
-
-/// A random lowercase hex token of 16 bytes.
-pub(crate) fn random_token() -> String {
-    let mut raw = [0u8; 16];
-    crate::session::fill_random(&mut raw);
-    let mut out = [0u8; 32];
-    crate::util::hex_encode(&raw, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Milliseconds, saturating, for script arguments.

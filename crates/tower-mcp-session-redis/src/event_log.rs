@@ -9,10 +9,11 @@ use redis::{Script, Value};
 use std::sync::LazyLock;
 use tokio::sync::Notify;
 
-use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
-use crate::redis_common::{BadReply, RedisConnection, bounded, millis, session_base};
-use crate::session::SessionId;
-use crate::store::BoxFuture;
+use tower_mcp_session::SessionId;
+use tower_mcp_session::event_log::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
+use tower_mcp_session::store::BoxFuture;
+
+use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
 
 /// KEYS: index, meta, list. ARGV: stream id, ttl ms, max streams, session base.
 ///
@@ -156,7 +157,7 @@ const SHARDS: usize = 64;
 /// # Data layout
 ///
 /// All keys of one session start with `{prefix}{<session-id>}` (the id, escaped, is the
-/// Redis Cluster hash tag, exactly as in the Redis session store), so every stream of a
+/// Redis Cluster hash tag, exactly as in [`RedisSessionStore`](crate::RedisSessionStore)), so every stream of a
 /// session lives in one slot and each operation is one script on one node. For a
 /// stream with id `<sid>` (16 hex digits):
 ///
@@ -243,7 +244,8 @@ const SHARDS: usize = 64;
 /// ```no_run
 /// use bytes::Bytes;
 /// use tower_mcp_session::SessionId;
-/// use tower_mcp_session::event_log::{EventLog, ReadOutcome, RedisEventLog, StreamId, StreamKey};
+/// use tower_mcp_session::event_log::{EventLog, ReadOutcome, StreamId, StreamKey};
+/// use tower_mcp_session_redis::RedisEventLog;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
@@ -301,7 +303,7 @@ struct Config {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tower_mcp_session::event_log::RedisEventLog;
+/// use tower_mcp_session_redis::RedisEventLog;
 ///
 /// # async fn run() -> redis::RedisResult<()> {
 /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
@@ -326,7 +328,7 @@ impl RedisEventLogBuilder {
     /// streams in the same Cluster slot as its record.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).key_prefix("billing:mcp:").build();
     /// # }
@@ -339,7 +341,7 @@ impl RedisEventLogBuilder {
     /// The most events a stream retains (at least 1). Default 1000.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).max_events(100).build();
     /// # }
@@ -353,7 +355,7 @@ impl RedisEventLogBuilder {
     /// alone is larger. Default 1 MiB.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).max_bytes(256 * 1024).build();
     /// # }
@@ -367,7 +369,7 @@ impl RedisEventLogBuilder {
     /// finished stream, or the oldest if none has finished. Default 64.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).max_streams(16).build();
     /// # }
@@ -378,11 +380,11 @@ impl RedisEventLogBuilder {
     }
 
     /// How long a stream survives after its last open, append or finish. Default 30
-    /// minutes (the Redis session store's default idle timeout); at least 1 ms.
+    /// minutes (the layer's default idle timeout); at least 1 ms.
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).stream_ttl(Duration::from_secs(300)).build();
     /// # }
@@ -397,7 +399,7 @@ impl RedisEventLogBuilder {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).op_timeout(Duration::from_millis(300)).build();
     /// # }
@@ -412,7 +414,7 @@ impl RedisEventLogBuilder {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn)
     ///     .poll_interval(Duration::from_millis(10), Duration::from_millis(250))
@@ -428,7 +430,7 @@ impl RedisEventLogBuilder {
     /// Build the log.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::event_log::RedisEventLog;
+    /// # use tower_mcp_session_redis::RedisEventLog;
     /// # async fn run(conn: redis::aio::ConnectionManager) {
     /// let log = RedisEventLog::builder(conn).build();
     /// # }
@@ -448,7 +450,7 @@ impl RedisEventLog {
     /// A log with the default settings (see [`RedisEventLogBuilder`]).
     ///
     /// ```no_run
-    /// use tower_mcp_session::event_log::RedisEventLog;
+    /// use tower_mcp_session_redis::RedisEventLog;
     ///
     /// # async fn run() -> redis::RedisResult<()> {
     /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
@@ -465,7 +467,7 @@ impl RedisEventLog {
     /// a [`ClusterConnection`](redis::cluster_async::ClusterConnection).
     ///
     /// ```no_run
-    /// use tower_mcp_session::event_log::RedisEventLog;
+    /// use tower_mcp_session_redis::RedisEventLog;
     ///
     /// # async fn run() -> redis::RedisResult<()> {
     /// let cluster = redis::cluster::ClusterClient::new(vec!["redis://10.0.0.1:6379/"])?;
@@ -762,5 +764,10 @@ impl EventLog for RedisEventLog {
             }
             Ok(())
         })
+    }
+
+    fn purge_expired(&self) -> BoxFuture<'_, Result<(), EventLogError>> {
+        // Every key carries its own TTL: Redis drops expired streams by itself.
+        Box::pin(async { Ok(()) })
     }
 }

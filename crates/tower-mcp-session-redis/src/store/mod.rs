@@ -1,0 +1,638 @@
+//! The Redis session store: [`RedisSessionStore`].
+
+mod record;
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::{FromRedisValue, ScriptInvocation, Value};
+use serde_json::{Map, Value as Json};
+use tower_mcp_session::store::{
+    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionStore, Slot, StoreError,
+};
+use tower_mcp_session::{CloseReason, SessionId, SessionRecord};
+
+use self::record::{RECORD_FIELDS, bad, decode, decode_attributes, encode};
+use self::scripts::{
+    CHECK_SCRIPT, CREATE_SCRIPT, DELETE_SCRIPT, DUE_SCRIPT, INDEX_SCRIPT, REFRESH_SCRIPT, REPLACE_ATTRIBUTES_SCRIPT,
+    RESERVE_SCRIPT, SETTLE_SCRIPT,
+};
+use crate::connection::{RedisConnection, bounded, millis, session_base};
+
+/// The most index members one [`take_expired`](SessionStore::take_expired) call
+/// checks, whatever `max` it is given.
+const CHECK_BATCH: usize = 256;
+
+/// Durations handed to Redis are capped here (about 100 years): `PEXPIRE` refuses
+/// times that overflow, and nothing needs more.
+const MAX_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// A tombstone lives at least this long (and three operation timeouts at least).
+const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
+
+/// A [`SessionStore`] in Redis (one server or a Cluster), for servers that run several
+/// instances behind a load balancer.
+///
+/// It only stores: idle timeout, lifetime and the session cap are the layer's
+/// ([`McpSessionLayer::builder`](tower_mcp_session::McpSessionLayer::builder)), passed
+/// in with each call; busy sessions are kept alive by the layer's `touch`es; close
+/// listeners are the layer's, fed by [`take_expired`](SessionStore::take_expired).
+///
+/// # Data layout
+///
+/// Every key of one session starts with `{prefix}{<session-id>}` (braces and `%` in the
+/// id are percent-escaped). The braces make the id the Redis Cluster hash tag, so a
+/// session's keys sit in one slot and each operation on a session is one script on one
+/// node:
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `{prefix}{<id>}:meta` | hash | the record: protocol version `v`, creation time `c` (ms since the Unix epoch), raw JSON `i` (`clientInfo`) and `k` (`capabilities`), principal `p`; the lifetime deadline `dl` (Redis server time, ms); the attributes `a` (one JSON object, absent while empty) and their version `av` |
+/// | `{prefix}{<id>}:del` | string | for a few seconds after a [`delete`](SessionStore::delete): the deleted record's `dl` (a tombstone, see below) |
+/// | `{prefix}{%index}:sessions` | sorted set | one member `<dl>:<id>` per session, scored by the earliest time it can have expired (its next check) |
+/// | `{prefix}{%index}:slots` | sorted set | one member per [`Slot`] outstanding, scored by when it lapses |
+///
+/// The attributes live in the record's hash, so they end with it (by expiry or
+/// deletion), and [`replace_attributes`](SessionStore::replace_attributes) is one
+/// compare-and-set script on `av`. Their size is bounded by the layer before they get
+/// here; nothing else in the record grows.
+///
+/// Every key carries a TTL; nothing this store writes outlives its session. The TTL of
+/// the record is `min(idle, time left until dl)`, so Redis itself ends idle and
+/// over-age sessions, even when no instance is running. The index keys expire a minute
+/// after the latest deadline (or slot lapse) among their members. In an escaped
+/// session id `%` is always followed by `25`, `7B` or `7D`, so no session's hash tag
+/// reads `%index`.
+///
+/// # Round trips
+///
+/// | operation | round trips |
+/// |---|---|
+/// | [`load`](SessionStore::load) with a refresh | 1 (one script reads the record and refreshes its TTL) |
+/// | [`load`](SessionStore::load) without, [`touch`](SessionStore::touch), [`attributes`](SessionStore::attributes), [`replace_attributes`](SessionStore::replace_attributes) | 1 |
+/// | [`reserve`](SessionStore::reserve), [`cancel`](SessionStore::cancel) | 1, on the index's node |
+/// | [`create`](SessionStore::create) | 2 in sequence: the record on the session's node, then the index member (3 if that fails: the record is removed again) |
+/// | [`delete`](SessionStore::delete) | 2 in sequence (record and tombstone, then the index member); 1 when there is no live session |
+/// | [`take_expired`](SessionStore::take_expired) | 1 when nothing is due; else 3: due members, one check per member (sent concurrently, each on its session's node), one settling script |
+/// | [`idle_sessions`](SessionStore::idle_sessions) | 0: unsupported |
+///
+/// # The session cap
+///
+/// [`reserve`](SessionStore::reserve) is one script on the index's slot: it drops
+/// lapsed slots, counts sessions and slots, and adds a slot scored `now + hold` only
+/// below the cap, so the cap is exact under any concurrency, across instances. A
+/// session that expired but was not taken yet still counts: when `reserve` answers
+/// [`StoreError::Full`] the layer runs `take_expired` and tries again, so the place is
+/// freed as soon as the expiry is confirmed.
+///
+/// # Expiry reports
+///
+/// The sessions index is kept for every session, with or without a cap; its score is a
+/// time before which the session cannot have expired (its record's expiry when last
+/// looked at). [`take_expired`](SessionStore::take_expired) takes up to 256 members
+/// whose score has passed, oldest first, and checks each against its record, in one
+/// script on the session's node:
+///
+/// - the record of this incarnation (same `dl`) is there: the session was refreshed
+///   since; its score moves to the record's current expiry (`ZADD XX`, which never
+///   re-adds a member someone else removed);
+/// - the tombstone of this incarnation is there: it was deleted; the member is
+///   dropped without a report;
+/// - neither: it expired. The member is removed with `ZREM`, which answers 1 to one
+///   caller only, so exactly one instance reports it: as [`CloseReason::Lifetime`] when
+///   `dl` has passed by the session node's clock, else [`CloseReason::Idle`].
+///
+/// [`ExpiredBatch::more`] is set when the call took as many due members as it may. So
+/// each session is looked at about once per idle timeout while it lives (not once per
+/// sweep), and the work of a call is bounded whatever the number of sessions.
+///
+/// **Reporting delay.** An expired session is reported by the first sweep after it
+/// expired, so at most one sweep interval of the layer late (plus the time to work
+/// through a backlog when more than 256 × 64 sessions expire between two sweeps, and
+/// the clock difference between Cluster nodes). Two caveats: if instances sharing the
+/// store pass different idle timeouts, a session refreshed with a shorter one can be
+/// reported up to the difference late; and if the removal of the index member after a
+/// `delete` fails (Redis unreachable, the instance gone) and the member is checked only
+/// after the tombstone expired (`max(10 s, 3 × op timeout)`), that session is reported
+/// once as idle after its deletion was reported.
+///
+/// [`idle_sessions`](SessionStore::idle_sessions) answers
+/// [`StoreError::Unsupported`]: Redis keeps each session's last activity only as its
+/// record's TTL, and an index by last activity would cost every request a second
+/// write on the index's node (breaking the one round trip of `load`). The layer then
+/// refuses newcomers at the cap instead of evicting idle sessions.
+///
+/// # Durability
+///
+/// What survives a Redis crash depends on the server's persistence settings, not on
+/// this crate:
+///
+/// | server setting | sessions after a crash or restart |
+/// |---|---|
+/// | no persistence (`save ""`, `appendonly no`) | all gone: clients get 404 and start over with `initialize` (and no close listener hears of them) |
+/// | RDB snapshots only | the sessions of the last snapshot; newer ones are gone, and removed sessions may come back until their TTL passes |
+/// | `appendonly yes`, `appendfsync everysec` (Redis' default for AOF) | everything but about the last second of writes |
+/// | `appendonly yes`, `appendfsync always` | every acknowledged write; each write waits for an fsync |
+///
+/// Losing a session costs a client one new `initialize`; `everysec` is the usual
+/// choice. TTLs are stored as absolute times, so sessions that should have expired
+/// while the server was down are gone once it is back (and reported by the next
+/// sweep). With replicas, a failover can also lose the writes the old primary had not
+/// yet replicated.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_mcp_session::McpSessionLayer;
+/// use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
+///
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let conn = client.get_connection_manager().await?;
+/// let layer = McpSessionLayer::builder()
+///     .store(RedisSessionStore::builder(conn.clone()).key_prefix("myapp:mcp:").build())
+///     .event_log(RedisEventLog::new(conn))
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .max_sessions(Some(10_000))
+///     .build();
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: RedisConnection,
+    prefix: String,
+    op_timeout: Duration,
+    sessions_key: String,
+    slots_key: String,
+}
+
+impl fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("conn", &self.inner.conn)
+            .field("key_prefix", &self.inner.prefix)
+            .field("op_timeout", &self.inner.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisSessionStore`]. Only storage options live here; timeouts and the
+/// session cap are set on the layer.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_mcp_session_redis::RedisSessionStore;
+///
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let store = RedisSessionStore::builder(client.get_connection_manager().await?)
+///     .key_prefix("billing:mcp:")
+///     .op_timeout(Duration::from_millis(500))
+///     .build();
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RedisSessionStoreBuilder {
+    conn: RedisConnection,
+    prefix: String,
+    op_timeout: Duration,
+}
+
+impl RedisSessionStoreBuilder {
+    /// The start of every key this store writes. Default `"mcp:"`.
+    ///
+    /// Give each application its own prefix. A prefix that itself contains a `{…}` hash
+    /// tag pins every session to that tag's slot (still correct, but one node then holds
+    /// all sessions).
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session_redis::RedisSessionStore;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let store = RedisSessionStore::builder(conn).key_prefix("billing:mcp:").build();
+    /// # }
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any single Redis command or script of this store may take; past it
+    /// the operation fails with [`StoreError::Backend`] (the layer answers 503).
+    /// Default 1 second.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_mcp_session_redis::RedisSessionStore;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let store = RedisSessionStore::builder(conn).op_timeout(Duration::from_millis(250)).build();
+    /// # }
+    /// ```
+    pub fn op_timeout(mut self, limit: Duration) -> Self {
+        self.op_timeout = limit;
+        self
+    }
+
+    /// Build the store.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session_redis::RedisSessionStore;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let store = RedisSessionStore::builder(conn).build();
+    /// # }
+    /// ```
+    pub fn build(self) -> RedisSessionStore {
+        RedisSessionStore {
+            inner: Arc::new(Inner {
+                sessions_key: format!("{}{{%index}}:sessions", self.prefix),
+                slots_key: format!("{}{{%index}}:slots", self.prefix),
+                conn: self.conn,
+                prefix: self.prefix,
+                op_timeout: self.op_timeout,
+            }),
+        }
+    }
+}
+
+impl RedisSessionStore {
+    /// A store with the default settings (see [`RedisSessionStoreBuilder`]).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session_redis::RedisSessionStore;
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let store = RedisSessionStore::new(client.get_connection_manager().await?);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
+        Self::builder(conn).build()
+    }
+
+    /// A builder over `conn`, a [`ConnectionManager`](redis::aio::ConnectionManager) or
+    /// a [`ClusterConnection`](redis::cluster_async::ClusterConnection).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session_redis::RedisSessionStore;
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let nodes = vec!["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"];
+    /// let cluster = redis::cluster::ClusterClient::new(nodes)?;
+    /// let store = RedisSessionStore::builder(cluster.get_async_connection().await?).build();
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(conn: impl Into<RedisConnection>) -> RedisSessionStoreBuilder {
+        RedisSessionStoreBuilder {
+            conn: conn.into(),
+            prefix: "mcp:".to_owned(),
+            op_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Milliseconds for a script, at least 1 and at most [`MAX_MILLIS`].
+fn ms(d: Duration) -> u64 {
+    millis(d).clamp(1, MAX_MILLIS)
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        Value::BulkString(raw) => std::str::from_utf8(raw).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// What a check found about one due index member.
+enum Verdict {
+    Live { next_check: i64 },
+    Deleted,
+    Gone { reason: CloseReason },
+}
+
+/// A due member, `<dl>:<id>`, with its parts.
+struct Due {
+    member: String,
+    deadline: String,
+    id: Option<SessionId>,
+}
+
+impl Due {
+    fn parse(member: String) -> Self {
+        let (deadline, id) = member
+            .split_once(':')
+            .map_or((String::new(), None), |(dl, id)| (dl.to_owned(), SessionId::parse(id)));
+        Self { member, deadline, id }
+    }
+}
+
+impl Inner {
+    fn meta(&self, id: &SessionId) -> String {
+        format!("{}:meta", session_base(&self.prefix, id))
+    }
+
+    fn tombstone(&self, id: &SessionId) -> String {
+        format!("{}:del", session_base(&self.prefix, id))
+    }
+
+    fn tombstone_ttl(&self) -> u64 {
+        ms((self.op_timeout * 3).max(TOMBSTONE_MIN))
+    }
+
+    async fn run<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(self.op_timeout, inv.invoke_async(&mut conn))
+            .await
+            .map_err(StoreError::Backend)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(self.op_timeout, cmd.query_async(&mut conn))
+            .await
+            .map_err(StoreError::Backend)
+    }
+
+    async fn reserve(&self, cap: usize, hold: Duration) -> Result<Slot, StoreError> {
+        let token = getrandom::u64().map_err(|e| StoreError::backend(e.to_string()))?;
+        let mut inv = RESERVE_SCRIPT.prepare_invoke();
+        inv.key(&self.sessions_key)
+            .key(&self.slots_key)
+            .arg(cap)
+            .arg(token)
+            .arg(ms(hold));
+        match self.run::<i64>(&inv).await? {
+            1 => Ok(Slot::new(token)),
+            _ => Err(StoreError::Full),
+        }
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        attributes: &Map<String, Json>,
+        expiry: Expiry,
+        slot: Option<Slot>,
+    ) -> Result<(), StoreError> {
+        let id = record.id();
+        let meta = self.meta(id);
+        let mut inv = CREATE_SCRIPT.prepare_invoke();
+        inv.key(&meta).arg(ms(expiry.idle)).arg(ms(expiry.lifetime));
+        for (field, value) in encode(record, attributes) {
+            inv.arg(field).arg(value);
+        }
+        let (deadline, expires_at) = match self.run::<Value>(&inv).await? {
+            Value::Int(-1) => return Err(StoreError::Exists),
+            Value::Array(reply) => match reply.as_slice() {
+                [Value::BulkString(dl), expires] => (
+                    String::from_utf8(dl.clone()).map_err(|_| bad("create"))?,
+                    int(expires).ok_or_else(|| bad("create"))?,
+                ),
+                _ => return Err(bad("create")),
+            },
+            _ => return Err(bad("create")),
+        };
+        // The record is written before its index member: a sweep between the two sees
+        // no member (and the slot still holds the place), never a member without record.
+        let mut inv = INDEX_SCRIPT.prepare_invoke();
+        inv.key(&self.sessions_key)
+            .key(&self.slots_key)
+            .arg(format!("{deadline}:{id}"))
+            .arg(expires_at)
+            .arg(&deadline)
+            .arg(slot.map(|s| s.token().to_string()).unwrap_or_default());
+        if let Err(e) = self.run::<i64>(&inv).await {
+            // A session the index does not know would escape the cap and never be
+            // reported: undo it. Should the undo fail too, the record still ends by its
+            // TTL.
+            let _ = self.query::<i64>(redis::cmd("DEL").arg(&meta)).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn refresh(&self, id: &SessionId, idle: Duration, want_record: bool) -> Result<Value, StoreError> {
+        let mut inv = REFRESH_SCRIPT.prepare_invoke();
+        inv.key(self.meta(id))
+            .arg(ms(idle))
+            .arg(if want_record { "1" } else { "0" });
+        self.run(&inv).await
+    }
+
+    async fn load(&self, id: &SessionId, refresh: Option<Duration>) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let reply = match refresh {
+            Some(idle) => self.refresh(id, idle, true).await?,
+            // The TTL ends the record at its expiry, so existence is liveness; `HMGET`
+            // refreshes nothing.
+            None => {
+                self.query(redis::cmd("HMGET").arg(self.meta(id)).arg(&RECORD_FIELDS[..]))
+                    .await?
+            }
+        };
+        Ok(decode(id, reply)?.map(Arc::new))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let mut inv = DELETE_SCRIPT.prepare_invoke();
+        inv.key(self.meta(id)).key(self.tombstone(id)).arg(self.tombstone_ttl());
+        // An expired session has no record left: it is not deleted here but left for
+        // `take_expired`, which reports it.
+        let Some(deadline) = self.run::<Option<String>>(&inv).await? else {
+            return Ok(false);
+        };
+        let member = format!("{deadline}:{id}");
+        // The session is gone whatever happens next: a member left behind is dropped
+        // unreported by a sweep while the tombstone lives.
+        let _ = self
+            .query::<i64>(redis::cmd("ZREM").arg(&self.sessions_key).arg(member))
+            .await;
+        Ok(true)
+    }
+
+    async fn attributes(&self, id: &SessionId) -> Result<Option<Attributes>, StoreError> {
+        let cmd = redis::cmd("HMGET")
+            .arg(self.meta(id))
+            .arg("v")
+            .arg("a")
+            .arg("av")
+            .to_owned();
+        decode_attributes(self.query(&cmd).await?)
+    }
+
+    async fn replace_attributes(
+        &self,
+        id: &SessionId,
+        expected: u64,
+        map: &Map<String, Json>,
+    ) -> Result<Replaced, StoreError> {
+        let json = if map.is_empty() {
+            String::new()
+        } else {
+            Json::Object(map.clone()).to_string()
+        };
+        let mut inv = REPLACE_ATTRIBUTES_SCRIPT.prepare_invoke();
+        inv.key(self.meta(id)).arg(expected.to_string()).arg(json);
+        match self.run::<i64>(&inv).await? {
+            1 => Ok(Replaced::Done),
+            0 => Ok(Replaced::Conflict),
+            _ => Ok(Replaced::Missing),
+        }
+    }
+
+    async fn check(&self, due: &Due) -> Result<Verdict, StoreError> {
+        let Some(id) = &due.id else {
+            // Not a member this store wrote: nothing to report.
+            return Ok(Verdict::Deleted);
+        };
+        let mut inv = CHECK_SCRIPT.prepare_invoke();
+        inv.key(self.meta(id)).key(self.tombstone(id)).arg(&due.deadline);
+        let reply: Vec<i64> = self.run(&inv).await?;
+        let &[state, now, expires_at] = reply.as_slice() else {
+            return Err(bad("check"));
+        };
+        Ok(match state {
+            1 => Verdict::Live { next_check: expires_at },
+            2 => Verdict::Deleted,
+            _ => {
+                let deadline: i64 = due.deadline.parse().unwrap_or(i64::MAX);
+                let reason = if now >= deadline {
+                    CloseReason::Lifetime
+                } else {
+                    CloseReason::Idle
+                };
+                Verdict::Gone { reason }
+            }
+        })
+    }
+
+    async fn take_expired(&self, max: usize) -> Result<ExpiredBatch, StoreError> {
+        let batch = max.min(CHECK_BATCH);
+        if batch == 0 {
+            return Ok(ExpiredBatch::default());
+        }
+        let mut inv = DUE_SCRIPT.prepare_invoke();
+        inv.key(&self.sessions_key).key(&self.slots_key).arg(batch);
+        let members: Vec<String> = self.run(&inv).await?;
+        if members.is_empty() {
+            return Ok(ExpiredBatch::default());
+        }
+        let more = members.len() == batch;
+        let due: Vec<Due> = members.into_iter().map(Due::parse).collect();
+        // Concurrently: over the multiplexed connection these go out pipelined, each to
+        // its session's node.
+        let verdicts = join_all(due.iter().map(|d| self.check(d))).await;
+        let mut settle = SETTLE_SCRIPT.prepare_invoke();
+        settle.key(&self.sessions_key);
+        let mut reasons = Vec::new();
+        let mut first_error = None;
+        for (d, verdict) in due.iter().zip(verdicts) {
+            match verdict {
+                Ok(Verdict::Live { next_check }) => settle.arg(&d.member).arg("l").arg(next_check),
+                Ok(Verdict::Deleted) => settle.arg(&d.member).arg("d").arg(0),
+                Ok(Verdict::Gone { reason }) => {
+                    reasons.push((d.member.as_str(), reason));
+                    settle.arg(&d.member).arg("g").arg(0)
+                }
+                // Left as it is: the next call checks it again.
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+        }
+        let removed: Vec<String> = self.run(&settle).await?;
+        if removed.is_empty()
+            && let Some(e) = first_error
+        {
+            return Err(e);
+        }
+        let sessions = removed
+            .iter()
+            .filter_map(|member| {
+                let (_, reason) = reasons.iter().find(|(m, _)| *m == member)?;
+                let id = due.iter().find(|d| &d.member == member)?.id.clone()?;
+                Some(Expired { id, reason: *reason })
+            })
+            .collect();
+        Ok(ExpiredBatch { sessions, more })
+    }
+}
+
+impl SessionStore for RedisSessionStore {
+    fn reserve(&self, cap: usize, hold: Duration) -> BoxFuture<'_, Result<Slot, StoreError>> {
+        Box::pin(self.inner.reserve(cap, hold))
+    }
+
+    fn cancel(&self, slot: Slot) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let cmd = redis::cmd("ZREM")
+                .arg(&self.inner.slots_key)
+                .arg(slot.token())
+                .to_owned();
+            self.inner.query::<i64>(&cmd).await.map(drop)
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        record: &'a SessionRecord,
+        attributes: &'a Map<String, Json>,
+        expiry: Expiry,
+        slot: Option<Slot>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.inner.create(record, attributes, expiry, slot))
+    }
+
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        refresh: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+        Box::pin(self.inner.load(id, refresh))
+    }
+
+    fn touch<'a>(&'a self, id: &'a SessionId, idle: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.inner.refresh(id, idle, false).await? != Value::Nil) })
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.inner.delete(id))
+    }
+
+    fn attributes<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Attributes>, StoreError>> {
+        Box::pin(self.inner.attributes(id))
+    }
+
+    fn replace_attributes<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expected: u64,
+        map: &'a Map<String, Json>,
+    ) -> BoxFuture<'a, Result<Replaced, StoreError>> {
+        Box::pin(self.inner.replace_attributes(id, expected, map))
+    }
+
+    fn take_expired(&self, max: usize) -> BoxFuture<'_, Result<ExpiredBatch, StoreError>> {
+        Box::pin(self.inner.take_expired(max))
+    }
+
+    /// Always [`StoreError::Unsupported`]: see the type's documentation.
+    fn idle_sessions(&self, _idle_for: Duration, _max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
+        Box::pin(async { Err(StoreError::Unsupported) })
+    }
+}
