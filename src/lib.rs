@@ -7,8 +7,6 @@
 #![forbid(unsafe_code)]
 
 mod body;
-#[cfg(feature = "client")]
-pub mod client;
 pub mod era;
 pub mod event_log;
 pub mod headers;

@@ -3,8 +3,7 @@
 //! them every test fails with a message saying so.
 #![cfg(feature = "redis")]
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use mcp_test_support::redis_server;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

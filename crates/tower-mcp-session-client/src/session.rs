@@ -18,7 +18,7 @@ use super::backoff::Backoff;
 /// [`McpClientLayerBuilder::on_event`](super::McpClientLayerBuilder::on_event).
 ///
 /// ```
-/// use tower_mcp_session::client::SessionEvent;
+/// use tower_mcp_session_client::SessionEvent;
 ///
 /// let e = SessionEvent::Expired { session_id: "abc".into() };
 /// assert!(matches!(e, SessionEvent::Expired { .. }));
@@ -70,7 +70,7 @@ pub enum SessionEvent {
 /// Counters of one client session, from [`McpClient::stats`](super::McpClient::stats).
 ///
 /// ```
-/// use tower_mcp_session::client::ClientStats;
+/// use tower_mcp_session_client::ClientStats;
 ///
 /// let s = ClientStats::default();
 /// assert_eq!(s.reinitializations, 0);
@@ -99,7 +99,7 @@ pub struct ClientStats {
 /// What to do when the server answers 404 for the session.
 ///
 /// ```
-/// use tower_mcp_session::client::{Reinitialize, ReinitDecision};
+/// use tower_mcp_session_client::{Reinitialize, ReinitDecision};
 ///
 /// let transparent = Reinitialize::Transparent;
 /// let ask = Reinitialize::ask(|expired| {

@@ -28,16 +28,16 @@ use self::policy::{Breaker, CircuitBreaker};
 use super::backoff::Backoff;
 use super::error::{BoxError, Error};
 use super::layer::McpClient;
-use crate::util::BoxFuture;
+use crate::BoxFuture;
 
 /// One MCP session with one server, as a [`ServerPool`] uses it. Implemented by
 /// [`McpClient`]; implement it yourself to pool something else.
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use tower_mcp_session::client::McpConnection;
+/// use tower_mcp_session_client::McpConnection;
 ///
-/// # async fn demo(conn: Arc<dyn McpConnection>) -> Result<(), tower_mcp_session::client::Error> {
+/// # async fn demo(conn: Arc<dyn McpConnection>) -> Result<(), tower_mcp_session_client::Error> {
 /// conn.initialize().await?;
 /// let tools = conn.request("tools/list", serde_json::json!({})).await?;
 /// println!("{tools} from session {:?}", conn.session_id());
@@ -104,9 +104,9 @@ where
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
 /// use tower::Layer;
-/// use tower_mcp_session::client::{McpClientLayer, ServerPool};
+/// use tower_mcp_session_client::{McpClientLayer, ServerPool};
 ///
-/// # async fn demo(pool: ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
+/// # async fn demo(pool: ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
 /// pool.add_server_with_reconnect("search", || async {
 ///     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 ///     let layer = McpClientLayer::builder().endpoint("http://127.0.0.1:8080/mcp".parse().unwrap()).build();
@@ -135,7 +135,7 @@ where
 /// The health of one server in a [`ServerPool`].
 ///
 /// ```
-/// use tower_mcp_session::client::HealthState;
+/// use tower_mcp_session_client::HealthState;
 ///
 /// assert!(HealthState::Healthy.is_usable());
 /// assert!(HealthState::Degraded.is_usable());
@@ -173,7 +173,7 @@ impl HealthState {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::HealthConfig;
+/// use tower_mcp_session_client::HealthConfig;
 ///
 /// let health = HealthConfig::new(Duration::from_secs(30), Duration::from_secs(5))
 ///     .unhealthy_after(3)
@@ -217,7 +217,7 @@ impl HealthConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_mcp_session::client::HealthConfig;
+    /// use tower_mcp_session_client::HealthConfig;
     ///
     /// let h = HealthConfig::new(Duration::from_millis(100), Duration::from_millis(50)).unhealthy_after(2);
     /// assert_eq!(h.detection_time(), Duration::from_millis(250));
@@ -237,7 +237,7 @@ impl Default for HealthConfig {
 /// Why a pool operation failed.
 ///
 /// ```
-/// use tower_mcp_session::client::PoolError;
+/// use tower_mcp_session_client::PoolError;
 ///
 /// assert_eq!(PoolError::TooManyServers { max: 2 }.to_string(), "the pool holds its maximum of 2 servers");
 /// ```
@@ -304,7 +304,7 @@ pub struct FailoverEvent {
 /// What a [`ServerPool`] reports to [`subscribe`](ServerPool::subscribe)rs.
 ///
 /// ```
-/// use tower_mcp_session::client::{HealthState, PoolEvent};
+/// use tower_mcp_session_client::{HealthState, PoolEvent};
 ///
 /// let e = PoolEvent::StateChanged { server: "a".into(), from: HealthState::Healthy, to: HealthState::Degraded };
 /// assert!(matches!(e, PoolEvent::StateChanged { .. }));
@@ -365,7 +365,7 @@ pub struct SessionInfo {
 /// How many servers are in each state.
 ///
 /// ```
-/// use tower_mcp_session::client::SessionStats;
+/// use tower_mcp_session_client::SessionStats;
 ///
 /// let s = SessionStats::default();
 /// assert_eq!(s.total, 0);
@@ -496,9 +496,9 @@ impl Drop for Inner {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tower_mcp_session::client::{HealthConfig, ServerPool};
+/// use tower_mcp_session_client::{HealthConfig, ServerPool};
 ///
-/// # async fn demo(primary: impl tower_mcp_session::client::McpConnection, backup: impl tower_mcp_session::client::McpConnection) -> Result<(), tower_mcp_session::client::PoolError> {
+/// # async fn demo(primary: impl tower_mcp_session_client::McpConnection, backup: impl tower_mcp_session_client::McpConnection) -> Result<(), tower_mcp_session_client::PoolError> {
 /// let pool = ServerPool::builder()
 ///     .max_servers(16)
 ///     .health(HealthConfig::new(Duration::from_secs(10), Duration::from_secs(2)))
@@ -520,7 +520,7 @@ pub struct ServerPool {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::{Backoff, CircuitBreakerConfig, RetryPolicy, ServerPool};
+/// use tower_mcp_session_client::{Backoff, CircuitBreakerConfig, RetryPolicy, ServerPool};
 ///
 /// let pool = ServerPool::builder()
 ///     .max_servers(8)
@@ -633,7 +633,7 @@ impl ServerPool {
     /// A pool with every default.
     ///
     /// ```
-    /// let pool = tower_mcp_session::client::ServerPool::new();
+    /// let pool = tower_mcp_session_client::ServerPool::new();
     /// assert_eq!(pool.session_count(), 0);
     /// ```
     pub fn new() -> Self {
@@ -648,7 +648,7 @@ impl ServerPool {
     /// Events: health changes, failovers, reconnections.
     ///
     /// ```
-    /// let pool = tower_mcp_session::client::ServerPool::new();
+    /// let pool = tower_mcp_session_client::ServerPool::new();
     /// let mut events = pool.subscribe();
     /// assert!(events.try_recv().is_err());
     /// ```
@@ -661,7 +661,7 @@ impl ServerPool {
     /// (unhealthy) and healed by the health checks.
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool, conn: impl tower_mcp_session::client::McpConnection) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool, conn: impl tower_mcp_session_client::McpConnection) -> Result<(), tower_mcp_session_client::PoolError> {
     /// let state = pool.add_server("local", conn).await?;
     /// println!("{state:?}");
     /// # Ok(()) }
@@ -680,7 +680,7 @@ impl ServerPool {
     /// when that fails the pool keeps reconnecting in the background.
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool, factory: impl tower_mcp_session::client::ServerFactory) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool, factory: impl tower_mcp_session_client::ServerFactory) -> Result<(), tower_mcp_session_client::PoolError> {
     /// pool.add_server_with_reconnect("remote", factory).await?;
     /// # Ok(()) }
     /// ```
@@ -789,7 +789,7 @@ impl ServerPool {
     /// its session.
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
     /// pool.remove_server("local").await?;
     /// # Ok(()) }
     /// ```
@@ -820,7 +820,7 @@ impl ServerPool {
     /// One server's session.
     ///
     /// ```
-    /// let pool = tower_mcp_session::client::ServerPool::new();
+    /// let pool = tower_mcp_session_client::ServerPool::new();
     /// assert!(pool.get_session_info("nope").is_none());
     /// ```
     pub fn get_session_info(&self, id: &str) -> Option<SessionInfo> {
@@ -830,7 +830,7 @@ impl ServerPool {
     /// Every server's session, ordered by id.
     ///
     /// ```
-    /// let pool = tower_mcp_session::client::ServerPool::new();
+    /// let pool = tower_mcp_session_client::ServerPool::new();
     /// assert!(pool.list_sessions().is_empty());
     /// ```
     pub fn list_sessions(&self) -> Vec<SessionInfo> {
@@ -845,7 +845,7 @@ impl ServerPool {
     /// Servers per state.
     ///
     /// ```
-    /// let pool = tower_mcp_session::client::ServerPool::new();
+    /// let pool = tower_mcp_session_client::ServerPool::new();
     /// assert_eq!(pool.session_stats().healthy, 0);
     /// ```
     pub fn session_stats(&self) -> SessionStats {
@@ -881,8 +881,8 @@ impl ServerPool {
     /// far, then id).
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
-    /// let server = pool.get_healthy_connection().ok_or(tower_mcp_session::client::PoolError::NoHealthyServer)?;
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
+    /// let server = pool.get_healthy_connection().ok_or(tower_mcp_session_client::PoolError::NoHealthyServer)?;
     /// let tools = server.request("tools/list", serde_json::json!({})).await?;
     /// # let _ = tools; Ok(()) }
     /// ```
@@ -908,7 +908,7 @@ impl ServerPool {
     /// Send a request to server `id` through its retry policy and circuit breaker.
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
     /// let answer = pool.request("local", "tools/call", serde_json::json!({"name": "echo", "arguments": {"message": "hi"}})).await?;
     /// # let _ = answer; Ok(()) }
     /// ```
@@ -936,7 +936,7 @@ impl ServerPool {
     /// is healthy again. Redefining a group replaces it.
     ///
     /// ```no_run
-    /// # fn demo(pool: tower_mcp_session::client::ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # fn demo(pool: tower_mcp_session_client::ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
     /// pool.add_failover_group("search", "eu-1", ["eu-2", "us-1"])?;
     /// assert_eq!(pool.active_server("search").as_deref(), Some("eu-1"));
     /// # Ok(()) }
@@ -992,7 +992,7 @@ impl ServerPool {
     /// Send a request to a failover group's active server.
     ///
     /// ```no_run
-    /// # async fn demo(pool: tower_mcp_session::client::ServerPool) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(pool: tower_mcp_session_client::ServerPool) -> Result<(), tower_mcp_session_client::PoolError> {
     /// let answer = pool.request_group("search", "tools/list", serde_json::json!({})).await?;
     /// # let _ = answer; Ok(()) }
     /// ```
@@ -1272,7 +1272,7 @@ impl PooledServer {
     /// Send a request through the server's retry policy and circuit breaker.
     ///
     /// ```no_run
-    /// # async fn demo(server: tower_mcp_session::client::PooledServer) -> Result<(), tower_mcp_session::client::PoolError> {
+    /// # async fn demo(server: tower_mcp_session_client::PooledServer) -> Result<(), tower_mcp_session_client::PoolError> {
     /// let answer = server.request("ping", serde_json::json!({})).await?;
     /// # let _ = answer; Ok(()) }
     /// ```

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
-use tower_mcp_session::client::{Error, McpClientLayer, ReinitDecision, Reinitialize, SessionEvent};
 use tower_mcp_session::{McpSessionLayer, SessionId};
+use tower_mcp_session_client::{Error, McpClientLayer, ReinitDecision, Reinitialize, SessionEvent};
 
 fn events_of(hook: &Arc<Mutex<Vec<SessionEvent>>>) -> Vec<SessionEvent> {
     hook.lock().unwrap().clone()
@@ -232,7 +232,7 @@ async fn duplicates_after_reconnection_are_dropped_and_retry_is_honoured() {
     });
     let server = TestServer::serve(0, McpSessionLayer::new(), svc).await;
     let client = McpClientLayer::builder()
-        .resume_backoff(tower_mcp_session::client::Backoff::new(
+        .resume_backoff(tower_mcp_session_client::Backoff::new(
             Duration::from_millis(5),
             Duration::from_millis(20),
         ))

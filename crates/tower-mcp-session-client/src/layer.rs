@@ -26,8 +26,8 @@ use super::session::{
     ClientStats, Config, Expired, ReinitDecision, Reinitialize, ResumeConfig, SessionEvent, SessionSnapshot, Shared,
     StreamGuard,
 };
-use crate::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::util::BoxFuture;
+use crate::BoxFuture;
+use tower_mcp_session::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 const ACCEPT_SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -59,10 +59,10 @@ const DEFAULT_VERSION: &str = "2025-11-25";
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
 /// use tower::ServiceBuilder;
-/// use tower_mcp_session::client::McpClientLayer;
+/// use tower_mcp_session_client::McpClientLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_mcp_session::client::Error> {
+/// # async fn main() -> Result<(), tower_mcp_session_client::Error> {
 /// let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 /// let client = ServiceBuilder::new()
 ///     .layer(McpClientLayer::builder().endpoint("http://127.0.0.1:8080/mcp".parse().unwrap()).build())
@@ -82,7 +82,7 @@ impl McpClientLayer {
     /// A layer with every default: transparent re-initialization, 5 resume attempts.
     ///
     /// ```
-    /// let layer = tower_mcp_session::client::McpClientLayer::new();
+    /// let layer = tower_mcp_session_client::McpClientLayer::new();
     /// assert_eq!(layer.stats().initializations, 0);
     /// ```
     pub fn new() -> Self {
@@ -93,7 +93,7 @@ impl McpClientLayer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_mcp_session::client::{McpClientLayer, Reinitialize};
+    /// use tower_mcp_session_client::{McpClientLayer, Reinitialize};
     ///
     /// let layer = McpClientLayer::builder()
     ///     .reinitialize(Reinitialize::Never)
@@ -114,7 +114,7 @@ impl McpClientLayer {
     /// The session id in force, if any.
     ///
     /// ```
-    /// assert_eq!(tower_mcp_session::client::McpClientLayer::new().session_id(), None);
+    /// assert_eq!(tower_mcp_session_client::McpClientLayer::new().session_id(), None);
     /// ```
     pub fn session_id(&self) -> Option<String> {
         snapshot_id(&self.shared.snapshot())
@@ -150,7 +150,7 @@ impl<S> Layer<S> for McpClientLayer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::{Backoff, McpClientLayer, Reinitialize, ReinitDecision};
+/// use tower_mcp_session_client::{Backoff, McpClientLayer, Reinitialize, ReinitDecision};
 ///
 /// let layer = McpClientLayer::builder()
 ///     .endpoint("http://127.0.0.1:8080/mcp".parse().unwrap())
@@ -921,8 +921,8 @@ where
     /// `notifications/initialized`; returns the `InitializeResult`.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::client::McpClientLayer;
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # use tower_mcp_session_client::McpClientLayer;
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let result = client.initialize().await?;
     /// println!("server: {}", result["serverInfo"]["name"]);
     /// println!("session: {:?}", client.session_id());
@@ -957,7 +957,7 @@ where
     /// A JSON-RPC error comes back as [`Error::Rpc`].
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let result = client
     ///     .request("tools/call", serde_json::json!({"name": "echo", "arguments": {"message": "hi"}}))
     ///     .await?;
@@ -986,7 +986,7 @@ where
     /// stream when the server answers with SSE (progress notifications and all).
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let response = client
     ///     .send("tools/call", serde_json::json!({"name": "test_tool_with_progress", "arguments": {}}))
     ///     .await?;
@@ -1006,7 +1006,7 @@ where
     /// Send a JSON-RPC notification (`202 Accepted` expected).
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// client.notify("notifications/roots/list_changed", None).await?;
     /// # Ok(()) }
     /// ```
@@ -1030,7 +1030,7 @@ where
     /// `ping`, timed: how long the round trip took.
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let rtt = client.ping().await?;
     /// println!("{rtt:?}");
     /// # Ok(()) }
@@ -1045,7 +1045,7 @@ where
     /// resumes by itself and ends when the session is closed.
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let mut stream = client.listen().await?;
     /// while let Some(message) = stream.next_event().await {
     ///     println!("{:?}", message?.json());
@@ -1089,7 +1089,7 @@ where
     /// [`close_gracefully`](Self::close_gracefully) to let them finish first.
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// client.close().await?;
     /// assert_eq!(client.open_streams(), 0);
     /// # Ok(()) }
@@ -1112,7 +1112,7 @@ where
     /// still waiting for their responses to get them.
     ///
     /// ```no_run
-    /// # async fn demo(client: tower_mcp_session::client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # async fn demo(client: tower_mcp_session_client::McpClient<hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>>) -> Result<(), tower_mcp_session_client::Error> {
     /// client.close_gracefully(std::time::Duration::from_secs(5)).await?;
     /// # Ok(()) }
     /// ```

@@ -1,8 +1,7 @@
 //! The client side against a peer nobody here wrote: rmcp 3.9's Streamable HTTP server,
 //! both with its own sessions (stateful) and stateless behind `McpSessionLayer`.
 
-#[path = "../examples/rmcp_common/mod.rs"]
-mod rmcp_common;
+use mcp_test_support::rmcp as rmcp_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,8 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::Layer;
-use tower_mcp_session::client::McpClientLayer;
 use tower_mcp_session::{McpSessionLayer, SessionId};
+use tower_mcp_session_client::McpClientLayer;
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use client_support::*;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tower_mcp_session::client::{
+use tower_mcp_session_client::{
     Backoff, CircuitBreakerConfig, CircuitState, Error, HealthConfig, HealthState, PoolError, PoolEvent, RetryPolicy,
     ServerPool,
 };
