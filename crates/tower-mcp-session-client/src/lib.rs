@@ -42,19 +42,23 @@
 
 mod backoff;
 mod body;
+mod calls;
 mod error;
+mod handler;
 mod layer;
 mod pool;
+mod service;
 mod session;
 
 pub use backoff::Backoff;
 pub use body::{ClientEvent, McpClientBody};
 pub use error::{BoxError, Error};
-pub use layer::{McpClient, McpClientLayer, McpClientLayerBuilder, ResponseFuture};
+pub use layer::{McpClientLayer, McpClientLayerBuilder};
 pub use pool::{
     CircuitBreakerConfig, CircuitState, FailoverEvent, HealthConfig, HealthState, McpConnection, PoolError, PoolEvent,
     PooledServer, RetryPolicy, RpcCall, ServerFactory, ServerPool, ServerPoolBuilder, SessionInfo, SessionStats,
 };
+pub use service::{McpClient, ResponseFuture};
 pub use session::{ClientStats, Expired, ReinitDecision, Reinitialize, SessionEvent};
 
 /// A boxed, sendable future. Private until the core's `store::BoxFuture` is public API

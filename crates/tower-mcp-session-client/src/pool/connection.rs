@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::BoxFuture;
 use crate::error::{BoxError, Error};
-use crate::layer::McpClient;
+use crate::service::McpClient;
 
 /// One MCP session with one server, as a [`ServerPool`] uses it. Implemented by
 /// [`McpClient`]; implement it yourself to pool something else.
