@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -163,7 +163,7 @@ where
 {
     let service = Mutex::new(service);
     Arc::new(move |req: Request<Bytes>| {
-        let svc = service.lock().expect("connector lock").clone();
+        let svc = service.lock().unwrap_or_else(PoisonError::into_inner).clone();
         Box::pin(async move { svc.oneshot(req.map(B::from)).await.map_err(Error::transport) })
     })
 }

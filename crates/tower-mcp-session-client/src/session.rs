@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -238,32 +238,44 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> SessionSnapshot {
-        self.state.lock().expect("client state lock").current.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current
+            .clone()
     }
 
     pub(crate) fn is_initialized(&self) -> bool {
-        self.state.lock().expect("client state lock").initialized
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).initialized
     }
 
     pub(crate) fn init_message(&self) -> Option<Value> {
-        self.state.lock().expect("client state lock").init_message.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .init_message
+            .clone()
     }
 
     pub(crate) fn set_init_message(&self, message: Value) {
-        self.state.lock().expect("client state lock").init_message = Some(message);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).init_message = Some(message);
     }
 
     pub(crate) fn init_template(&self) -> Option<(http::Uri, http::HeaderMap)> {
-        self.state.lock().expect("client state lock").init_template.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .init_template
+            .clone()
     }
 
     pub(crate) fn set_init_template(&self, uri: http::Uri, headers: http::HeaderMap) {
-        self.state.lock().expect("client state lock").init_template = Some((uri, headers));
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).init_template = Some((uri, headers));
     }
 
     /// A new session is in force; returns its generation.
     pub(crate) fn establish(&self, id: Option<HeaderValue>, version: Option<String>) -> u64 {
-        let mut state = self.state.lock().expect("client state lock");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = state.current.generation + 1;
         state.current = SessionSnapshot {
             id,
@@ -277,7 +289,7 @@ impl Shared {
     /// Forget the session (after a refused re-initialization or a close); `only_if`
     /// restricts it to that generation. Returns the id that was forgotten.
     pub(crate) fn forget(&self, only_if: Option<u64>) -> Option<HeaderValue> {
-        let mut state = self.state.lock().expect("client state lock");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if only_if.is_some_and(|g| g != state.current.generation) {
             return None;
         }
@@ -345,7 +357,7 @@ impl Slot {
     }
 
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().expect("stream slot lock");
+        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
@@ -354,7 +366,7 @@ impl Slot {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(w) = self.waker.lock().expect("stream slot lock").take() {
+        if let Some(w) = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take() {
             w.wake();
         }
     }
@@ -362,14 +374,14 @@ impl Slot {
 
 impl StreamRegistry {
     pub(crate) fn len(&self) -> usize {
-        self.slots.lock().expect("stream registry lock").len()
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Streams still waiting for their response.
     pub(crate) fn awaiting(&self) -> usize {
         self.slots
             .lock()
-            .expect("stream registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .filter(|s| s.awaiting.load(Ordering::Acquire))
             .count()
@@ -377,7 +389,12 @@ impl StreamRegistry {
 
     /// End every open stream; returns how many there were.
     pub(crate) fn close_all(&self) -> usize {
-        let slots: Vec<_> = self.slots.lock().expect("stream registry lock").drain().collect();
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
         for (_, slot) in &slots {
             slot.close();
         }
@@ -403,7 +420,7 @@ impl StreamGuard {
         registry
             .slots
             .lock()
-            .expect("stream registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(key, slot.clone());
         Self {
             shared: shared.clone(),
@@ -420,7 +437,11 @@ impl StreamGuard {
         }
         self.slot.awaiting.store(false, Ordering::Release);
         let registry = &self.shared.streams;
-        registry.slots.lock().expect("stream registry lock").remove(&self.key);
+        registry
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
         registry.changed.notify_waiters();
     }
 

@@ -1,7 +1,7 @@
 //! Failover groups: a primary, backups in order, and the server traffic goes to now.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ impl ServerPool {
         I: IntoIterator<Item = M>,
         M: AsRef<str>,
     {
-        let servers = self.inner.servers.read().expect("pool lock");
+        let servers = self.inner.servers.read().unwrap_or_else(PoisonError::into_inner);
         let mut members = Vec::new();
         for id in std::iter::once(primary.to_owned()).chain(backups.into_iter().map(|m| m.as_ref().to_owned())) {
             let Some((key, _)) = servers.get_key_value(id.as_str()) else {
@@ -39,7 +39,7 @@ impl ServerPool {
         self.inner
             .groups
             .lock()
-            .expect("group lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(group.into(), Group { members, active });
         self.evaluate_groups();
         Ok(())
@@ -50,7 +50,7 @@ impl ServerPool {
         self.inner
             .groups
             .lock()
-            .expect("group lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(group)
             .map(|_| ())
             .ok_or_else(|| PoolError::UnknownGroup(group.to_owned()))
@@ -61,7 +61,7 @@ impl ServerPool {
         self.inner
             .groups
             .lock()
-            .expect("group lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(group)
             .map(|g| g.active.to_string())
     }
@@ -86,14 +86,14 @@ impl ServerPool {
             .inner
             .servers
             .read()
-            .expect("pool lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(id, s)| (id.clone(), s.state()))
             .collect();
         let state = |id: &Arc<str>| states.get(id).copied().unwrap_or(HealthState::Disconnected);
         let mut switched = Vec::new();
         {
-            let mut groups = self.inner.groups.lock().expect("group lock");
+            let mut groups = self.inner.groups.lock().unwrap_or_else(PoisonError::into_inner);
             for (name, group) in groups.iter_mut() {
                 let primary = &group.members[0];
                 let active = &group.active;

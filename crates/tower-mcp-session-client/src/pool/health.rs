@@ -1,7 +1,7 @@
 //! Health checks, the state machine they drive, and reconnection through a factory.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,7 +15,7 @@ impl ServerPool {
     /// Start the periodic health checks (a no-op when they run already). They stop with
     /// [`stop_health_monitoring`](Self::stop_health_monitoring) or when the pool is dropped.
     pub fn start_health_monitoring(&self) {
-        let mut monitor = self.inner.monitor.lock().expect("monitor lock");
+        let mut monitor = self.inner.monitor.lock().unwrap_or_else(PoisonError::into_inner);
         if monitor.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
@@ -35,7 +35,7 @@ impl ServerPool {
 
     /// Stop the periodic health checks.
     pub fn stop_health_monitoring(&self) {
-        if let Some(task) = self.inner.monitor.lock().expect("monitor lock").take() {
+        if let Some(task) = self.inner.monitor.lock().unwrap_or_else(PoisonError::into_inner).take() {
             task.abort();
         }
     }
@@ -45,7 +45,7 @@ impl ServerPool {
         self.inner
             .monitor
             .lock()
-            .expect("monitor lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .is_some_and(|t| !t.is_finished())
     }
@@ -82,7 +82,7 @@ impl ServerPool {
 
     pub(super) fn record_success(&self, server: &Arc<Server>, rtt: Option<Duration>) {
         let next = {
-            let mut h = server.health.lock().expect("health lock");
+            let mut h = server.health.lock().unwrap_or_else(PoisonError::into_inner);
             h.failures = 0;
             h.successes = h.successes.saturating_add(1);
             if rtt.is_some() {
@@ -113,7 +113,7 @@ impl ServerPool {
             return;
         }
         let next = {
-            let mut h = server.health.lock().expect("health lock");
+            let mut h = server.health.lock().unwrap_or_else(PoisonError::into_inner);
             h.successes = 0;
             h.failures = h.failures.saturating_add(1);
             if h.failures >= self.inner.config.health.unhealthy_after || h.state == HealthState::Unhealthy {
@@ -130,7 +130,7 @@ impl ServerPool {
 
     pub(super) fn set_state(&self, server: &Arc<Server>, to: HealthState) {
         let from = {
-            let mut h = server.health.lock().expect("health lock");
+            let mut h = server.health.lock().unwrap_or_else(PoisonError::into_inner);
             std::mem::replace(&mut h.state, to)
         };
         if from == to {
@@ -172,7 +172,8 @@ impl ServerPool {
                 .await;
                 match made {
                     Ok(Ok(conn)) => {
-                        let old = std::mem::replace(&mut *target.conn.write().expect("server lock"), conn);
+                        let old =
+                            std::mem::replace(&mut *target.conn.write().unwrap_or_else(PoisonError::into_inner), conn);
                         // The old session is most likely gone with its server; end its
                         // streams and try a DELETE, without waiting.
                         tokio::spawn(async move {
@@ -180,7 +181,7 @@ impl ServerPool {
                         });
                         target.reconnects.fetch_add(1, Ordering::Relaxed);
                         {
-                            let mut h = target.health.lock().expect("health lock");
+                            let mut h = target.health.lock().unwrap_or_else(PoisonError::into_inner);
                             h.failures = 0;
                             h.successes = 0;
                         }
@@ -202,6 +203,6 @@ impl ServerPool {
                 }
             }
         });
-        *server.reconnect_task.lock().expect("task lock") = Some(task);
+        *server.reconnect_task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 }

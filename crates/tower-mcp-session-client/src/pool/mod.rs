@@ -17,7 +17,7 @@ pub use routing::PooledServer;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -52,16 +52,16 @@ struct Server {
 
 impl Server {
     fn conn(&self) -> Arc<dyn McpConnection> {
-        self.conn.read().expect("server lock").clone()
+        self.conn.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn state(&self) -> HealthState {
-        self.health.lock().expect("health lock").state
+        self.health.lock().unwrap_or_else(PoisonError::into_inner).state
     }
 
     fn info(&self) -> SessionInfo {
         let conn = self.conn();
-        let health = self.health.lock().expect("health lock");
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         SessionInfo {
             server: self.id.to_string(),
             state: health.state,
@@ -105,12 +105,18 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.monitor.get_mut().ok().and_then(Option::take) {
+        if let Some(task) = self.monitor.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             task.abort();
         }
-        if let Ok(servers) = self.servers.get_mut() {
+        {
+            let servers = self.servers.get_mut().unwrap_or_else(PoisonError::into_inner);
             for server in servers.values() {
-                if let Some(task) = server.reconnect_task.lock().ok().and_then(|mut t| t.take()) {
+                if let Some(task) = server
+                    .reconnect_task
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
                     task.abort();
                 }
             }
@@ -250,7 +256,7 @@ impl ServerPool {
     }
 
     fn check_room(&self, id: &str) -> Result<(), PoolError> {
-        let servers = self.inner.servers.read().expect("pool lock");
+        let servers = self.inner.servers.read().unwrap_or_else(PoisonError::into_inner);
         if servers.contains_key(id) {
             return Err(PoolError::DuplicateServer(id.to_owned()));
         }
@@ -268,7 +274,7 @@ impl ServerPool {
         conn: Arc<dyn McpConnection>,
         factory: Option<Arc<dyn ServerFactory>>,
     ) -> Result<Arc<Server>, PoolError> {
-        let mut servers = self.inner.servers.write().expect("pool lock");
+        let mut servers = self.inner.servers.write().unwrap_or_else(PoisonError::into_inner);
         if servers.contains_key(id.as_str()) {
             return Err(PoolError::DuplicateServer(id));
         }
@@ -316,7 +322,7 @@ impl ServerPool {
             }
             _ => {
                 {
-                    let mut h = server.health.lock().expect("health lock");
+                    let mut h = server.health.lock().unwrap_or_else(PoisonError::into_inner);
                     h.failures = self.inner.config.health.unhealthy_after;
                 }
                 self.set_state(server, HealthState::Unhealthy);
@@ -341,14 +347,19 @@ impl ServerPool {
             .inner
             .servers
             .write()
-            .expect("pool lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(id)
             .ok_or_else(|| PoolError::UnknownServer(id.to_owned()))?;
-        if let Some(task) = server.reconnect_task.lock().expect("task lock").take() {
+        if let Some(task) = server
+            .reconnect_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             task.abort();
         }
         {
-            let mut groups = self.inner.groups.lock().expect("group lock");
+            let mut groups = self.inner.groups.lock().unwrap_or_else(PoisonError::into_inner);
             for group in groups.values_mut() {
                 group.members.retain(|m| &**m != id);
             }
@@ -382,7 +393,7 @@ impl ServerPool {
 
     /// How many servers the pool holds.
     pub fn session_count(&self) -> usize {
-        self.inner.servers.read().expect("pool lock").len()
+        self.inner.servers.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Servers per state.
@@ -407,14 +418,19 @@ impl ServerPool {
     }
 
     fn server(&self, id: &str) -> Option<Arc<Server>> {
-        self.inner.servers.read().expect("pool lock").get(id).cloned()
+        self.inner
+            .servers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     fn servers(&self) -> Vec<Arc<Server>> {
         self.inner
             .servers
             .read()
-            .expect("pool lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
             .collect()

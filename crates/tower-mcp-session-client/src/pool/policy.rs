@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -252,7 +252,7 @@ impl Breaker {
     }
 
     pub(crate) fn state(&self) -> CircuitState {
-        let s = self.state.lock().expect("breaker lock");
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.state == CircuitState::Open && s.opened_at.elapsed() >= self.config.open_for {
             CircuitState::HalfOpen
         } else {
@@ -261,7 +261,7 @@ impl Breaker {
     }
 
     fn admit(&self) -> bool {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match s.state {
             CircuitState::Closed => true,
             CircuitState::Open if s.opened_at.elapsed() >= self.config.open_for => {
@@ -279,14 +279,14 @@ impl Breaker {
     }
 
     pub(crate) fn success(&self) {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.state = CircuitState::Closed;
         s.failures = 0;
         s.probing = false;
     }
 
     fn failure(&self) {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.probing = false;
         match s.state {
             CircuitState::Closed => {
@@ -306,7 +306,7 @@ impl Breaker {
     /// The request ended without saying anything about the server (a JSON-RPC error,
     /// a cancelled call): let the next probe through.
     fn neutral(&self) {
-        self.state.lock().expect("breaker lock").probing = false;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).probing = false;
     }
 }
 
