@@ -241,9 +241,7 @@ where
         };
         self.shared.streams.close_all();
         let old = self.shared.forget(None);
-        self.shared.emit(SessionEvent::Closed {
-            session_id: old.as_ref().and_then(|v| v.to_str().ok()).map(ToOwned::to_owned),
-        });
+        self.shared.emit(SessionEvent::Closed { session_id: old });
         deleted
     }
 

@@ -20,6 +20,8 @@ use super::session::{Expired, ReinitDecision, Reinitialize, SessionEvent, Sessio
 use tower_mcp_session::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
 use crate::service::snapshot_id;
+use crate::session::session_id_of;
+use tower_mcp_session::SessionId;
 
 pub(crate) const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 pub(crate) const ACCEPT_SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -68,8 +70,11 @@ impl Template {
 /// Put the session's headers on a request. Without a session the caller's own headers
 /// stay, so an application managing ids itself is not overruled.
 pub(crate) fn apply_session(headers: &mut HeaderMap, session: &SessionSnapshot) {
-    if let Some(id) = &session.id {
-        headers.insert(MCP_SESSION_ID, id.clone());
+    // A session id is visible ASCII, so it is always a valid header value.
+    if let Some(id) = &session.id
+        && let Ok(value) = HeaderValue::from_str(id.as_str())
+    {
+        headers.insert(MCP_SESSION_ID, value);
     }
     if let Some(version) = session.version.as_deref()
         // The header exists since 2025-06-18.
@@ -281,7 +286,7 @@ where
             return Ok((response.map(|b| McpClientBody::inner(b, limit)), None));
         }
         let session = SessionSnapshot {
-            id: response.headers().get(MCP_SESSION_ID).cloned(),
+            id: response.headers().get(MCP_SESSION_ID).and_then(session_id_of),
             version: None,
             generation: 0,
         };
@@ -325,8 +330,8 @@ where
         Ok((Response::from_parts(head, McpClientBody::full(bytes)), result))
     }
 
-    fn established(&self, headers: &HeaderMap, result: &Value) -> Option<HeaderValue> {
-        let id = headers.get(MCP_SESSION_ID).cloned();
+    fn established(&self, headers: &HeaderMap, result: &Value) -> Option<SessionId> {
+        let id = headers.get(MCP_SESSION_ID).and_then(session_id_of);
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -334,8 +339,8 @@ where
         self.shared.establish(id.clone(), version.clone());
         self.shared.counters.initializations.fetch_add(1, Ordering::Relaxed);
         self.shared.emit(SessionEvent::Initialized {
-            session_id: id.as_ref().and_then(|v| v.to_str().ok()).map(ToOwned::to_owned),
-            protocol_version: version,
+            session_id: id.clone(),
+            protocol_version: version.as_deref().and_then(|v| v.parse().ok()),
         });
         id
     }
@@ -350,7 +355,10 @@ where
             // Another request re-initialized (or the session was closed) meanwhile.
             return Ok(current.id.is_some());
         }
-        let old = snapshot_id(sent).unwrap_or_default();
+        // `check` only reports an expiry for a request that carried a session id.
+        let Some(old) = snapshot_id(sent) else {
+            return Ok(false);
+        };
         shared.counters.expirations.fetch_add(1, Ordering::Relaxed);
         shared.emit(SessionEvent::Expired {
             session_id: old.clone(),
@@ -381,10 +389,7 @@ where
         match self.handshake(template, &message, &id).await {
             Ok(new) => {
                 shared.counters.reinitializations.fetch_add(1, Ordering::Relaxed);
-                shared.emit(SessionEvent::Reinitialized {
-                    old,
-                    new: new.as_ref().and_then(|v| v.to_str().ok()).map(ToOwned::to_owned),
-                });
+                shared.emit(SessionEvent::Reinitialized { old, new });
                 Ok(true)
             }
             Err(e) => {
@@ -399,7 +404,7 @@ where
     }
 
     /// `initialize` + `notifications/initialized` on a fresh session.
-    async fn handshake(&self, template: &Template, message: &Value, id: &Value) -> Result<Option<HeaderValue>, Error> {
+    async fn handshake(&self, template: &Template, message: &Value, id: &Value) -> Result<Option<SessionId>, Error> {
         let mut headers = self
             .shared
             .init_template()

@@ -12,9 +12,10 @@ use super::backoff::Backoff;
 use super::session::{ClientStats, Config, Reinitialize, ResumeConfig, SessionEvent, Shared};
 
 use crate::service::{McpClient, snapshot_id};
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 /// The revision [`McpClient::initialize`] asks for unless told otherwise.
-const DEFAULT_VERSION: &str = "2025-11-25";
+const DEFAULT_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
 
 /// A tower [`Layer`] that turns an HTTP client service into an MCP Streamable HTTP
 /// client session (2025-03-26 … 2025-11-25 revisions).
@@ -97,7 +98,7 @@ impl McpClientLayer {
     /// ```
     /// assert_eq!(tower_mcp_session_client::McpClientLayer::new().session_id(), None);
     /// ```
-    pub fn session_id(&self) -> Option<String> {
+    pub fn session_id(&self) -> Option<SessionId> {
         snapshot_id(&self.shared.snapshot())
     }
 }
@@ -147,7 +148,7 @@ pub struct McpClientLayerBuilder {
     client_name: String,
     client_version: String,
     capabilities: Value,
-    protocol_version: String,
+    protocol_version: ProtocolVersion,
     explicit_params: bool,
 }
 
@@ -173,7 +174,7 @@ impl Default for McpClientLayerBuilder {
             client_name: "tower-mcp-session".into(),
             client_version: env!("CARGO_PKG_VERSION").into(),
             capabilities: json!({}),
-            protocol_version: DEFAULT_VERSION.into(),
+            protocol_version: DEFAULT_VERSION,
             explicit_params: false,
         }
     }
@@ -201,8 +202,16 @@ impl McpClientLayerBuilder {
     }
 
     /// The revision [`McpClient::initialize`] asks for (default `2025-11-25`).
-    pub fn protocol_version(mut self, version: impl Into<String>) -> Self {
-        self.protocol_version = version.into();
+    ///
+    /// ```
+    /// use tower_mcp_session::ProtocolVersion;
+    /// use tower_mcp_session_client::McpClientLayer;
+    ///
+    /// let layer = McpClientLayer::builder().protocol_version(ProtocolVersion::V2025_06_18).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn protocol_version(mut self, version: ProtocolVersion) -> Self {
+        self.protocol_version = version;
         self
     }
 
@@ -285,7 +294,7 @@ impl McpClientLayerBuilder {
     pub fn build(mut self) -> McpClientLayer {
         if !self.explicit_params {
             self.config.initialize_params = Some(json!({
-                "protocolVersion": self.protocol_version,
+                "protocolVersion": self.protocol_version.to_string(),
                 "capabilities": self.capabilities,
                 "clientInfo": {"name": self.client_name, "version": self.client_version},
             }));

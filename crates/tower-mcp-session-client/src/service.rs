@@ -17,6 +17,7 @@ use super::body::{Connector, McpClientBody};
 use super::error::{BoxError, Error};
 use super::session::{ClientStats, SessionSnapshot, Shared};
 use crate::BoxFuture;
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 use crate::handler::Handler;
 
@@ -50,13 +51,16 @@ impl<S> McpClient<S> {
 
     /// The session id in force (`None` before `initialize`, after a close, or with a
     /// server that runs without sessions).
-    pub fn session_id(&self) -> Option<String> {
+    pub fn session_id(&self) -> Option<SessionId> {
         snapshot_id(&self.shared.snapshot())
     }
 
     /// The protocol version the server chose in `initialize`.
-    pub fn protocol_version(&self) -> Option<String> {
-        self.shared.snapshot().version
+    ///
+    /// `None` also when the server named a version that is not a `YYYY-MM-DD` revision;
+    /// the client still sends that version back in `MCP-Protocol-Version`.
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.shared.snapshot().version.and_then(|v| v.parse().ok())
     }
 
     /// Whether `initialize` succeeded and the session was not closed or lost since.
@@ -92,8 +96,8 @@ impl<S> fmt::Debug for McpClient<S> {
     }
 }
 
-pub(crate) fn snapshot_id(s: &SessionSnapshot) -> Option<String> {
-    s.id.as_ref().and_then(|v| v.to_str().ok()).map(ToOwned::to_owned)
+pub(crate) fn snapshot_id(s: &SessionSnapshot) -> Option<SessionId> {
+    s.id.clone()
 }
 
 /// Response future of [`McpClient`].

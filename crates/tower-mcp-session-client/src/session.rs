@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 use super::backoff::Backoff;
 
@@ -18,9 +19,10 @@ use super::backoff::Backoff;
 /// [`McpClientLayerBuilder::on_event`](super::McpClientLayerBuilder::on_event).
 ///
 /// ```
+/// use tower_mcp_session::SessionId;
 /// use tower_mcp_session_client::SessionEvent;
 ///
-/// let e = SessionEvent::Expired { session_id: "abc".into() };
+/// let e = SessionEvent::Expired { session_id: SessionId::parse("abc").unwrap() };
 /// assert!(matches!(e, SessionEvent::Expired { .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,27 +31,28 @@ pub enum SessionEvent {
     /// An `initialize` succeeded (the caller's own, or [`McpClient::initialize`](super::McpClient::initialize)).
     Initialized {
         /// The id the server assigned; `None` when it runs without sessions.
-        session_id: Option<String>,
-        /// The protocol version the server chose.
-        protocol_version: Option<String>,
+        session_id: Option<SessionId>,
+        /// The protocol version the server chose; `None` when it named none, or a
+        /// version that is not a `YYYY-MM-DD` revision (the client still echoes it).
+        protocol_version: Option<ProtocolVersion>,
     },
     /// The server answered 404 for the session.
     Expired {
         /// The id it no longer knows.
-        session_id: String,
+        session_id: SessionId,
     },
     /// The expired session was replaced by a new one, initialized with the original
     /// parameters.
     Reinitialized {
         /// The expired id.
-        old: String,
+        old: SessionId,
         /// The new id.
-        new: Option<String>,
+        new: Option<SessionId>,
     },
     /// Re-initializing failed; the client has no session until the next `initialize`.
     ReinitializeFailed {
         /// The expired id.
-        old: String,
+        old: SessionId,
         /// Why it failed.
         reason: String,
     },
@@ -63,7 +66,7 @@ pub enum SessionEvent {
     /// The session was ended by [`McpClient::close`](super::McpClient::close).
     Closed {
         /// The id that was closed.
-        session_id: Option<String>,
+        session_id: Option<SessionId>,
     },
 }
 
@@ -142,7 +145,7 @@ impl fmt::Debug for Reinitialize {
 #[non_exhaustive]
 pub struct Expired {
     /// The id the server no longer knows.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The `params` of the `initialize` that created it.
     pub initialize_params: Option<Value>,
 }
@@ -157,6 +160,13 @@ pub enum ReinitDecision {
     ReplayWith(Value),
     /// Do not: the caller gets the 404.
     GiveUp,
+}
+
+/// The session id in a `Mcp-Session-Id` header. A value the core would refuse (empty,
+/// over 256 bytes, outside visible ASCII) is not adopted: the client then runs without
+/// a session rather than echoing bytes every revision forbids.
+pub(crate) fn session_id_of(value: &HeaderValue) -> Option<SessionId> {
+    value.to_str().ok().and_then(SessionId::parse)
 }
 
 /// How SSE bodies resume.
@@ -185,7 +195,8 @@ pub(crate) struct Config {
 /// The session as requests see it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionSnapshot {
-    pub(crate) id: Option<HeaderValue>,
+    pub(crate) id: Option<SessionId>,
+    /// As the server wrote it: a version [`ProtocolVersion`] cannot hold is still echoed.
     pub(crate) version: Option<String>,
     pub(crate) generation: u64,
 }
@@ -274,7 +285,7 @@ impl Shared {
     }
 
     /// A new session is in force; returns its generation.
-    pub(crate) fn establish(&self, id: Option<HeaderValue>, version: Option<String>) -> u64 {
+    pub(crate) fn establish(&self, id: Option<SessionId>, version: Option<String>) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = state.current.generation + 1;
         state.current = SessionSnapshot {
@@ -288,7 +299,7 @@ impl Shared {
 
     /// Forget the session (after a refused re-initialization or a close); `only_if`
     /// restricts it to that generation. Returns the id that was forgotten.
-    pub(crate) fn forget(&self, only_if: Option<u64>) -> Option<HeaderValue> {
+    pub(crate) fn forget(&self, only_if: Option<u64>) -> Option<SessionId> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if only_if.is_some_and(|g| g != state.current.generation) {
             return None;

@@ -10,6 +10,7 @@ use super::policy::{CircuitBreakerConfig, CircuitState, RetryPolicy};
 use super::{Config, Inner, ServerPool};
 use crate::backoff::Backoff;
 use crate::error::Error;
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 /// The health of one server in a [`ServerPool`].
 ///
@@ -222,9 +223,9 @@ pub struct SessionInfo {
     /// Its circuit breaker.
     pub circuit: CircuitState,
     /// The MCP session id, if one is open.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// The negotiated protocol version.
-    pub protocol_version: Option<String>,
+    pub protocol_version: Option<ProtocolVersion>,
     /// Requests in flight now.
     pub in_flight: usize,
     /// Requests sent through the pool.

@@ -14,6 +14,7 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::error::{BoxError, Error};
 use crate::service::McpClient;
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 /// One MCP session with one server, as a [`ServerPool`] uses it. Implemented by
 /// [`McpClient`]; implement it yourself to pool something else.
@@ -38,9 +39,9 @@ pub trait McpConnection: Send + Sync + 'static {
     /// Whether a session is open.
     fn is_initialized(&self) -> bool;
     /// The server-assigned session id.
-    fn session_id(&self) -> Option<String>;
+    fn session_id(&self) -> Option<SessionId>;
     /// The negotiated protocol version.
-    fn protocol_version(&self) -> Option<String>;
+    fn protocol_version(&self) -> Option<ProtocolVersion>;
 }
 
 impl<S, RB> McpConnection for McpClient<S>
@@ -71,11 +72,11 @@ where
         McpClient::is_initialized(self)
     }
 
-    fn session_id(&self) -> Option<String> {
+    fn session_id(&self) -> Option<SessionId> {
         McpClient::session_id(self)
     }
 
-    fn protocol_version(&self) -> Option<String> {
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
         McpClient::protocol_version(self)
     }
 }
@@ -133,10 +134,10 @@ impl McpConnection for Unconnected {
     fn is_initialized(&self) -> bool {
         false
     }
-    fn session_id(&self) -> Option<String> {
+    fn session_id(&self) -> Option<SessionId> {
         None
     }
-    fn protocol_version(&self) -> Option<String> {
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
         None
     }
 }
