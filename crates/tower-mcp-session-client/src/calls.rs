@@ -22,7 +22,7 @@ use crate::handler::{ACCEPT_BOTH, ACCEPT_SSE, JSON, apply_session};
 use crate::service::McpClient;
 
 /// The convenience calls: JSON-RPC over the endpoint set with
-/// [`McpClientLayerBuilder::endpoint`], through this same service (so they get every
+/// [`McpClientLayerBuilder::endpoint`](crate::McpClientLayerBuilder::endpoint), through this same service (so they get every
 /// behaviour of the layer).
 impl<S, RB> McpClient<S>
 where

@@ -28,7 +28,7 @@ const DEFAULT_VERSION: ProtocolVersion = ProtocolVersion::V2025_11_25;
 ///   `initialize` parameters (transparently, or as a [`Reinitialize::Ask`] callback
 ///   decides), sends `notifications/initialized`, reports a
 ///   [`SessionEvent::Reinitialized`] and sends the failed request again, once;
-/// - answers SSE responses with a [`McpClientBody`] that resumes by itself
+/// - answers SSE responses with a [`McpClientBody`](crate::McpClientBody) that resumes by itself
 ///   (`GET` + `Last-Event-ID`, the server's `retry`, jittered backoff, each event once);
 /// - ends the session with [`McpClient::close`]: `DELETE`, then every open stream.
 ///
@@ -230,7 +230,7 @@ impl McpClientLayerBuilder {
     }
 
     /// Reconnection attempts in a row, without a new event in between, before a broken
-    /// SSE stream fails with [`Error::ResumeExhausted`] (default 5).
+    /// SSE stream fails with [`Error::ResumeExhausted`](crate::Error::ResumeExhausted) (default 5).
     pub fn max_resume_attempts(mut self, attempts: u32) -> Self {
         self.config.resume.max_attempts = attempts;
         self

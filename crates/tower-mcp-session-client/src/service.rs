@@ -21,7 +21,7 @@ use tower_mcp_session::{ProtocolVersion, SessionId};
 
 use crate::handler::Handler;
 
-/// The MCP client service built by [`McpClientLayer`]: see there for what it does.
+/// The MCP client service built by [`McpClientLayer`](crate::McpClientLayer): see there for what it does.
 ///
 /// As a tower service it takes any `Request<B>` whose body can be rebuilt from bytes
 /// (`B: From<Bytes>`, e.g. `Full<Bytes>`), because a request may be sent twice (after a

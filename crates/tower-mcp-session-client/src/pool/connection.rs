@@ -16,7 +16,7 @@ use crate::error::{BoxError, Error};
 use crate::service::McpClient;
 use tower_mcp_session::{ProtocolVersion, SessionId};
 
-/// One MCP session with one server, as a [`ServerPool`] uses it. Implemented by
+/// One MCP session with one server, as a [`ServerPool`](crate::ServerPool) uses it. Implemented by
 /// [`McpClient`]; implement it yourself to pool something else.
 ///
 /// ```no_run

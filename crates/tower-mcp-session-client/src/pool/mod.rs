@@ -127,7 +127,7 @@ impl Drop for Inner {
 /// Client sessions with many MCP servers, kept healthy.
 ///
 /// - Servers join with [`add_server`](Self::add_server) (a ready [`McpConnection`],
-///   e.g. an [`McpClient`]) or [`add_server_with_reconnect`](Self::add_server_with_reconnect)
+///   e.g. an [`McpClient`](crate::McpClient)) or [`add_server_with_reconnect`](Self::add_server_with_reconnect)
 ///   (a [`ServerFactory`] the pool calls again, with exponential backoff and jitter,
 ///   whenever the server turns unhealthy). Up to a maximum; a duplicate id is an error.
 /// - Health checks ([`start_health_monitoring`](Self::start_health_monitoring)) ping
@@ -137,7 +137,7 @@ impl Drop for Inner {
 /// - Failover groups ([`add_failover_group`](Self::add_failover_group)) send traffic to
 ///   the primary, switch to the first healthy backup when it turns unhealthy, and back
 ///   when it is healthy again.
-/// - Every request through the pool passes a tower [`Retry`] with the pool's
+/// - Every request through the pool passes a tower [`Retry`](tower::retry::Retry) with the pool's
 ///   [`RetryPolicy`] and a per-server circuit breaker ([`CircuitBreakerConfig`]).
 ///
 /// Cheap to clone; background tasks stop when the last clone is dropped.
