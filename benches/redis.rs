@@ -4,8 +4,7 @@
 //!
 //! `cargo bench --features redis --bench redis`
 
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use mcp_test_support::redis_server;
 
 use std::time::{Duration, Instant};
 

@@ -10,11 +10,9 @@
 //! Besides criterion's figures it prints a summary: requests per second for both stores
 //! one request at a time and with 64 in flight, the ratio, and the round trips.
 
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+use mcp_test_support::redis_server;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use mcp_test_support::http as support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -19,7 +19,7 @@
 //! With `--redis`, `--max-sessions` caps the sessions of every instance sharing that
 //! Redis together, and applies only when given.
 
-mod common;
+use mcp_test_support::echo as common;
 
 use std::net::SocketAddr;
 

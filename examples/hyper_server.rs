@@ -5,7 +5,7 @@
 //! cargo run --example hyper_server -- 127.0.0.1:8081
 //! ```
 
-mod common;
+use mcp_test_support::echo as common;
 
 use std::net::SocketAddr;
 

@@ -43,11 +43,10 @@
 //! processes. The session cap is `--max-sessions`, as for (b), and sessions are kept by
 //! Redis for the store's default idle timeout (30 min), well beyond any measurement.
 
-mod common;
+use mcp_test_support::echo as common;
 #[cfg(feature = "redis")]
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
-mod rmcp_common;
+use mcp_test_support::redis_server;
+use mcp_test_support::rmcp as rmcp_common;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};

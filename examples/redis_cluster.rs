@@ -50,7 +50,7 @@
 //! Stop Redis while this runs and requests get `503` with `Retry-After`; start it again
 //! and both instances recover by themselves (with `appendonly yes`, sessions survive).
 
-mod common;
+use mcp_test_support::echo as common;
 
 use std::net::SocketAddr;
 

@@ -10,7 +10,7 @@
 //! `--json` asks rmcp for `application/json` answers (`json_response`) instead of
 //! one-event SSE streams; `--no-layer` serves rmcp alone, for comparison.
 
-mod rmcp_common;
+use mcp_test_support::rmcp as rmcp_common;
 
 use std::net::SocketAddr;
 

@@ -6,8 +6,6 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "client")]
-pub mod client;
 mod engine;
 pub mod era;
 pub mod event_log;

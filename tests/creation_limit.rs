@@ -1,6 +1,6 @@
 //! Session-creation rate limiting through the layer (issue "Governor rate limits").
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! by hyper, driven by hyper's client. What `oneshot` cannot show: real connections
 //! closing mid-stream, and a real TCP resume.
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Whatever a client sends, the layer answers: no panic, no 5xx, no hang, and every
 //! refusal is a JSON-RPC error body.
 
-mod support;
+use mcp_test_support::http as support;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};

@@ -1,7 +1,7 @@
 //! 2025-era session semantics (spec-digest §7C L1–L8, L16 and §7A A1–A10), driven with
 //! `tower::ServiceExt::oneshot`. Each test names the checklist items it covers.
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

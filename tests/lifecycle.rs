@@ -1,7 +1,7 @@
 //! Session lifecycle under load and time: the cap under concurrency (refuse and evict),
 //! idle and lifetime expiry under paused time, close hooks exactly once, store outages.
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

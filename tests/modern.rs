@@ -1,6 +1,6 @@
 //! 2026-07-28 requests (spec-digest §7B M2–M6, M8–M13, M19) and dual-era routing (§7D).
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

@@ -9,10 +9,9 @@
 //! shared, and local state of sessions that ended elsewhere forgotten.
 #![cfg(feature = "redis")]
 
-mod support;
+use mcp_test_support::http as support;
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use mcp_test_support::redis_server;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

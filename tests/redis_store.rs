@@ -5,8 +5,7 @@
 //! listeners, cap policy) is tested through the layer in `redis_layer.rs`.
 #![cfg(feature = "redis")]
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use mcp_test_support::redis_server;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! by the layer and kept in the event log; clients that drop resume with
 //! `Last-Event-ID` and get exactly what they missed, once. Checklist L9–L15, A8, M14.
 
-mod support;
+use mcp_test_support::http as support;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -2,8 +2,7 @@
 //! `McpSessionLayer`, over a real loopback socket: the layer supplies the sessions a
 //! 2025-era client expects from a server that keeps none.
 
-#[path = "../examples/rmcp_common/mod.rs"]
-mod rmcp_common;
+use mcp_test_support::rmcp as rmcp_common;
 
 use std::net::SocketAddr;
 

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
 use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tower_mcp_session::{ProtocolVersion, SessionId};
 
 use super::backoff::Backoff;
 
@@ -18,9 +19,10 @@ use super::backoff::Backoff;
 /// [`McpClientLayerBuilder::on_event`](super::McpClientLayerBuilder::on_event).
 ///
 /// ```
-/// use tower_mcp_session::client::SessionEvent;
+/// use tower_mcp_session::SessionId;
+/// use tower_mcp_session_client::SessionEvent;
 ///
-/// let e = SessionEvent::Expired { session_id: "abc".into() };
+/// let e = SessionEvent::Expired { session_id: SessionId::parse("abc").unwrap() };
 /// assert!(matches!(e, SessionEvent::Expired { .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,27 +31,28 @@ pub enum SessionEvent {
     /// An `initialize` succeeded (the caller's own, or [`McpClient::initialize`](super::McpClient::initialize)).
     Initialized {
         /// The id the server assigned; `None` when it runs without sessions.
-        session_id: Option<String>,
-        /// The protocol version the server chose.
-        protocol_version: Option<String>,
+        session_id: Option<SessionId>,
+        /// The protocol version the server chose; `None` when it named none, or a
+        /// version that is not a `YYYY-MM-DD` revision (the client still echoes it).
+        protocol_version: Option<ProtocolVersion>,
     },
     /// The server answered 404 for the session.
     Expired {
         /// The id it no longer knows.
-        session_id: String,
+        session_id: SessionId,
     },
     /// The expired session was replaced by a new one, initialized with the original
     /// parameters.
     Reinitialized {
         /// The expired id.
-        old: String,
+        old: SessionId,
         /// The new id.
-        new: Option<String>,
+        new: Option<SessionId>,
     },
     /// Re-initializing failed; the client has no session until the next `initialize`.
     ReinitializeFailed {
         /// The expired id.
-        old: String,
+        old: SessionId,
         /// Why it failed.
         reason: String,
     },
@@ -63,14 +66,14 @@ pub enum SessionEvent {
     /// The session was ended by [`McpClient::close`](super::McpClient::close).
     Closed {
         /// The id that was closed.
-        session_id: Option<String>,
+        session_id: Option<SessionId>,
     },
 }
 
 /// Counters of one client session, from [`McpClient::stats`](super::McpClient::stats).
 ///
 /// ```
-/// use tower_mcp_session::client::ClientStats;
+/// use tower_mcp_session_client::ClientStats;
 ///
 /// let s = ClientStats::default();
 /// assert_eq!(s.reinitializations, 0);
@@ -99,7 +102,7 @@ pub struct ClientStats {
 /// What to do when the server answers 404 for the session.
 ///
 /// ```
-/// use tower_mcp_session::client::{Reinitialize, ReinitDecision};
+/// use tower_mcp_session_client::{Reinitialize, ReinitDecision};
 ///
 /// let transparent = Reinitialize::Transparent;
 /// let ask = Reinitialize::ask(|expired| {
@@ -142,7 +145,7 @@ impl fmt::Debug for Reinitialize {
 #[non_exhaustive]
 pub struct Expired {
     /// The id the server no longer knows.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The `params` of the `initialize` that created it.
     pub initialize_params: Option<Value>,
 }
@@ -157,6 +160,13 @@ pub enum ReinitDecision {
     ReplayWith(Value),
     /// Do not: the caller gets the 404.
     GiveUp,
+}
+
+/// The session id in a `Mcp-Session-Id` header. A value the core would refuse (empty,
+/// over 256 bytes, outside visible ASCII) is not adopted: the client then runs without
+/// a session rather than echoing bytes every revision forbids.
+pub(crate) fn session_id_of(value: &HeaderValue) -> Option<SessionId> {
+    value.to_str().ok().and_then(SessionId::parse)
 }
 
 /// How SSE bodies resume.
@@ -185,7 +195,8 @@ pub(crate) struct Config {
 /// The session as requests see it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionSnapshot {
-    pub(crate) id: Option<HeaderValue>,
+    pub(crate) id: Option<SessionId>,
+    /// As the server wrote it: a version [`ProtocolVersion`] cannot hold is still echoed.
     pub(crate) version: Option<String>,
     pub(crate) generation: u64,
 }
@@ -238,32 +249,44 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> SessionSnapshot {
-        self.state.lock().expect("client state lock").current.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current
+            .clone()
     }
 
     pub(crate) fn is_initialized(&self) -> bool {
-        self.state.lock().expect("client state lock").initialized
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).initialized
     }
 
     pub(crate) fn init_message(&self) -> Option<Value> {
-        self.state.lock().expect("client state lock").init_message.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .init_message
+            .clone()
     }
 
     pub(crate) fn set_init_message(&self, message: Value) {
-        self.state.lock().expect("client state lock").init_message = Some(message);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).init_message = Some(message);
     }
 
     pub(crate) fn init_template(&self) -> Option<(http::Uri, http::HeaderMap)> {
-        self.state.lock().expect("client state lock").init_template.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .init_template
+            .clone()
     }
 
     pub(crate) fn set_init_template(&self, uri: http::Uri, headers: http::HeaderMap) {
-        self.state.lock().expect("client state lock").init_template = Some((uri, headers));
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).init_template = Some((uri, headers));
     }
 
     /// A new session is in force; returns its generation.
-    pub(crate) fn establish(&self, id: Option<HeaderValue>, version: Option<String>) -> u64 {
-        let mut state = self.state.lock().expect("client state lock");
+    pub(crate) fn establish(&self, id: Option<SessionId>, version: Option<String>) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = state.current.generation + 1;
         state.current = SessionSnapshot {
             id,
@@ -276,8 +299,8 @@ impl Shared {
 
     /// Forget the session (after a refused re-initialization or a close); `only_if`
     /// restricts it to that generation. Returns the id that was forgotten.
-    pub(crate) fn forget(&self, only_if: Option<u64>) -> Option<HeaderValue> {
-        let mut state = self.state.lock().expect("client state lock");
+    pub(crate) fn forget(&self, only_if: Option<u64>) -> Option<SessionId> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if only_if.is_some_and(|g| g != state.current.generation) {
             return None;
         }
@@ -345,7 +368,7 @@ impl Slot {
     }
 
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().expect("stream slot lock");
+        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
@@ -354,7 +377,7 @@ impl Slot {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(w) = self.waker.lock().expect("stream slot lock").take() {
+        if let Some(w) = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take() {
             w.wake();
         }
     }
@@ -362,14 +385,14 @@ impl Slot {
 
 impl StreamRegistry {
     pub(crate) fn len(&self) -> usize {
-        self.slots.lock().expect("stream registry lock").len()
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Streams still waiting for their response.
     pub(crate) fn awaiting(&self) -> usize {
         self.slots
             .lock()
-            .expect("stream registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .filter(|s| s.awaiting.load(Ordering::Acquire))
             .count()
@@ -377,7 +400,12 @@ impl StreamRegistry {
 
     /// End every open stream; returns how many there were.
     pub(crate) fn close_all(&self) -> usize {
-        let slots: Vec<_> = self.slots.lock().expect("stream registry lock").drain().collect();
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
         for (_, slot) in &slots {
             slot.close();
         }
@@ -403,7 +431,7 @@ impl StreamGuard {
         registry
             .slots
             .lock()
-            .expect("stream registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(key, slot.clone());
         Self {
             shared: shared.clone(),
@@ -420,7 +448,11 @@ impl StreamGuard {
         }
         self.slot.awaiting.store(false, Ordering::Release);
         let registry = &self.shared.streams;
-        registry.slots.lock().expect("stream registry lock").remove(&self.key);
+        registry
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
         registry.changed.notify_waiters();
     }
 

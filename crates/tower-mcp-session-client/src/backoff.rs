@@ -11,7 +11,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::Backoff;
+/// use tower_mcp_session_client::Backoff;
 ///
 /// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 /// let d = backoff.delay(3); // nominal 400 ms
@@ -41,7 +41,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_mcp_session::client::Backoff;
+    /// use tower_mcp_session_client::Backoff;
     ///
     /// let b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1)).factor(3.0).without_jitter();
     /// assert_eq!(b.delay(3), Duration::from_millis(90));
@@ -55,7 +55,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_mcp_session::client::Backoff;
+    /// use tower_mcp_session_client::Backoff;
     ///
     /// let b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1)).without_jitter();
     /// assert_eq!(b.delay(1), Duration::from_millis(10));
@@ -70,7 +70,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_mcp_session::client::Backoff;
+    /// use tower_mcp_session_client::Backoff;
     ///
     /// let b = Backoff::new(Duration::from_millis(100), Duration::from_millis(250));
     /// assert_eq!(b.nominal(1), Duration::from_millis(100));

@@ -1,7 +1,7 @@
 //! Real `redis-server` processes for tests and benchmarks.
 //!
-//! Include it with `#[path = "support/redis_server.rs"] mod redis_server;` (from
-//! `tests/`) or `#[path = "../tests/support/redis_server.rs"]` (from `benches/`).
+//! `mcp_test_support::redis_server` (feature `redis`), for the tests, the benches and
+//! the load harness.
 //!
 //! Each [`RedisServer`] runs on its own free loopback port with its own temporary
 //! directory and is killed when dropped. `redis-server` and `redis-cli` must be on
@@ -30,6 +30,7 @@ pub enum Persistence {
 }
 
 /// A `redis-server` child process on 127.0.0.1.
+#[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
@@ -323,6 +324,7 @@ fn server_pid(port: u16) -> Option<u32> {
 }
 
 /// A Redis Cluster of primaries only, every node a [`RedisServer`].
+#[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }

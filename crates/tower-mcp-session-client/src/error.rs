@@ -10,7 +10,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why a client call, a response body or a session operation failed.
 ///
 /// ```
-/// use tower_mcp_session::client::Error;
+/// use tower_mcp_session_client::Error;
 ///
 /// let e = Error::ResumeExhausted { attempts: 5 };
 /// assert_eq!(e.to_string(), "SSE stream could not be resumed after 5 attempts");

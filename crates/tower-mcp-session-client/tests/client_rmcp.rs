@@ -1,8 +1,7 @@
 //! The client side against a peer nobody here wrote: rmcp 3.9's Streamable HTTP server,
 //! both with its own sessions (stateful) and stateless behind `McpSessionLayer`.
 
-#[path = "../examples/rmcp_common/mod.rs"]
-mod rmcp_common;
+use mcp_test_support::rmcp as rmcp_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,8 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::Layer;
-use tower_mcp_session::client::McpClientLayer;
 use tower_mcp_session::{McpSessionLayer, SessionId};
+use tower_mcp_session_client::McpClientLayer;
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -35,7 +34,7 @@ fn layer_for(addr: SocketAddr) -> McpClientLayer {
     McpClientLayer::builder()
         .endpoint(format!("http://{addr}/mcp").parse().unwrap())
         .client_info("client-rmcp-test", "0.0.0")
-        .protocol_version("2025-06-18")
+        .protocol_version(tower_mcp_session::ProtocolVersion::V2025_06_18)
         .request_timeout(Some(Duration::from_secs(5)))
         .build()
 }
@@ -76,13 +75,19 @@ async fn against_rmcp_stateless_behind_the_layer() {
     let client = layer_for(addr).layer(http());
     client.initialize().await.unwrap();
     let first = client.session_id().unwrap();
-    assert_eq!(first.len(), 32, "the layer's id, not rmcp's");
+    assert_eq!(first.as_str().len(), 32, "the layer's id, not rmcp's");
     let answer = client
         .request("tools/call", json!({"name": "echo", "arguments": {"message": "one"}}))
         .await
         .unwrap();
     assert_eq!(answer["content"][0]["text"], "one");
-    assert!(layer.manager().close(&SessionId::parse(&first).unwrap()).await.unwrap());
+    assert!(
+        layer
+            .manager()
+            .close(&SessionId::parse(first.as_str()).unwrap())
+            .await
+            .unwrap()
+    );
     let answer = client
         .request("tools/call", json!({"name": "echo", "arguments": {"message": "two"}}))
         .await

@@ -3,8 +3,7 @@
 //! restarted on the same port.
 #![allow(dead_code)]
 
-#[path = "../../examples/common/mod.rs"]
-pub mod echo;
+pub(crate) use mcp_test_support::echo;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,33 +23,33 @@ use tokio::net::TcpListener;
 use tokio::task::{AbortHandle, JoinHandle};
 use tower::Layer;
 use tower_mcp_session::McpSessionLayer;
-use tower_mcp_session::client::{McpClient, McpClientLayer, McpClientLayerBuilder};
+use tower_mcp_session_client::{McpClient, McpClientLayer, McpClientLayerBuilder};
 
-pub use echo::EchoOptions;
+pub(crate) use echo::EchoOptions;
 
-pub type Http = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// A test server that owns its listener and its connections.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub layer: McpSessionLayer,
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) layer: McpSessionLayer,
     accept: Option<JoinHandle<()>>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 /// The layer the tests use: a short `retry` so polling and resumption stay fast.
-pub fn test_layer() -> McpSessionLayer {
+pub(crate) fn test_layer() -> McpSessionLayer {
     McpSessionLayer::builder().sse_retry(Duration::from_millis(30)).build()
 }
 
 impl TestServer {
     /// The echo server behind `layer` on a free port.
-    pub async fn start(layer: McpSessionLayer) -> Self {
+    pub(crate) async fn start(layer: McpSessionLayer) -> Self {
         Self::start_on(0, layer).await
     }
 
     /// The echo server behind `layer` on `port` (0: any free port).
-    pub async fn start_on(port: u16, layer: McpSessionLayer) -> Self {
+    pub(crate) async fn start_on(port: u16, layer: McpSessionLayer) -> Self {
         let options = EchoOptions {
             sse_tool_calls: false,
             manager: Some(layer.manager()),
@@ -63,7 +62,7 @@ impl TestServer {
     }
 
     /// Any service over `Request<Incoming>` on `port`.
-    pub async fn serve<S, B>(port: u16, layer: McpSessionLayer, svc: S) -> Self
+    pub(crate) async fn serve<S, B>(port: u16, layer: McpSessionLayer, svc: S) -> Self
     where
         S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Clone
@@ -103,23 +102,23 @@ impl TestServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr.port()
     }
 
     /// Cut every open connection (the server and its sessions live on).
-    pub fn drop_connections(&self) {
+    pub(crate) fn drop_connections(&self) {
         for conn in self.conns.lock().unwrap().drain(..) {
             conn.abort();
         }
     }
 
     /// Stop listening and cut every connection; the port is free when this returns.
-    pub async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         if let Some(accept) = self.accept.take() {
             accept.abort();
             let _ = accept.await;
@@ -150,7 +149,7 @@ async fn bind(port: u16) -> TcpListener {
 }
 
 /// A hyper client with TCP_NODELAY.
-pub fn http() -> Http {
+pub(crate) fn http() -> Http {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_millis(500)));
@@ -158,25 +157,25 @@ pub fn http() -> Http {
 }
 
 /// A client builder with test-friendly timings, pointed at `url`.
-pub fn client_builder(url: &str) -> McpClientLayerBuilder {
+pub(crate) fn client_builder(url: &str) -> McpClientLayerBuilder {
     McpClientLayer::builder()
         .endpoint(url.parse().unwrap())
         .client_info("client-tests", "0.0.0")
-        .resume_backoff(tower_mcp_session::client::Backoff::new(
+        .resume_backoff(tower_mcp_session_client::Backoff::new(
             Duration::from_millis(10),
             Duration::from_millis(200),
         ))
         .request_timeout(Some(Duration::from_secs(5)))
 }
 
-pub fn client(url: &str) -> McpClient<Http> {
+pub(crate) fn client(url: &str) -> McpClient<Http> {
     client_builder(url).build().layer(http())
 }
 
 /// Records the headers of every request the client sends, on the real client.
-pub type Recorded = Arc<Mutex<Vec<(http::Method, HeaderMap, Bytes)>>>;
+pub(crate) type Recorded = Arc<Mutex<Vec<(http::Method, HeaderMap, Bytes)>>>;
 
-pub fn recording_http(
+pub(crate) fn recording_http(
     recorded: Recorded,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
@@ -204,11 +203,11 @@ pub fn recording_http(
     })
 }
 
-pub fn json_rpc(id: u64, method: &str, params: Value) -> Value {
+pub(crate) fn json_rpc(id: u64, method: &str, params: Value) -> Value {
     serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
-pub fn post(url: &str, message: &Value) -> Request<Full<Bytes>> {
+pub(crate) fn post(url: &str, message: &Value) -> Request<Full<Bytes>> {
     Request::post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -217,7 +216,7 @@ pub fn post(url: &str, message: &Value) -> Request<Full<Bytes>> {
 }
 
 /// Poll `check` every 10 ms until it holds; how long it took, or panic after `limit`.
-pub async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = tokio::time::Instant::now();
     loop {
         if check() {

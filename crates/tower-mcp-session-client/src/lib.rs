@@ -1,4 +1,5 @@
-//! The client side of MCP Streamable HTTP sessions (feature `client`).
+//! The client side of MCP Streamable HTTP sessions, for servers behind
+//! `tower-mcp-session` or any other Streamable HTTP implementation.
 //!
 //! Two pieces:
 //!
@@ -22,10 +23,10 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use tower::Layer;
-//! use tower_mcp_session::client::McpClientLayer;
+//! use tower_mcp_session_client::McpClientLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower_mcp_session::client::Error> {
+//! # async fn main() -> Result<(), tower_mcp_session_client::Error> {
 //! let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 //! let layer = McpClientLayer::builder()
 //!     .endpoint("http://127.0.0.1:8080/mcp".parse().unwrap())
@@ -41,17 +42,25 @@
 
 mod backoff;
 mod body;
+mod calls;
 mod error;
+mod handler;
 mod layer;
 mod pool;
+mod service;
 mod session;
 
 pub use backoff::Backoff;
 pub use body::{ClientEvent, McpClientBody};
 pub use error::{BoxError, Error};
-pub use layer::{McpClient, McpClientLayer, McpClientLayerBuilder, ResponseFuture};
+pub use layer::{McpClientLayer, McpClientLayerBuilder};
 pub use pool::{
     CircuitBreakerConfig, CircuitState, FailoverEvent, HealthConfig, HealthState, McpConnection, PoolError, PoolEvent,
     PooledServer, RetryPolicy, RpcCall, ServerFactory, ServerPool, ServerPoolBuilder, SessionInfo, SessionStats,
 };
+pub use service::{McpClient, ResponseFuture};
 pub use session::{ClientStats, Expired, ReinitDecision, Reinitialize, SessionEvent};
+
+/// A boxed, sendable future. Private until the core's `store::BoxFuture` is public API
+/// the client can name; the two are the same type.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -19,9 +19,10 @@ use tokio::time::Sleep;
 
 use super::error::{BoxError, Error};
 use super::session::{SessionEvent, StreamGuard};
-use crate::headers::LAST_EVENT_ID;
-use crate::sse::{SseError, SseEvent, SseParser, encode_event};
-use crate::util::BoxFuture;
+use tower_mcp_session::headers::LAST_EVENT_ID;
+// The core keeps its SSE reader out of its public API; the client is released with it.
+use crate::BoxFuture;
+use tower_mcp_session::sse::__private::{SseError, SseEvent, SseParser, encode_event};
 
 /// Sends one request through the client's inner service (type-erased so bodies need not
 /// name the service).
@@ -32,7 +33,7 @@ pub(crate) type Connector<B> =
 ///
 /// ```
 /// use bytes::Bytes;
-/// use tower_mcp_session::client::ClientEvent;
+/// use tower_mcp_session_client::ClientEvent;
 ///
 /// let e = ClientEvent::new(Some("7".into()), Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
 /// assert_eq!(e.json().unwrap()["id"], 1);
@@ -97,7 +98,7 @@ pin_project! {
     /// [`next_event`](Self::next_event):
     ///
     /// ```no_run
-    /// # use tower_mcp_session::client::McpClientBody;
+    /// # use tower_mcp_session_client::McpClientBody;
     /// # async fn read(mut body: McpClientBody<http_body_util::Full<bytes::Bytes>>) {
     /// while let Some(event) = body.next_event().await {
     ///     let event = event.expect("stream failed for good");
@@ -151,7 +152,7 @@ impl<B> McpClientBody<B> {
     /// Whether this body is an SSE stream (and so resumes by itself).
     ///
     /// ```
-    /// # use tower_mcp_session::client::McpClientBody;
+    /// # use tower_mcp_session_client::McpClientBody;
     /// let body = McpClientBody::<http_body_util::Empty<bytes::Bytes>>::empty();
     /// assert!(!body.is_sse());
     /// ```
@@ -162,7 +163,7 @@ impl<B> McpClientBody<B> {
     /// The last SSE event id received: where the stream would resume from.
     ///
     /// ```
-    /// # use tower_mcp_session::client::McpClientBody;
+    /// # use tower_mcp_session_client::McpClientBody;
     /// let body = McpClientBody::<http_body_util::Empty<bytes::Bytes>>::empty();
     /// assert_eq!(body.last_event_id(), None);
     /// ```
@@ -177,7 +178,7 @@ impl<B> McpClientBody<B> {
     ///
     /// ```
     /// # use http_body::Body;
-    /// # use tower_mcp_session::client::McpClientBody;
+    /// # use tower_mcp_session_client::McpClientBody;
     /// assert!(McpClientBody::<http_body_util::Empty<bytes::Bytes>>::empty().is_end_stream());
     /// ```
     pub fn empty() -> Self {
@@ -251,8 +252,8 @@ where
     /// whole of a JSON body. `None` when the body has ended.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::client::McpClientBody;
-    /// # async fn read(mut body: McpClientBody<http_body_util::Full<bytes::Bytes>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # use tower_mcp_session_client::McpClientBody;
+    /// # async fn read(mut body: McpClientBody<http_body_util::Full<bytes::Bytes>>) -> Result<(), tower_mcp_session_client::Error> {
     /// if let Some(event) = body.next_event().await {
     ///     let message = event?.json().expect("JSON");
     ///     println!("{message}");
@@ -270,8 +271,8 @@ where
     /// its `result` or `error`); other messages before it are dropped.
     ///
     /// ```no_run
-    /// # use tower_mcp_session::client::McpClientBody;
-    /// # async fn read(body: McpClientBody<http_body_util::Full<bytes::Bytes>>) -> Result<(), tower_mcp_session::client::Error> {
+    /// # use tower_mcp_session_client::McpClientBody;
+    /// # async fn read(body: McpClientBody<http_body_util::Full<bytes::Bytes>>) -> Result<(), tower_mcp_session_client::Error> {
     /// let message = body.into_response(&serde_json::json!(1)).await?;
     /// println!("{}", message["result"]);
     /// # Ok(()) }
@@ -497,6 +498,12 @@ where
                         Ok(None) => {}
                         Err(SseError::EventTooLarge { limit }) => {
                             self.fail(Error::EventTooLarge { limit });
+                            continue;
+                        }
+                        // The reader's error set may grow; a refusal the client does
+                        // not know ends the stream rather than being skipped.
+                        Err(other) => {
+                            self.fail(Error::Protocol(format!("unreadable SSE stream: {other:?}")));
                             continue;
                         }
                     }

@@ -10,14 +10,15 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{schemars, tool, tool_router};
 
-#[derive(serde::Deserialize, schemars::JsonSchema)]
+/// The arguments of the `echo` tool.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct EchoArgs {
     /// The text to send back.
     pub message: String,
 }
 
 /// A tools-only server with one tool, `echo`.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RmcpEcho;
 
 #[tool_router(server_handler)]

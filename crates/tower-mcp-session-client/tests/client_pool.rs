@@ -11,7 +11,7 @@ use std::time::Duration;
 use client_support::*;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tower_mcp_session::client::{
+use tower_mcp_session_client::{
     Backoff, CircuitBreakerConfig, CircuitState, Error, HealthConfig, HealthState, PoolError, PoolEvent, RetryPolicy,
     ServerPool,
 };
@@ -62,7 +62,10 @@ async fn pool_bookkeeping_and_limits() {
     assert_eq!((stats.total, stats.healthy, stats.unhealthy), (2, 2, 0));
     let info = pool.get_session_info("a").unwrap();
     assert!(info.session_id.is_some());
-    assert_eq!(info.protocol_version.as_deref(), Some("2025-11-25"));
+    assert_eq!(
+        info.protocol_version,
+        Some(tower_mcp_session::ProtocolVersion::V2025_11_25)
+    );
     assert_eq!(info.circuit, CircuitState::Closed);
     assert_eq!(
         pool.list_sessions()

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
-use tower_mcp_session::client::{Error, McpClientLayer, ReinitDecision, Reinitialize, SessionEvent};
 use tower_mcp_session::{McpSessionLayer, SessionId};
+use tower_mcp_session_client::{Error, McpClientLayer, ReinitDecision, Reinitialize, SessionEvent};
 
 fn events_of(hook: &Arc<Mutex<Vec<SessionEvent>>>) -> Vec<SessionEvent> {
     hook.lock().unwrap().clone()
@@ -30,13 +30,16 @@ async fn initialize_captures_session_and_every_request_carries_it() {
     let server = TestServer::start(test_layer()).await;
     let recorded = Recorded::default();
     let client = client_builder(&server.url())
-        .protocol_version("2025-06-18")
+        .protocol_version(tower_mcp_session::ProtocolVersion::V2025_06_18)
         .build()
         .layer(recording_http(recorded.clone()));
     let result = client.initialize().await.unwrap();
     assert_eq!(result["protocolVersion"], "2025-06-18");
     let sid = client.session_id().expect("session id captured");
-    assert_eq!(client.protocol_version().as_deref(), Some("2025-06-18"));
+    assert_eq!(
+        client.protocol_version(),
+        Some(tower_mcp_session::ProtocolVersion::V2025_06_18)
+    );
 
     let answer = client
         .request("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}))
@@ -106,7 +109,10 @@ async fn initialize_answered_with_sse_is_captured_and_replayed_to_the_caller() {
     assert_eq!(response.status(), 200);
     assert!(response.body().is_sse());
     let sid = client.session_id().expect("captured from an SSE answer");
-    assert_eq!(client.protocol_version().as_deref(), Some("2025-11-25"));
+    assert_eq!(
+        client.protocol_version(),
+        Some(tower_mcp_session::ProtocolVersion::V2025_11_25)
+    );
     let answer = response.into_body().into_response(&json!(7)).await.unwrap();
     assert_eq!(answer["result"]["protocolVersion"], "2025-11-25");
 
@@ -232,7 +238,7 @@ async fn duplicates_after_reconnection_are_dropped_and_retry_is_honoured() {
     });
     let server = TestServer::serve(0, McpSessionLayer::new(), svc).await;
     let client = McpClientLayer::builder()
-        .resume_backoff(tower_mcp_session::client::Backoff::new(
+        .resume_backoff(tower_mcp_session_client::Backoff::new(
             Duration::from_millis(5),
             Duration::from_millis(20),
         ))
@@ -315,7 +321,7 @@ async fn session_404_reinitializes_once_and_retries() {
         server
             .layer
             .manager()
-            .close(&SessionId::parse(&old).unwrap())
+            .close(&SessionId::parse(old.as_str()).unwrap())
             .await
             .unwrap()
     );
@@ -369,7 +375,7 @@ async fn concurrent_404s_reinitialize_once() {
     server
         .layer
         .manager()
-        .close(&SessionId::parse(&old).unwrap())
+        .close(&SessionId::parse(old.as_str()).unwrap())
         .await
         .unwrap();
     let calls: Vec<_> = (0..8)
@@ -412,7 +418,7 @@ async fn reinitialize_callback_can_refuse() {
     server
         .layer
         .manager()
-        .close(&SessionId::parse(&old).unwrap())
+        .close(&SessionId::parse(old.as_str()).unwrap())
         .await
         .unwrap();
     // Through the service, the caller sees the 404 itself.
@@ -464,7 +470,7 @@ async fn close_deletes_the_session_and_ends_its_streams() {
     assert_eq!(client.session_id(), None);
     let manager = server.layer.manager();
     assert!(
-        !manager.close(&SessionId::parse(&sid).unwrap()).await.unwrap(),
+        !manager.close(&SessionId::parse(sid.as_str()).unwrap()).await.unwrap(),
         "deleted server-side"
     );
     assert_eq!(manager.metrics().active_sessions, Some(0));
@@ -568,7 +574,7 @@ async fn server_side_close_ends_the_listening_stream() {
     let client = client(&server.url());
     client.initialize().await.unwrap();
     let mut stream = client.listen().await.unwrap();
-    let sid = SessionId::parse(&client.session_id().unwrap()).unwrap();
+    let sid = client.session_id().unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     server.layer.manager().close(&sid).await.unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(3), stream.next_event())

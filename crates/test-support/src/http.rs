@@ -2,8 +2,7 @@
 //! and a small SSE reader that reads the layer's output the way a client does.
 #![allow(dead_code)]
 
-#[path = "../../examples/common/mod.rs"]
-pub mod echo;
+pub use crate::echo;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tower_mcp_session::{McpBody, McpSessionLayer};
 
 pub use echo::{EchoBody, EchoOptions};
 
+/// The echo server behind a layer, boxed so every test names one type.
 pub type App = BoxCloneSyncService<Request<Full<Bytes>>, Response<McpBody<EchoBody>>, Infallible>;
 
 /// The echo server behind `layer`.
@@ -31,6 +31,7 @@ pub fn app(layer: &McpSessionLayer) -> App {
     )
 }
 
+/// The echo server with `options` behind `layer`.
 pub fn app_with(layer: &McpSessionLayer, options: EchoOptions) -> App {
     BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
@@ -39,18 +40,22 @@ pub fn app_with(layer: &McpSessionLayer, options: EchoOptions) -> App {
     )
 }
 
+/// The legacy revision the tests speak unless they test another.
 pub const LEGACY: &str = "2025-06-18";
 
+/// An `initialize` request (id 0) asking for `version`.
 pub fn initialize_body(version: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": version, "capabilities": {"roots": {}},
         "clientInfo": {"name": "test-client", "version": "1.0"}}})
 }
 
+/// A JSON-RPC request.
 pub fn request(id: u64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+/// The `_meta` of a 2026-07-28 request.
 pub fn modern_meta() -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}})
 }
@@ -68,24 +73,29 @@ pub fn bare_post() -> http::request::Builder {
     Request::post("http://localhost/mcp").header("host", "localhost")
 }
 
+/// `builder` with `body` serialized as JSON.
 pub fn with_body(builder: http::request::Builder, body: &Value) -> Request<Full<Bytes>> {
     builder.body(Full::new(Bytes::from(body.to_string()))).unwrap()
 }
 
+/// A GET that asks for the session's SSE stream.
 pub fn get() -> http::request::Builder {
     Request::get("http://localhost/mcp")
         .header("host", "localhost")
         .header("accept", "text/event-stream")
 }
 
+/// A DELETE that ends a session.
 pub fn delete() -> http::request::Builder {
     Request::delete("http://localhost/mcp").header("host", "localhost")
 }
 
+/// `builder` with an empty body.
 pub fn empty(builder: http::request::Builder) -> Request<Full<Bytes>> {
     builder.body(Full::new(Bytes::new())).unwrap()
 }
 
+/// Send `req` through `app`, failing the test after 10 s.
 pub async fn call(app: &App, req: Request<Full<Bytes>>) -> Response<McpBody<EchoBody>> {
     tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(req))
         .await
@@ -104,6 +114,7 @@ pub async fn send(app: &App, session: Option<&str>, body: &Value) -> (StatusCode
     (head.status, head.headers, read_all(body).await)
 }
 
+/// A response body to its end, failing the test after 10 s.
 pub async fn read_all(body: McpBody<EchoBody>) -> Bytes {
     tokio::time::timeout(Duration::from_secs(10), body.collect())
         .await
@@ -112,6 +123,7 @@ pub async fn read_all(body: McpBody<EchoBody>) -> Bytes {
         .to_bytes()
 }
 
+/// `bytes` as JSON; panics with the text when it is not.
 pub fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
@@ -140,8 +152,11 @@ pub fn assert_rejected(status: StatusCode, body: &[u8], want_status: u16, code: 
 /// One SSE event as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The `id` field, if the event had one.
     pub id: Option<String>,
+    /// The data lines, joined with `\n`.
     pub data: String,
+    /// The `retry` field, if the event had one.
     pub retry: Option<u64>,
 }
 
@@ -206,15 +221,19 @@ pub mod counting {
     };
     use tower_mcp_session::{SessionId, SessionRecord};
 
-    #[derive(Clone, Default)]
+    /// A [`MemoryStore`] that counts `acquire` calls and can delay every call.
+    #[derive(Debug, Clone, Default)]
     pub struct CountingStore {
+        /// The store doing the work.
         pub inner: MemoryStore,
         /// Lookups made for requests (loads that count as activity).
         pub acquires: Arc<AtomicUsize>,
+        /// The delay before every call, in milliseconds (0: none).
         pub delay_ms: Arc<AtomicU64>,
     }
 
     impl CountingStore {
+        /// Count and delay the calls to `inner`.
         pub fn new(inner: MemoryStore) -> Self {
             Self {
                 inner,
@@ -225,6 +244,7 @@ pub mod counting {
         pub fn acquires(&self) -> usize {
             self.acquires.load(Ordering::SeqCst)
         }
+        /// Delay every later call by `d`.
         pub fn set_delay(&self, d: Duration) {
             self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
         }

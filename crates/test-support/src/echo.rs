@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tower_mcp_session::{Session, SessionManager, SseControl};
 
+/// The echo server's response body: JSON, or an SSE stream fed by a task.
 pub type EchoBody = BoxBody<Bytes, Infallible>;
 
 /// The revisions the echo server speaks.
@@ -34,7 +35,7 @@ const LEGACY_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 const MODERN_VERSION: &str = "2026-07-28";
 
 /// How the echo server answers.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EchoOptions {
     /// Answer `tools/call echo` as an SSE stream instead of a JSON body.
     pub sse_tool_calls: bool,
@@ -59,6 +60,7 @@ where
     })
 }
 
+/// Answer one request (what [`echo_service`] does per call).
 pub async fn handle<B>(options: EchoOptions, req: Request<B>) -> Response<EchoBody>
 where
     B: Body<Data = Bytes> + Send + 'static,

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,13 +14,13 @@ use tower::retry::Policy;
 use tower_service::Service;
 
 use super::PoolError;
-use crate::client::backoff::Backoff;
-use crate::util::BoxFuture;
+use crate::BoxFuture;
+use crate::backoff::Backoff;
 
 /// One JSON-RPC request as the pool's per-server stack carries it.
 ///
 /// ```
-/// use tower_mcp_session::client::RpcCall;
+/// use tower_mcp_session_client::RpcCall;
 ///
 /// let call = RpcCall::new("tools/list", serde_json::json!({}));
 /// assert_eq!(call.method, "tools/list");
@@ -66,7 +66,7 @@ const IDEMPOTENT: &[&str] = &[
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::{Backoff, RetryPolicy};
+/// use tower_mcp_session_client::{Backoff, RetryPolicy};
 ///
 /// let policy = RetryPolicy::new(3)
 ///     .backoff(Backoff::new(Duration::from_millis(20), Duration::from_millis(500)))
@@ -95,7 +95,7 @@ impl RetryPolicy {
     /// Never retry.
     ///
     /// ```
-    /// let never = tower_mcp_session::client::RetryPolicy::never();
+    /// let never = tower_mcp_session_client::RetryPolicy::never();
     /// # let _ = never;
     /// ```
     pub fn never() -> Self {
@@ -177,7 +177,7 @@ impl Policy<RpcCall, Value, PoolError> for RetryPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_mcp_session::client::CircuitBreakerConfig;
+/// use tower_mcp_session_client::CircuitBreakerConfig;
 ///
 /// let breaker = CircuitBreakerConfig::new(5, Duration::from_secs(30));
 /// # let _ = breaker;
@@ -208,7 +208,7 @@ impl Default for CircuitBreakerConfig {
 /// Where a server's circuit breaker stands.
 ///
 /// ```
-/// use tower_mcp_session::client::CircuitState;
+/// use tower_mcp_session_client::CircuitState;
 ///
 /// assert_ne!(CircuitState::Closed, CircuitState::Open);
 /// ```
@@ -252,7 +252,7 @@ impl Breaker {
     }
 
     pub(crate) fn state(&self) -> CircuitState {
-        let s = self.state.lock().expect("breaker lock");
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.state == CircuitState::Open && s.opened_at.elapsed() >= self.config.open_for {
             CircuitState::HalfOpen
         } else {
@@ -261,7 +261,7 @@ impl Breaker {
     }
 
     fn admit(&self) -> bool {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match s.state {
             CircuitState::Closed => true,
             CircuitState::Open if s.opened_at.elapsed() >= self.config.open_for => {
@@ -279,14 +279,14 @@ impl Breaker {
     }
 
     pub(crate) fn success(&self) {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.state = CircuitState::Closed;
         s.failures = 0;
         s.probing = false;
     }
 
     fn failure(&self) {
-        let mut s = self.state.lock().expect("breaker lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.probing = false;
         match s.state {
             CircuitState::Closed => {
@@ -306,7 +306,7 @@ impl Breaker {
     /// The request ended without saying anything about the server (a JSON-RPC error,
     /// a cancelled call): let the next probe through.
     fn neutral(&self) {
-        self.state.lock().expect("breaker lock").probing = false;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).probing = false;
     }
 }
 
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn retry_policy_retries_only_server_failures_of_allowed_methods() {
-        use crate::client::Error;
+        use crate::Error;
         let mut p = RetryPolicy::new(1).backoff(Backoff::new(Duration::ZERO, Duration::ZERO));
         let mut ping = RpcCall::new("ping", Value::Null);
         let mut call = RpcCall::new("tools/call", Value::Null);

@@ -1,0 +1,16 @@
+//! Fixtures shared by the tests, examples and benchmarks of `tower-mcp-session`.
+//!
+//! They used to be pulled into each target by file-path includes, which compiled the
+//! same file into many crates and hid dead code; one crate compiles them once.
+//!
+//! - [`echo`]: a small stateless MCP server (the examples' server and the tests'
+//!   inner service), with the conformance suite's tools.
+//! - [`http`]: the echo server behind a layer, request builders, body and SSE readers.
+//! - [`rmcp`]: the `echo` tool as an rmcp server.
+//! - `redis_server` (feature `redis`): private `redis-server` processes on free ports.
+
+pub mod echo;
+pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis_server;
+pub mod rmcp;
