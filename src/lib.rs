@@ -5,11 +5,15 @@
 //! (`stream`, [`event_log`]) → stores behind traits.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod engine;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 pub mod era;
 pub mod event_log;
 pub mod headers;
