@@ -8,12 +8,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
-mod engine;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod engine;
 pub mod era;
 pub mod event_log;
 pub mod headers;
@@ -42,4 +42,3 @@ pub use session::{
     AtCapacity, CloseReason, MakeSessionId, Principal, RandomSessionId, Session, SessionError, SessionId, SessionRecord,
 };
 pub use stream::SseControl;
-

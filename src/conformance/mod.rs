@@ -52,9 +52,9 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+use crate::ProtocolVersion;
 use crate::session::{MakeSessionId, Principal, RandomSessionId, SessionId, SessionRecord};
 use crate::store::{Expiry, SessionStore, StoreError};
-use crate::ProtocolVersion;
 
 /// Panic naming a broken promise unless `$cond` holds.
 macro_rules! ensure {
@@ -73,6 +73,7 @@ macro_rules! broken {
 }
 
 mod store;
+mod timing;
 
 /// Run every check of the [`SessionStore`] contract, each group on a fresh backend from
 /// `fresh`; the two handles of the cross-instance checks are the same store value.
@@ -163,7 +164,7 @@ struct Handles {
 impl Handles {
     /// Alternates between the handles, so concurrent callers are spread over both.
     fn by(&self, i: usize) -> &Arc<dyn SessionStore> {
-        if i % 2 == 0 { &self.a } else { &self.b }
+        if i.is_multiple_of(2) { &self.a } else { &self.b }
     }
 }
 
@@ -173,6 +174,9 @@ const EPS: Duration = Duration::from_millis(30);
 
 /// Timed checks are tried this many times before a late machine fails them.
 const ATTEMPTS: u32 = 3;
+
+/// A short idle timeout, for sessions meant to expire.
+const SHORT: Duration = Duration::from_millis(300);
 
 /// Long enough never to pass during a run.
 const LONG: Duration = Duration::from_secs(600);
@@ -189,10 +193,13 @@ struct Window {
 async fn timed<T>(step: impl Future<Output = T>) -> (T, Window) {
     let start = Instant::now();
     let value = step.await;
-    (value, Window {
-        start,
-        end: Instant::now(),
-    })
+    (
+        value,
+        Window {
+            start,
+            end: Instant::now(),
+        },
+    )
 }
 
 /// A timed attempt whose steps ran too late to prove anything.

@@ -64,7 +64,9 @@ pub struct PgSessionStore {
 
 impl std::fmt::Debug for PgSessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgSessionStore").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PgSessionStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +82,10 @@ impl PgSessionStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager).max_size(16).build().map_err(StoreError::backend)?;
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(StoreError::backend)?;
         Ok(Self::new(pool, schema))
     }
 
@@ -107,7 +112,10 @@ impl PgSessionStore {
     /// first server instance starts (concurrent runs can race in the catalog).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(StoreError::backend)?;
-        client.batch_execute(&self.sql.migrate).await.map_err(StoreError::backend)
+        client
+            .batch_execute(&self.sql.migrate)
+            .await
+            .map_err(StoreError::backend)
     }
 
     /// Run `step` on a pooled connection, mapping every driver failure to `Backend`.
@@ -168,12 +176,16 @@ const RECORD: &str = "id, protocol_version, created_at, client_info, client_capa
 fn record(row: &Row) -> Result<SessionRecord, Failure> {
     let corrupt = |what: &str| Failure::Store(StoreError::backend(std::io::Error::other(format!("stored {what}"))));
     let id = SessionId::parse(row.try_get(0)?).ok_or_else(|| corrupt("session id is invalid"))?;
-    let version: ProtocolVersion =
-        row.try_get::<_, &str>(1)?.parse().map_err(|_| corrupt("protocol version is invalid"))?;
+    let version: ProtocolVersion = row
+        .try_get::<_, &str>(1)?
+        .parse()
+        .map_err(|_| corrupt("protocol version is invalid"))?;
     let created_at: SystemTime = row.try_get(2)?;
     let raw = |i: usize| -> Result<Option<Box<RawValue>>, Failure> {
         match row.try_get::<_, Option<String>>(i)? {
-            Some(text) => RawValue::from_string(text).map(Some).map_err(|_| corrupt("client JSON is invalid")),
+            Some(text) => RawValue::from_string(text)
+                .map(Some)
+                .map_err(|_| corrupt("client JSON is invalid")),
             None => Ok(None),
         }
     };
@@ -335,17 +347,20 @@ impl SessionStore for PgSessionStore {
             tx.execute(&sql.bury, &[&id]).await?;
             let insert = tx.prepare_cached(&sql.insert).await?;
             let inserted = tx
-                .execute(&insert, &[
-                    &id,
-                    &record.protocol_version().to_string(),
-                    &record.created_at(),
-                    &record.client_info().map(RawValue::get),
-                    &record.client_capabilities().map(RawValue::get),
-                    &record.principal().map(Principal::as_str),
-                    &Value::Object(attributes.clone()),
-                    &micros(expiry.idle),
-                    &micros(expiry.lifetime),
-                ])
+                .execute(
+                    &insert,
+                    &[
+                        &id,
+                        &record.protocol_version().to_string(),
+                        &record.created_at(),
+                        &record.client_info().map(RawValue::get),
+                        &record.client_capabilities().map(RawValue::get),
+                        &record.principal().map(Principal::as_str),
+                        &Value::Object(attributes.clone()),
+                        &micros(expiry.idle),
+                        &micros(expiry.lifetime),
+                    ],
+                )
                 .await?;
             if inserted == 0 {
                 // Dropping the transaction rolls back: nothing written, the slot kept.
@@ -439,8 +454,14 @@ impl SessionStore for PgSessionStore {
             let mut sessions = Vec::with_capacity(rows.len());
             for row in &rows {
                 // A row with an id that no longer parses cannot be reported; it is gone.
-                let Some(id) = SessionId::parse(row.try_get(0)?) else { continue };
-                let reason = if row.try_get(1)? { CloseReason::Lifetime } else { CloseReason::Idle };
+                let Some(id) = SessionId::parse(row.try_get(0)?) else {
+                    continue;
+                };
+                let reason = if row.try_get(1)? {
+                    CloseReason::Lifetime
+                } else {
+                    CloseReason::Idle
+                };
                 sessions.push(Expired { id, reason });
             }
             Ok(ExpiredBatch {

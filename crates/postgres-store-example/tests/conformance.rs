@@ -57,7 +57,9 @@ impl Drop for Schemas {
                 let (client, connection) = tokio_postgres_connect().await?;
                 tokio::spawn(connection);
                 for schema in schemas {
-                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await?;
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await?;
                 }
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
@@ -97,7 +99,12 @@ async fn postgres_store_conforms() {
 
 /// The smallest MCP server a layer needs: answers `initialize`, and `{}` to the rest.
 async fn tiny_mcp(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let result = if message["method"] == "initialize" {
         json!({"protocolVersion": message["params"]["protocolVersion"], "capabilities": {},
@@ -139,8 +146,17 @@ async fn layer_keeps_sessions_in_postgres() {
     assert_eq!(response.status(), StatusCode::OK);
     let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let id = tower_mcp_session::SessionId::parse(&session).unwrap();
-    let stored = tower_mcp_session::store::SessionStore::load(&store, &id, None).await.unwrap();
-    assert_eq!(stored.expect("the session is in PostgreSQL").client_info().unwrap().get(), r#"{"name":"t","version":"1"}"#);
+    let stored = tower_mcp_session::store::SessionStore::load(&store, &id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .expect("the session is in PostgreSQL")
+            .client_info()
+            .unwrap()
+            .get(),
+        r#"{"name":"t","version":"1"}"#
+    );
 
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
     let response = app.clone().oneshot(post(Some(&session), list.clone())).await.unwrap();
