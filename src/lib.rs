@@ -5,7 +5,11 @@
 //! (`stream`, [`event_log`]) → stores behind traits.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod engine;
 pub mod era;
 pub mod event_log;

@@ -860,7 +860,7 @@ async fn load_with_refresh_is_one_round_trip() {
     let calls = server.command_calls();
     assert_eq!(calls.get("evalsha"), Some(&100), "{calls:?}");
     // Everything else ran inside the script (or is this probe's own INFO / CONFIG).
-    let inside: HashSet<&str> = ["hget", "time", "pexpire", "hmget", "info", "config|resetstat"].into();
+    let inside: HashSet<&str> = ["hget", "time", "pexpire", "pttl", "hmget", "info", "config|resetstat"].into();
     for name in calls.keys() {
         assert!(
             name == "evalsha" || inside.contains(name.as_str()),
@@ -1060,4 +1060,36 @@ async fn cluster_core() {
         per_node.iter().filter(|n| **n > 0).count() >= 2,
         "keys all on one node: {per_node:?}"
     );
+}
+
+/// The shared conformance suite against Redis: each fresh backend is its own key prefix
+/// on one private server; the second handle is another store, on its own connection, with
+/// the same prefix (another instance of the application).
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = Arc::new(RedisServer::start());
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = server.url();
+    let fresh = {
+        let server = server.clone();
+        move || {
+            let (server, prefix) = (server.clone(), format!("conf{}:", next.fetch_add(1, Ordering::SeqCst)));
+            async move {
+                let conn = single(&server).await;
+                RedisSessionStore::builder(conn).key_prefix(prefix).build()
+            }
+        }
+    };
+    let second = move |store: &RedisSessionStore| {
+        let prefix = store.key_prefix().to_owned();
+        let url = url.clone();
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let conn: RedisConnection = ConnectionManager::new(client).await.unwrap().into();
+            RedisSessionStore::builder(conn).key_prefix(prefix).build()
+        }
+    };
+    tower_mcp_session::conformance::session_store_with(fresh, second).await;
 }

@@ -227,10 +227,12 @@ pub struct ExpiredBatch {
 ///
 /// `Arc<T>` is a store wherever `T` is, so one store can be shared with other code.
 pub trait SessionStore: Send + Sync + 'static {
-    /// Take one place toward `cap`: succeeds only while live (unexpired) sessions plus
-    /// outstanding slots number fewer than `cap`, atomically with every other `reserve`,
-    /// `create` and `delete`; otherwise [`StoreError::Full`]. A slot not consumed or
-    /// cancelled lapses `hold` after this call.
+    /// Take one place toward `cap`: succeeds only while stored sessions plus outstanding
+    /// slots number fewer than `cap`, atomically with every other `reserve`, `create` and
+    /// `delete`; otherwise [`StoreError::Full`]. Lapsed slots never count. An expired
+    /// session may keep its place until [`take_expired`](Self::take_expired) takes it:
+    /// on `Full` the engine takes expired sessions (so their ends are reported) and
+    /// tries again. A slot not consumed or cancelled lapses `hold` after this call.
     fn reserve(&self, cap: usize, hold: Duration) -> BoxFuture<'_, Result<Slot, StoreError>>;
 
     /// Give back a slot that will not be used. Cancelling a lapsed or consumed slot does

@@ -138,9 +138,14 @@ impl Entry {
         (now >= idle_end).then_some(CloseReason::Idle)
     }
 
-    fn refresh(&self, now: u64, idle: Duration) {
-        self.idle.store(nanos(idle), Ordering::Release);
+    /// Count activity at `now` with idle timeout `idle`. Returns the new idle deadline when
+    /// it may be sooner than the one before (a shorter timeout than the last), for the
+    /// caller to bring the next expiry pass forward.
+    fn refresh(&self, now: u64, idle: Duration) -> Option<u64> {
+        let idle = nanos(idle);
+        let before = self.idle.swap(idle, Ordering::AcqRel);
         self.last_active.fetch_max(now, Ordering::AcqRel);
+        (idle < before).then(|| now.saturating_add(idle))
     }
 }
 
@@ -287,7 +292,7 @@ impl Inner {
             return None;
         }
         if let Some(idle) = refresh {
-            entry.refresh(now, idle);
+            self.refreshed(entry.refresh(now, idle));
         }
         Some(Arc::clone(&entry.record))
     }
@@ -300,8 +305,18 @@ impl Inner {
         if entry.expired(now).is_some() {
             return false;
         }
-        entry.refresh(now, idle);
+        self.refreshed(entry.refresh(now, idle));
         true
+    }
+
+    /// A refresh with a shorter idle timeout can move a deadline before `next_pass_at`;
+    /// without this, `take_expired` would skip the pass that finds it until some other
+    /// deadline came due (the conformance suite's `shortened_idle` check). Only then is
+    /// the shared atomic written, so the request path stays free of global writes.
+    fn refreshed(&self, sooner: Option<u64>) {
+        if let Some(deadline) = sooner {
+            self.next_pass_at.fetch_min(deadline, Ordering::AcqRel);
+        }
     }
 
     fn delete(&self, id: &SessionId) -> bool {

@@ -73,6 +73,7 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 /// |---|---|
 /// | [`load`](SessionStore::load) with a refresh | 1 (one script reads the record and refreshes its TTL) |
 /// | [`load`](SessionStore::load) without, [`touch`](SessionStore::touch), [`attributes`](SessionStore::attributes), [`replace_attributes`](SessionStore::replace_attributes) | 1 |
+/// | a refresh or touch that shortens the idle timeout (moves expiry earlier) | one more: the index entry is re-scored so `take_expired` still reports it in time |
 /// | [`reserve`](SessionStore::reserve), [`cancel`](SessionStore::cancel) | 1, on the index's node |
 /// | [`create`](SessionStore::create) | 2 in sequence: the record on the session's node, then the index member (3 if that fails: the record is removed again) |
 /// | [`delete`](SessionStore::delete) | 2 in sequence (record and tombstone, then the index member); 1 when there is no live session |
@@ -266,6 +267,21 @@ impl RedisSessionStoreBuilder {
 }
 
 impl RedisSessionStore {
+    /// The start of every key this store writes (see
+    /// [`RedisSessionStoreBuilder::key_prefix`]).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session_redis::RedisSessionStore;
+    ///
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let store = RedisSessionStore::builder(conn).key_prefix("app:").build();
+    /// assert_eq!(store.key_prefix(), "app:");
+    /// # }
+    /// ```
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
     /// A store with the default settings (see [`RedisSessionStoreBuilder`]).
     ///
     /// ```no_run
@@ -426,12 +442,37 @@ impl Inner {
         Ok(())
     }
 
+    /// Refresh a session's expiry; `Nil` when it is gone, else the record fields (an
+    /// empty array unless `want_record`).
     async fn refresh(&self, id: &SessionId, idle: Duration, want_record: bool) -> Result<Value, StoreError> {
         let mut inv = REFRESH_SCRIPT.prepare_invoke();
         inv.key(self.meta(id))
             .arg(ms(idle))
             .arg(if want_record { "1" } else { "0" });
-        self.run(&inv).await
+        let Value::Array(mut items) = self.run(&inv).await? else {
+            return Ok(Value::Nil);
+        };
+        if items.len() < 2 {
+            return Err(bad("refresh reply"));
+        }
+        let rest = items.split_off(2);
+        let earlier: u64 = redis::from_redis_value(items[0].clone()).map_err(|_| bad("refresh reply"))?;
+        if earlier > 0 {
+            // A shorter idle timeout moved the expiry before the index's next check of
+            // this session: bring the check forward too, or the expiry would be reported
+            // only at the old time. `XX` never re-adds a member a sweep already settled.
+            let deadline: String = redis::from_redis_value(items[1].clone()).map_err(|_| bad("refresh reply"))?;
+            self.query::<Value>(
+                redis::cmd("ZADD")
+                    .arg(&self.sessions_key)
+                    .arg("XX")
+                    .arg("LT")
+                    .arg(earlier)
+                    .arg(format!("{deadline}:{id}")),
+            )
+            .await?;
+        }
+        Ok(Value::Array(rest))
     }
 
     async fn load(&self, id: &SessionId, refresh: Option<Duration>) -> Result<Option<Arc<SessionRecord>>, StoreError> {

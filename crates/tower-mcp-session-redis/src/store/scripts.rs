@@ -28,7 +28,10 @@ return {dl, now + ttl}
 ///
 /// Reads `dl` first, so a missing session costs one hash lookup. The TTL never passes
 /// the lifetime deadline; a record found at its deadline is removed like an expiry (no
-/// tombstone), so `take_expired` reports it.
+/// tombstone), so `take_expired` reports it. Returns nil when there is no session, else
+/// `{earlier, dl, fields...}`: `earlier` is the new expiry (ms) when this refresh moved
+/// it *before* the old one (a shorter idle timeout), so the caller lowers the session's
+/// index score, else 0; the record fields follow only when asked for.
 const REFRESH: &str = r"
 local dl = redis.call('HGET', KEYS[1], 'dl')
 if not dl then return false end
@@ -39,9 +42,16 @@ if ttl <= 0 then
   redis.call('DEL', KEYS[1])
   return false
 end
+local old = redis.call('PTTL', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
-if ARGV[2] == '1' then return redis.call('HMGET', KEYS[1], 'v', 'c', 'i', 'k', 'p') end
-return 1
+local earlier = 0
+if old > 0 and ttl < old then earlier = now + ttl end
+local out = {earlier, dl}
+if ARGV[2] == '1' then
+  local fields = redis.call('HMGET', KEYS[1], 'v', 'c', 'i', 'k', 'p')
+  for i = 1, #fields do out[#out + 1] = fields[i] end
+end
+return out
 ";
 
 /// KEYS: meta, tombstone. ARGV: tombstone ms. Returns the deadline of the removed
