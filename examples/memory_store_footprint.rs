@@ -5,6 +5,7 @@
 //! and 1M sessions, the heap bytes per session (counted by a wrapping allocator) and
 //! the resident-set growth per session (from `/proc/self/statm`, Linux only), then the
 //! heap left once every session has expired and been swept.
+#![allow(unsafe_code)] // a counting global allocator is the measuring instrument
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;

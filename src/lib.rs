@@ -3,7 +3,6 @@
 //! See the crate README for the full story; the architecture in one line:
 //! [`era`] classification → session resolution ([`store`]) → inner call → SSE rewrite
 //! (`stream`, [`event_log`]) → stores behind traits.
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -308,13 +308,13 @@ async fn inner_service_keeps_attributes_in_the_session() {
 
 /// An inner service that keeps state in attributes: `initialize` sets `greeting` while
 /// it answers; `tools/call` answers with the session's attributes.
-fn attribute_app(
-    layer: &McpSessionLayer,
-) -> tower::util::BoxCloneSyncService<
+type AttributeApp = tower::util::BoxCloneSyncService<
     http::Request<http_body_util::Full<bytes::Bytes>>,
     http::Response<tower_mcp_session::McpBody<http_body_util::Full<bytes::Bytes>>>,
     std::convert::Infallible,
-> {
+>;
+
+fn attribute_app(layer: &McpSessionLayer) -> AttributeApp {
     let inner = tower::service_fn(|req: http::Request<http_body_util::Full<bytes::Bytes>>| async move {
         use http_body_util::BodyExt;
         let session = req.extensions().get::<tower_mcp_session::Session>().cloned();

@@ -558,9 +558,9 @@ mod counting_log {
     use tower_mcp_session::event_log::{EventLog, EventLogError, MemoryEventLog, ReadOutcome, StreamKey};
     use tower_mcp_session::store::BoxFuture;
 
-    pub struct CountingLog {
-        pub inner: MemoryEventLog,
-        pub appends: Arc<AtomicUsize>,
+    pub(crate) struct CountingLog {
+        pub(crate) inner: MemoryEventLog,
+        pub(crate) appends: Arc<AtomicUsize>,
     }
 
     impl EventLog for CountingLog {

@@ -732,7 +732,7 @@ impl MemoryEventLogBuilder {
     }
 
     /// Streams one session may hold (default 64, at least 1). Opening one more drops
-    /// the longest-finished stream, or fails with [`TooManyStreams`] if none finished.
+    /// the longest-finished stream, or fails with [`EventLogError::TooManyStreams`](super::EventLogError::TooManyStreams) if none finished.
     ///
     /// ```
     /// # use tower_mcp_session::event_log::MemoryEventLog;

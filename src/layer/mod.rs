@@ -116,7 +116,7 @@ impl<S> Layer<S> for McpSessionLayer {
 /// | [`max_attribute_keys`](Self::max_attribute_keys) / [`max_attribute_bytes`](Self::max_attribute_bytes) | 64 / 64 KiB per session |
 /// | [`sweep_interval`](Self::sweep_interval) | 30 s |
 /// | [`event_log`](Self::event_log) | [`MemoryEventLog::new()`] |
-/// | [`session_ids`](Self::session_ids) | [`RandomSessionId`] (128 bits, CSPRNG) |
+/// | [`session_ids`](Self::session_ids) | [`RandomSessionId`](crate::RandomSessionId) (128 bits, CSPRNG) |
 /// | [`allow_host`](Self::allow_host) | loopback names only (`localhost`, `127.0.0.1`, `[::1]`) |
 /// | [`allow_origin`](Self::allow_origin) | absent `Origin`, or a loopback origin |
 /// | [`max_body_bytes`](Self::max_body_bytes) | 4 MiB |
@@ -145,6 +145,7 @@ impl<S> Layer<S> for McpSessionLayer {
 ///     .build();
 /// # let _ = layer;
 /// ```
+#[derive(Default)]
 pub struct McpSessionLayerBuilder {
     config: Config,
     store: Option<Arc<dyn SessionStore>>,
@@ -152,19 +153,6 @@ pub struct McpSessionLayerBuilder {
     policy: SessionPolicy,
     sse: SseConfig,
     on_closed: Vec<CloseListener>,
-}
-
-impl Default for McpSessionLayerBuilder {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            store: None,
-            log: None,
-            policy: SessionPolicy::default(),
-            sse: SseConfig::default(),
-            on_closed: Vec::new(),
-        }
-    }
 }
 
 impl McpSessionLayerBuilder {

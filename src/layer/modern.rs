@@ -120,24 +120,6 @@ fn base64_decode(input: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_sentinel() {
-        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
-        assert_eq!(decode_header_value("=?base64?aGVsbG8=?=").as_deref(), Some("hello"));
-        assert_eq!(decode_header_value("=?base64?aGVsbG8?=").as_deref(), Some("hello"));
-        assert_eq!(decode_header_value("=?base64?5pel5pys?=").as_deref(), Some("日本"));
-        assert_eq!(decode_header_value("=?base64?!!!?="), None);
-        assert_eq!(decode_header_value("=?base64?a?="), None);
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
-        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
-    }
-}
-
 // The 2026-07-28 path of the service: validated (when strict) and passed through.
 impl<S, ResBody> Handler<S>
 where
@@ -184,5 +166,23 @@ where
             }
             None => Ok(Response::from_parts(head, McpBody::inner(body, None))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_sentinel() {
+        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
+        assert_eq!(decode_header_value("=?base64?aGVsbG8=?=").as_deref(), Some("hello"));
+        assert_eq!(decode_header_value("=?base64?aGVsbG8?=").as_deref(), Some("hello"));
+        assert_eq!(decode_header_value("=?base64?5pel5pys?=").as_deref(), Some("日本"));
+        assert_eq!(decode_header_value("=?base64?!!!?="), None);
+        assert_eq!(decode_header_value("=?base64?a?="), None);
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
     }
 }

@@ -68,7 +68,7 @@ pub enum CloseReason {
     Lifetime,
     /// The session was evicted to make room for a new one at the session cap.
     Evicted,
-    /// The application ended it (through [`Session::close`] or the manager).
+    /// The application ended it (through [`Session::close`](crate::Session::close) or the manager).
     Closed,
 }
 

@@ -223,7 +223,7 @@ pub struct ExpiredBatch {
 /// backend says what it does for each. The engine bounds what it writes (record size,
 /// attribute count and bytes) before calling, so a backend need not re-check them; it
 /// must not grow anything else a client can make it hold. Prove a backend with
-/// [`conformance`](crate::conformance) (feature `conformance`).
+/// the `conformance` module (feature `conformance`).
 ///
 /// `Arc<T>` is a store wherever `T` is, so one store can be shared with other code.
 pub trait SessionStore: Send + Sync + 'static {

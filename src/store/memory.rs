@@ -194,7 +194,7 @@ impl Inner {
     fn reserve(&self, cap: usize, hold: Duration) -> Result<Slot, StoreError> {
         // Only lapsed slots are cleared here: expired sessions are the engine's to take
         // (through `take_expired`), so that each of their ends is reported.
-        if !self.try_take_place(cap) && !(self.drop_lapsed_slots(self.now()) && self.try_take_place(cap)) {
+        if !(self.try_take_place(cap) || self.drop_lapsed_slots(self.now()) && self.try_take_place(cap)) {
             return Err(StoreError::Full);
         }
         let token = self.next_slot.fetch_add(1, Ordering::Relaxed);

@@ -19,8 +19,8 @@ use super::error::{BoxError, Error};
 use super::session::{Expired, ReinitDecision, Reinitialize, SessionEvent, SessionSnapshot, Shared, StreamGuard};
 use tower_mcp_session::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
-use crate::service::snapshot_id;
 use crate::session::session_id_of;
+use crate::session::snapshot_id;
 use tower_mcp_session::SessionId;
 
 pub(crate) const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");

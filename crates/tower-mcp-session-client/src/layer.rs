@@ -11,7 +11,8 @@ use tower_layer::Layer;
 use super::backoff::Backoff;
 use super::session::{ClientStats, Config, Reinitialize, ResumeConfig, SessionEvent, Shared};
 
-use crate::service::{McpClient, snapshot_id};
+use crate::service::McpClient;
+use crate::session::snapshot_id;
 use tower_mcp_session::{ProtocolVersion, SessionId};
 
 /// The revision [`McpClient::initialize`] asks for unless told otherwise.

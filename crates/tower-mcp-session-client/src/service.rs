@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::body::{Connector, McpClientBody};
 use super::error::{BoxError, Error};
-use super::session::{ClientStats, SessionSnapshot, Shared};
+use super::session::{ClientStats, Shared};
 use crate::BoxFuture;
 use tower_mcp_session::{ProtocolVersion, SessionId};
 
@@ -52,7 +52,7 @@ impl<S> McpClient<S> {
     /// The session id in force (`None` before `initialize`, after a close, or with a
     /// server that runs without sessions).
     pub fn session_id(&self) -> Option<SessionId> {
-        snapshot_id(&self.shared.snapshot())
+        crate::session::snapshot_id(&self.shared.snapshot())
     }
 
     /// The protocol version the server chose in `initialize`.
@@ -94,10 +94,6 @@ impl<S> fmt::Debug for McpClient<S> {
             .field("session_id", &self.session_id())
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn snapshot_id(s: &SessionSnapshot) -> Option<SessionId> {
-    s.id.clone()
 }
 
 /// Response future of [`McpClient`].

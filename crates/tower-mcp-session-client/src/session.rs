@@ -201,6 +201,11 @@ pub(crate) struct SessionSnapshot {
     pub(crate) generation: u64,
 }
 
+/// The session id a snapshot holds, if any.
+pub(crate) fn snapshot_id(s: &SessionSnapshot) -> Option<SessionId> {
+    s.id.clone()
+}
+
 #[derive(Default)]
 struct State {
     current: SessionSnapshot,
