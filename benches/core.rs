@@ -11,7 +11,7 @@
 //!   request and inner service without the layer. The difference is the layer's cost,
 //!   JSON-RPC peeking included (the peek is crate-private, so it is measured here).
 //! - `sse`: the framing the layer applies to SSE answers (encode one event, read one
-//!   event back), through the non-public `sse::__private` module.
+//!   event back), through the public `sse` reader and encoder.
 //!
 //! Instruction counts: with `LAYER_PROBE=<scenario>:<requests>` in the environment the
 //! binary skips criterion and sends that many requests of one scenario (`baseline`,
@@ -34,8 +34,8 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use tower_mcp_session::event_log::StreamId;
-use tower_mcp_session::sse::__private::{SseParser, encode_event};
 use tower_mcp_session::sse::EventId;
+use tower_mcp_session::sse::{SseParser, encode_event};
 use tower_mcp_session::store::{Expiry, MemoryStore, SessionStore};
 use tower_mcp_session::{
     MakeSessionId, McpSession, McpSessionLayer, ProtocolVersion, RandomSessionId, SessionId, SessionRecord,

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tower_mcp_session::SessionId;
 use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ReadOutcome, StreamId, StreamKey};
-use tower_mcp_session::sse::__private::{SseParser, encode_event};
 use tower_mcp_session::sse::EventId;
+use tower_mcp_session::sse::{SseParser, encode_event};
 
 /// A typical JSON-RPC notification, about 200 bytes.
 const PAYLOAD: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"abc-123","progress":42,"total":100,"message":"indexing files in the workspace, step 42 of 100"}}"#;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use http::request::Parts;
-use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, NonZeroU32, PeerAddr, PeerIp, Quota, RateLimitKey};
+use std::num::NonZeroU32;
+use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, PeerAddr, PeerIp, Quota, RateLimitKey};
 
 /// Keys drawn at random from this many distinct values.
 const KEY_SPACE: u64 = 1 << 20;

@@ -1,8 +1,9 @@
 //! Era-aware session layer for MCP Streamable HTTP servers.
 //!
-//! See the crate README for the full story; the architecture in one line:
-//! [`era`] classification → session resolution ([`store`]) → inner call → SSE rewrite
-//! (`stream`, [`event_log`]) → stores behind traits.
+//! See the crate README for the full story and `ARCHITECTURE.md` for the map of the code;
+//! the architecture in one line: era classification → session resolution
+//! ([`Session`], over a [`store::SessionStore`]) → inner call → SSE rewrite (resumable
+//! streams in an [`event_log::EventLog`]) → stores behind traits.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -10,7 +11,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod engine;
-pub mod era;
+mod era;
 pub mod event_log;
 pub mod headers;
 mod jsonrpc;
@@ -27,7 +28,7 @@ pub mod store;
 mod stream;
 mod util;
 
-pub use era::ProtocolVersion;
+pub use era::{InvalidProtocolVersion, ProtocolVersion};
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};
 pub use manager::{SendError, SessionManager};

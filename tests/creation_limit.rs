@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use http::StatusCode;
 use serde_json::json;
+use std::num::NonZeroU32;
 use support::*;
-use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, NonZeroU32, PeerAddr, PeerIp, Quota};
+use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, PeerAddr, PeerIp, Quota};
 use tower_mcp_session::{McpSessionLayer, RejectionKind};
 
 fn burst(n: u32) -> Quota {

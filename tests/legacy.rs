@@ -652,3 +652,29 @@ async fn a10_transport_errors() {
     assert_eq!(m.rejected(RejectionKind::PayloadTooLarge), 2);
     assert_eq!(m.rejected(RejectionKind::NotAcceptable), 3);
 }
+
+/// A record keeps a bounded amount of the client's `initialize`: more `clientInfo` and
+/// `capabilities` than the bound is refused with 400 / -32602, reserves nothing, creates
+/// nothing; at the bound it is accepted.
+#[tokio::test]
+async fn oversized_client_metadata_is_refused_and_leaves_nothing() {
+    let layer = McpSessionLayer::builder()
+        .max_sessions(Some(1))
+        .max_client_metadata_bytes(1024)
+        .build();
+    let app = app(&layer);
+    let mut big = initialize_body(LEGACY);
+    big["params"]["clientInfo"] = json!({"name": "x".repeat(64 * 1024), "version": "1"});
+    for _ in 0..3 {
+        let (status, headers, body) = send(&app, None, &big).await;
+        assert_rejected(status, &body, 400, -32602, "client_metadata_too_large");
+        assert!(headers.get("mcp-session-id").is_none());
+        assert_eq!(json(&body)["id"], json!(0), "the error answers the request's id");
+    }
+    let m = layer.manager().metrics();
+    assert_eq!((m.sessions_created, m.active_sessions), (0, Some(0)));
+    // Within the bound (and with the cap of one still free: nothing was reserved).
+    let mut fits = initialize_body(LEGACY);
+    fits["params"]["clientInfo"] = json!({"name": "x".repeat(900), "version": "1"});
+    assert_eq!(send(&app, None, &fits).await.0, StatusCode::OK);
+}

@@ -1,13 +1,13 @@
 //! Session-creation rate limiting through the public API only.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::request::Parts;
 use tower_mcp_session::Principal;
 use tower_mcp_session::rate_limit::{
-    CreationLimit, ForwardedIp, KeyExtractor, LimitScope, NonZeroU32, PeerAddr, PeerIp, PrincipalKey, Quota,
-    RateLimitKey,
+    CreationLimit, ForwardedIp, KeyExtractor, LimitScope, PeerAddr, PeerIp, PrincipalKey, Quota, RateLimitKey,
 };
 
 fn per_hour(n: u32) -> Quota {

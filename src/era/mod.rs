@@ -66,7 +66,7 @@ impl ProtocolVersion {
 /// The error for a string that is not a `YYYY-MM-DD` revision date.
 ///
 /// ```
-/// use tower_mcp_session::era::InvalidProtocolVersion;
+/// use tower_mcp_session::InvalidProtocolVersion;
 /// use tower_mcp_session::ProtocolVersion;
 ///
 /// let err: InvalidProtocolVersion = "latest".parse::<ProtocolVersion>().unwrap_err();
@@ -122,14 +122,8 @@ impl serde::Serialize for ProtocolVersion {
 }
 
 /// Which protocol era a request belongs to.
-///
-/// ```
-/// use tower_mcp_session::era::Era;
-///
-/// assert_ne!(Era::Legacy, Era::Modern);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Era {
+pub(crate) enum Era {
     /// 2025-03-26, 2025-06-18 or 2025-11-25: sessions, GET stream, resumability.
     Legacy,
     /// 2026-07-28 or later: stateless; the layer passes requests through.

@@ -43,19 +43,6 @@ where
             }
             return Ok(self.reject(rejection));
         }
-        let slot = match engine.sessions().reserve().await {
-            Ok(slot) => slot,
-            Err(ReserveError::AtCapacity { retry_after }) => {
-                return Ok(self.reject(
-                    Rejection::new(RejectionKind::AtCapacity)
-                        .with_id(message.id())
-                        .retry_after(retry_after),
-                ));
-            }
-            Err(ReserveError::Unavailable) => {
-                return Ok(self.reject(Rejection::store_unavailable().with_id(message.id())));
-            }
-        };
         let init = message.initialize.unwrap_or_default();
         let id = engine.config().ids.make_session_id();
         #[cfg(feature = "tracing")]
@@ -69,6 +56,25 @@ where
         let pending = SessionRecord::new(id.clone(), requested)
             .with_client(init.client_info, init.capabilities)
             .with_principal(principal);
+        if !engine.sessions().record_fits(&pending) {
+            // Refused before anything is reserved: no store ever holds such a record.
+            return Ok(
+                self.reject(Rejection::new(RejectionKind::ClientMetadataTooLarge).with_id(request_id.as_deref()))
+            );
+        }
+        let slot = match engine.sessions().reserve().await {
+            Ok(slot) => slot,
+            Err(ReserveError::AtCapacity { retry_after }) => {
+                return Ok(self.reject(
+                    Rejection::new(RejectionKind::AtCapacity)
+                        .with_id(request_id.as_deref())
+                        .retry_after(retry_after),
+                ));
+            }
+            Err(ReserveError::Unavailable) => {
+                return Ok(self.reject(Rejection::store_unavailable().with_id(request_id.as_deref())));
+            }
+        };
         let mut req = Request::from_parts(parts, Full::new(bytes));
         // The inner service may want the id it is about to hand out; the session
         // becomes real only if the answer is a successful InitializeResult.

@@ -114,6 +114,7 @@ impl<S> Layer<S> for McpSessionLayer {
 /// | [`idle_timeout`](Self::idle_timeout) | 30 min |
 /// | [`max_lifetime`](Self::max_lifetime) | 24 h |
 /// | [`max_attribute_keys`](Self::max_attribute_keys) / [`max_attribute_bytes`](Self::max_attribute_bytes) | 64 / 64 KiB per session |
+/// | [`max_client_metadata_bytes`](Self::max_client_metadata_bytes) | 8 KiB per record |
 /// | [`sweep_interval`](Self::sweep_interval) | 30 s |
 /// | [`event_log`](Self::event_log) | [`MemoryEventLog::new()`] |
 /// | [`session_ids`](Self::session_ids) | [`RandomSessionId`](crate::RandomSessionId) (128 bits, CSPRNG) |
@@ -209,6 +210,15 @@ impl McpSessionLayerBuilder {
     /// attributes serialized as one JSON object (default 64 KiB).
     pub fn max_attribute_bytes(mut self, max: usize) -> Self {
         self.policy.max_attribute_bytes = max;
+        self
+    }
+
+    /// Keep at most this many bytes of the client's `clientInfo` and `capabilities`
+    /// (raw JSON, together) in a session record (default 8 KiB). An `initialize` with
+    /// more is refused with 400 and JSON-RPC `-32602` before anything is reserved, so a
+    /// client cannot make any store hold large records.
+    pub fn max_client_metadata_bytes(mut self, max: usize) -> Self {
+        self.policy.max_client_metadata_bytes = max;
         self
     }
 

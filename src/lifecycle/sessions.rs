@@ -49,6 +49,9 @@ pub(crate) struct SessionPolicy {
     pub(crate) max_lifetime: Duration,
     pub(crate) max_attribute_keys: usize,
     pub(crate) max_attribute_bytes: usize,
+    /// What a record keeps of the client's `initialize`: `clientInfo` plus
+    /// `capabilities`, raw JSON bytes.
+    pub(crate) max_client_metadata_bytes: usize,
     pub(crate) sweep_interval: Duration,
     /// How long a reservation may wait for the inner service's answer to `initialize`.
     pub(crate) reservation_hold: Duration,
@@ -63,6 +66,7 @@ impl Default for SessionPolicy {
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             max_attribute_keys: 64,
             max_attribute_bytes: 64 * 1024,
+            max_client_metadata_bytes: 8 * 1024,
             sweep_interval: Duration::from_secs(30),
             reservation_hold: Duration::from_secs(60),
         }
@@ -395,6 +399,12 @@ impl Sessions {
             }
         }
         Err(SessionError::Contended)
+    }
+
+    /// Whether a record's client metadata fits the record bound.
+    pub(crate) fn record_fits(&self, record: &SessionRecord) -> bool {
+        let len = |raw: Option<&serde_json::value::RawValue>| raw.map_or(0, |r| r.get().len());
+        len(record.client_info()) + len(record.client_capabilities()) <= self.policy.max_client_metadata_bytes
     }
 
     /// Whether `map` fits the attribute bounds: key count, and bytes as a JSON object.

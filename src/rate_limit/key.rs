@@ -71,7 +71,8 @@ impl From<u64> for RateLimitKey {
 /// `Fn(&Parts) -> Option<RateLimitKey>` are extractors:
 ///
 /// ```
-/// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, Quota, RateLimitKey};
+/// use std::num::NonZeroU32;
+/// use tower_mcp_session::rate_limit::{CreationLimit, Quota, RateLimitKey};
 ///
 /// // One bucket per API key id, sent by the client in a header.
 /// let limit = CreationLimit::new().per_key(

@@ -14,7 +14,8 @@
 //!   ([`PrincipalKey`]), or a closure of your own.
 //!
 //! ```
-//! use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, NonZeroU32, PeerAddr, Quota};
+//! use std::num::NonZeroU32;
+//! use tower_mcp_session::rate_limit::{CreationLimit, ForwardedIp, PeerAddr, Quota};
 //!
 //! let limit = CreationLimit::new()
 //!     // 200 new sessions a second for the whole process, in bursts of up to 400…
@@ -92,7 +93,6 @@ mod key;
 pub use governor::Quota;
 pub use ipnet::IpNet;
 pub use key::{ForwardedIp, KeyExtractor, PeerAddr, PeerIp, PrincipalKey, RateLimitKey};
-pub use std::num::NonZeroU32;
 
 use std::error::Error;
 use std::fmt;
@@ -124,7 +124,8 @@ type Bucket = Option<RateLimitKey>;
 /// order of checks, the unkeyed bucket, the sweeper and multi-instance deployments.
 ///
 /// ```
-/// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, PrincipalKey, Quota};
+/// use std::num::NonZeroU32;
+/// use tower_mcp_session::rate_limit::{CreationLimit, PrincipalKey, Quota};
 ///
 /// let limit = CreationLimit::new()
 ///     .per_key(Quota::per_minute(NonZeroU32::new(5).unwrap()), PrincipalKey)
@@ -210,7 +211,8 @@ impl CreationLimit {
     /// Limit all new sessions of this process to `quota`.
     ///
     /// ```
-    /// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, Quota};
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
     ///
     /// let limit = CreationLimit::new().global(Quota::per_second(NonZeroU32::new(2).unwrap()));
     /// let (parts, ()) = http::Request::new(()).into_parts();
@@ -227,7 +229,8 @@ impl CreationLimit {
     /// Requests for which `extractor` finds no key share one bucket with the same quota.
     ///
     /// ```
-    /// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, PeerAddr, PeerIp, Quota};
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, PeerAddr, PeerIp, Quota};
     ///
     /// let limit = CreationLimit::new().per_key(Quota::per_minute(NonZeroU32::new(1).unwrap()), PeerIp::new());
     /// let request = |peer: &str| {
@@ -251,7 +254,8 @@ impl CreationLimit {
     /// whole burst, in seconds; a refusal reports `r=0` and `t` = `Retry-After`.
     ///
     /// ```
-    /// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, Quota};
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
     ///
     /// let limit = CreationLimit::new()
     ///     .global(Quota::per_minute(NonZeroU32::new(1).unwrap()))
@@ -285,7 +289,8 @@ impl CreationLimit {
     /// lock when both quotas are set). Call it once per session-creating request.
     ///
     /// ```
-    /// use tower_mcp_session::rate_limit::{CreationLimit, NonZeroU32, Quota};
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
     ///
     /// let limit = CreationLimit::new().global(Quota::per_hour(NonZeroU32::new(1).unwrap()));
     /// let (parts, ()) = http::Request::new(()).into_parts();
@@ -493,7 +498,8 @@ impl LimitScope {
 /// A session-creating request was refused: answer 429 with [`headers`](Self::headers).
 ///
 /// ```
-/// use tower_mcp_session::rate_limit::{CreationLimit, LimitScope, NonZeroU32, Quota};
+/// use std::num::NonZeroU32;
+/// use tower_mcp_session::rate_limit::{CreationLimit, LimitScope, Quota};
 ///
 /// let limit = CreationLimit::new().global(Quota::per_minute(NonZeroU32::new(1).unwrap()));
 /// let (parts, ()) = http::Request::new(()).into_parts();
@@ -565,6 +571,7 @@ impl Error for RateLimited {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU32;
 
     fn quota(n: u32) -> Quota {
         Quota::per_hour(NonZeroU32::new(n).unwrap())

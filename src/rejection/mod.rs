@@ -78,6 +78,10 @@ pub enum RejectionKind {
     /// A `Last-Event-ID` whose later events were dropped by retention: the gap cannot
     /// be filled, so the stream cannot be resumed. 410.
     EventsEvicted,
+    /// `initialize` carried more `clientInfo` and `capabilities` than a session record
+    /// keeps ([`max_client_metadata_bytes`](crate::McpSessionLayerBuilder::max_client_metadata_bytes)).
+    /// 400, `-32602`.
+    ClientMetadataTooLarge,
 }
 
 impl RejectionKind {
@@ -104,7 +108,8 @@ impl RejectionKind {
             | HeaderMismatch
             | UnsupportedModernVersion
             | MissingRequestMeta
-            | UnknownEventId => StatusCode::BAD_REQUEST,
+            | UnknownEventId
+            | ClientMetadataTooLarge => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -114,7 +119,7 @@ impl RejectionKind {
         match self {
             ParseError => -32700,
             InvalidRequest | BatchNotAllowed => -32600,
-            MissingRequestMeta => -32602,
+            MissingRequestMeta | ClientMetadataTooLarge => -32602,
             SessionNotFound => -32001,
             HeaderMismatch => -32020,
             UnsupportedModernVersion => -32022,
@@ -149,6 +154,7 @@ impl RejectionKind {
             UnknownEventId => "unknown_event_id",
             EventsEvicted => "events_evicted",
             InvalidUpstreamResponse => "bad_upstream_response",
+            ClientMetadataTooLarge => "client_metadata_too_large",
         }
     }
 
@@ -177,11 +183,12 @@ impl RejectionKind {
             UnknownEventId => "Bad Request: unknown Last-Event-ID",
             EventsEvicted => "Gone: events after Last-Event-ID are no longer retained",
             InvalidUpstreamResponse => "Internal error",
+            ClientMetadataTooLarge => "Invalid params: clientInfo and capabilities are too large",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 22] = {
+    pub const ALL: [Self; 23] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -206,6 +213,7 @@ impl RejectionKind {
             UnknownEventId,
             EventsEvicted,
             InvalidUpstreamResponse,
+            ClientMetadataTooLarge,
         ]
     };
 

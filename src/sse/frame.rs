@@ -46,7 +46,7 @@ pub fn encode_event(out: &mut BytesMut, id: Option<EventId>, data: &[u8]) {
 ///
 /// 2025-11-25 asks servers to send this first on every SSE stream so that a client that
 /// loses the connection before any real event still holds an id to resume from.
-pub fn encode_priming(out: &mut BytesMut, id: EventId) {
+pub(crate) fn encode_priming(out: &mut BytesMut, id: EventId) {
     out.reserve(MAX_EVENT_ID_LEN + 16);
     put_id(out, id);
     out.put_slice(b"data:\n\n");
@@ -56,7 +56,7 @@ pub fn encode_priming(out: &mut BytesMut, id: EventId) {
 ///
 /// Sent before the server closes a connection it means the client to re-poll. The block
 /// carries no data, so a reader does not see it as a message.
-pub fn encode_retry(out: &mut BytesMut, millis: u64) {
+pub(crate) fn encode_retry(out: &mut BytesMut, millis: u64) {
     out.reserve(32);
     out.put_slice(b"retry: ");
     let mut digits = [0u8; 20];
@@ -68,7 +68,7 @@ pub fn encode_retry(out: &mut BytesMut, millis: u64) {
 ///
 /// Line breaks in `text` are replaced by spaces: a comment must stay one line, or the
 /// rest of the text would be read as fields.
-pub fn encode_comment(out: &mut BytesMut, text: &str) {
+pub(crate) fn encode_comment(out: &mut BytesMut, text: &str) {
     out.reserve(text.len() + 4);
     out.put_u8(b':');
     if !text.is_empty() {

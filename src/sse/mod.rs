@@ -1,26 +1,31 @@
-//! Server-sent events: the ids the layer puts on resumable streams, and the framing.
+//! Server-sent events: the ids the layer puts on resumable streams, a reader and the
+//! event encoder.
 //!
-//! Only [`EventId`] is public API: it is what a client sends back in `Last-Event-ID`.
-//! The encoder and the reader are internal; the reader follows the WHATWG
-//! `text/event-stream` rules so tests can read the layer's output the way clients do.
+//! [`EventId`] is what a client sends back in `Last-Event-ID`. [`SseParser`] reads
+//! `text/event-stream` bytes the way the WHATWG rules say a client must (the
+//! `tower-mcp-session-client` crate reads server streams with it); [`encode_event`]
+//! writes one event the way the layer does.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use tower_mcp_session::sse::{SseParser, encode_event};
+//!
+//! let mut out = BytesMut::new();
+//! encode_event(&mut out, None, br#"{"jsonrpc":"2.0","method":"ping"}"#);
+//! let mut reader = SseParser::new(1 << 20);
+//! reader.push(&out);
+//! let event = reader.next_event().unwrap().expect("one whole event");
+//! assert_eq!(event.data, r#"{"jsonrpc":"2.0","method":"ping"}"#);
+//! ```
 
 mod event_id;
 mod frame;
 mod parser;
 
 pub use event_id::EventId;
-#[allow(unused_imports)] // used by the layer's stream bodies and by tests
-pub(crate) use frame::{encode_comment, encode_event, encode_priming, encode_retry};
-#[allow(unused_imports)] // used by tests and tools
-pub(crate) use parser::{SseError, SseEvent, SseParser};
-
-/// Not public API: reachable only so the crate's benchmarks can measure the framing and
-/// the reader. It may change or vanish in any release.
-#[doc(hidden)]
-pub mod __private {
-    pub use super::frame::{encode_comment, encode_event, encode_priming, encode_retry};
-    pub use super::parser::{SseError, SseEvent, SseParser};
-}
+pub use frame::encode_event;
+pub(crate) use frame::{encode_comment, encode_priming, encode_retry};
+pub use parser::{SseError, SseEvent, SseParser};
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ use super::session::{SessionEvent, StreamGuard};
 use tower_mcp_session::headers::LAST_EVENT_ID;
 // The core keeps its SSE reader out of its public API; the client is released with it.
 use crate::BoxFuture;
-use tower_mcp_session::sse::__private::{SseError, SseEvent, SseParser, encode_event};
+use tower_mcp_session::sse::{SseError, SseEvent, SseParser, encode_event};
 
 /// Sends one request through the client's inner service (type-erased so bodies need not
 /// name the service).

@@ -543,7 +543,7 @@ async fn first_calls_initialize_once() {
 /// events parse back to the same messages, with their ids, and nothing twice.
 #[tokio::test]
 async fn body_reads_as_clean_sse_across_a_reconnection() {
-    use tower_mcp_session::sse::__private::SseParser;
+    use tower_mcp_session::sse::SseParser;
     let server = TestServer::start(test_layer()).await;
     let client = client(&server.url());
     let response = client
