@@ -19,6 +19,7 @@ mod layer;
 mod lifecycle;
 mod manager;
 mod metrics;
+mod periodic;
 pub mod rate_limit;
 mod rejection;
 mod security;

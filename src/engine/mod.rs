@@ -12,9 +12,9 @@ use tokio::time::timeout;
 
 use crate::ProtocolVersion;
 use crate::event_log::EventLog;
-use crate::lifecycle::periodic::Periodic;
 use crate::lifecycle::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
 use crate::metrics::{Counters, Metrics};
+use crate::periodic::Periodic;
 use crate::rate_limit::CreationLimit;
 use crate::security::Guard;
 use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, SessionRecord};
@@ -112,7 +112,7 @@ impl Engine {
                 }),
                 expiry_sweep: Periodic::new(sweep_every, |engine| {
                     Box::pin(async move {
-                        engine.sessions.sweep_expired().await;
+                        engine.sessions.sweep().await;
                         let _ = timeout(engine.config.store_timeout, engine.log.purge_expired()).await;
                     })
                 }),
@@ -196,7 +196,7 @@ impl Engine {
     /// its own tasks.
     pub(crate) async fn maintain_once(&self) {
         // The sweep refreshes busy sessions first: that is the keep-alive.
-        self.sessions.sweep_expired().await;
+        self.sessions.sweep().await;
         let _ = timeout(self.config.store_timeout, self.log.purge_expired()).await;
         self.sweep_local_streams().await;
     }

@@ -83,7 +83,7 @@ where
         let response = match self.inner.call(req).await {
             Ok(response) => response,
             Err(error) => {
-                engine.sessions().cancel(slot).await;
+                engine.sessions().cancel(slot);
                 return Err(error);
             }
         };
@@ -101,7 +101,7 @@ where
                     (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
                 }
                 Err(_) => {
-                    engine.sessions().cancel(slot).await;
+                    engine.sessions().cancel(slot);
                     return Ok(
                         self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))
                     );
@@ -120,7 +120,7 @@ where
         };
         let Some(InitializeOutcome::Succeeded(negotiated)) = outcome else {
             // A failed initialize leaves nothing behind: its place is given back.
-            engine.sessions().cancel(slot).await;
+            engine.sessions().cancel(slot);
             return Ok(Response::from_parts(head, body));
         };
         let record = SessionRecord {

@@ -1,11 +1,10 @@
 //! Session lifecycle over any store: what the layer does with a [`SessionStore`]
 //! (busy counting, keep-alive, cap policy, bounded attributes, close listeners), the
-//! [`Session`] handle the inner service sees, and the one helper for background work.
+//! [`Session`] handle the inner service sees.
 //!
 //! [`SessionStore`]: crate::store::SessionStore
 
 mod handle;
-pub(crate) mod periodic;
 mod policy;
 pub(crate) mod sessions;
 

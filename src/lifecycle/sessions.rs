@@ -226,18 +226,22 @@ impl Sessions {
         room
     }
 
-    /// Give back a place that will not be used.
-    pub(crate) async fn cancel(&self, slot: Option<Slot>) {
+    /// Give back a place that will not be used. Nobody waits for it: the answer that
+    /// prompted it must not wait on a store that may be down, and a slot whose cancel
+    /// is lost lapses by itself after the hold.
+    pub(crate) fn cancel(self: &Arc<Self>, slot: Option<Slot>) {
         if let Some(slot) = slot {
-            // A cancel that fails lapses by itself after the hold.
-            let _ = self.call(self.store.cancel(slot)).await;
+            let sessions = Arc::clone(self);
+            run_detached(async move {
+                let _ = sessions.call(sessions.store.cancel(slot)).await;
+            });
         }
     }
 
     /// Store a session created by `initialize`, with the attributes the inner service
     /// set while answering it.
     pub(crate) async fn create(
-        &self,
+        self: &Arc<Self>,
         record: &SessionRecord,
         attributes: &Map<String, Value>,
         slot: Option<Slot>,
@@ -246,7 +250,7 @@ impl Sessions {
             .call(self.store.create(record, attributes, self.policy.expiry(), slot))
             .await;
         if result.is_err() {
-            self.cancel(slot).await;
+            self.cancel(slot);
         }
         result
     }
@@ -323,11 +327,16 @@ impl Sessions {
         }
     }
 
-    /// Take what the store found expired and tell the listeners; how many ended.
-    pub(crate) async fn sweep_expired(&self) -> usize {
-        // Busy sessions are refreshed first, so a late keep-alive (a stalled runtime, a
-        // jump of the clock) can never let the sweep end a session that is in use here.
+    /// The periodic sweep: refresh busy sessions first, so a late keep-alive (a stalled
+    /// runtime, a jump of the clock) can never let the sweep end a session in use here,
+    /// then take what expired.
+    pub(crate) async fn sweep(&self) {
         self.keep_alive().await;
+        self.sweep_expired().await;
+    }
+
+    /// Take what the store found expired and tell the listeners; how many ended.
+    async fn sweep_expired(&self) -> usize {
         let mut ended = 0;
         for _ in 0..SWEEP_CALLS {
             let Ok(batch) = self.call(self.store.take_expired(SWEEP_BATCH)).await else {

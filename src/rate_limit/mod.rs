@@ -96,15 +96,14 @@ pub use key::{ForwardedIp, KeyExtractor, PeerAddr, PeerIp, PrincipalKey, RateLim
 
 use std::error::Error;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::periodic::Periodic;
 use governor::clock::{Clock, Reference};
 use governor::{DefaultKeyedRateLimiter, NotUntil};
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::request::Parts;
-use tokio::sync::Notify;
 
 use crate::util::retry_after_secs;
 use global::{GlobalLimiter, Probe};
@@ -153,10 +152,8 @@ struct Inner {
     /// Serialises checks when both quotas are set, so the global dry run and the
     /// global take see the same state.
     both: Mutex<()>,
-    sweeper_started: AtomicBool,
-    /// Wakes the sweeper when the last clone goes, so it ends now rather than at its
-    /// next tick.
-    dropped: Arc<Notify>,
+    /// Drops stale per-key entries; ends with the last clone.
+    sweeper: Periodic<Inner>,
 }
 
 struct Keyed {
@@ -182,6 +179,7 @@ impl CreationLimit {
     }
 
     fn from_config(config: Config) -> Self {
+        let sweep_interval = config.sweep_interval;
         let global = config.global.map(global::limiter);
         let keyed = config.per_key.as_ref().map(|(quota, extractor)| Keyed {
             // The dashmap-backed store: concurrent, with `retain_recent` and
@@ -192,12 +190,17 @@ impl CreationLimit {
         });
         Self {
             inner: Arc::new(Inner {
-                config,
                 global,
                 keyed,
                 both: Mutex::new(()),
-                sweeper_started: AtomicBool::new(false),
-                dropped: Arc::new(Notify::new()),
+                sweeper: Periodic::new(sweep_interval, |inner| {
+                    Box::pin(async move {
+                        // A sweep of a million stale entries takes tens of milliseconds:
+                        // too long to hold an async worker.
+                        let _ = tokio::task::spawn_blocking(move || inner.sweep()).await;
+                    })
+                }),
+                config,
             }),
         }
     }
@@ -372,47 +375,7 @@ impl CreationLimit {
     }
 
     fn start_sweeper(&self) {
-        let inner = &self.inner;
-        // The common case is one relaxed load: the sweeper is already running.
-        if inner.sweeper_started.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Not inside tokio (yet): try again on a later check.
-            return;
-        };
-        if inner.sweeper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        runtime.spawn(sweeper(
-            Arc::downgrade(inner),
-            Arc::clone(&inner.dropped),
-            inner.config.sweep_interval,
-        ));
-    }
-
-    #[cfg(test)]
-    fn dropped_signal(&self) -> Weak<Notify> {
-        Arc::downgrade(&self.inner.dropped)
-    }
-}
-
-/// Sweeps every `interval` while the limiter lives. Holds it only weakly, between
-/// sweeps not at all, so dropping the last [`CreationLimit`] frees the state at once.
-async fn sweeper(limit: Weak<Inner>, dropped: Arc<Notify>, interval: Duration) {
-    loop {
-        // `Inner::drop` stores a permit, so a drop between two polls is not missed.
-        if tokio::time::timeout(interval, dropped.notified()).await.is_ok() {
-            return;
-        }
-        let Some(inner) = limit.upgrade() else {
-            return;
-        };
-        // A sweep of a million stale entries takes tens of milliseconds: too long to
-        // hold an async worker. An error means the runtime is shutting down.
-        if tokio::task::spawn_blocking(move || inner.sweep()).await.is_err() {
-            return;
-        }
+        self.inner.sweeper.ensure(&self.inner);
     }
 }
 
@@ -447,12 +410,6 @@ impl Inner {
             keyed.limiter.retain_recent();
             keyed.limiter.shrink_to_fit();
         }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.dropped.notify_one();
     }
 }
 
@@ -598,7 +555,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(clone.tracked_keys(), 0);
 
-        let signal = limit.dropped_signal();
+        let signal = limit.inner.sweeper.stop_signal();
         drop(limit);
         tokio::task::yield_now().await;
         assert!(signal.upgrade().is_some(), "a clone is alive, so is the sweeper");
@@ -614,7 +571,7 @@ mod tests {
     fn no_runtime_no_sweeper_and_no_panic() {
         let limit = CreationLimit::new().per_key(quota(1), PeerIp::new());
         assert!(limit.check(&from("192.0.2.1:1")).is_ok());
-        assert!(!limit.inner.sweeper_started.load(Ordering::Relaxed));
+        assert!(!limit.inner.sweeper.is_started());
     }
 
     #[test]
