@@ -279,31 +279,46 @@ async fn inner_service_keeps_attributes_in_the_session() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (level, info) = in_session(&layer, &sid, |session| async move {
+        (
+            session.attribute("logLevel").await.unwrap(),
+            session.record().client_info().map(|c| c.get().to_owned()),
+        )
+    })
+    .await;
+    assert_eq!(level, Some(json!("debug")));
+    assert_eq!(info.as_deref(), Some(r#"{"name":"test-client","version":"1.0"}"#));
+}
+
+/// Run `f` with the [`Session`](tower_mcp_session::Session) of one `ping` on `sid`,
+/// inside the inner service behind `layer`, and give back what it returned.
+async fn in_session<T, F, Fut>(layer: &McpSessionLayer, sid: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: Fn(tower_mcp_session::Session) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+{
+    use tower::ServiceExt;
     let seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
     let probe = tower::service_fn(move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
-        let s = s.clone();
+        let (s, f) = (s.clone(), f.clone());
         async move {
             let session = req.extensions().get::<tower_mcp_session::Session>().cloned().unwrap();
-            *s.lock().unwrap() = Some((
-                session.attribute("logLevel").await.unwrap(),
-                session.record().client_info().map(|c| c.get().to_owned()),
-            ));
+            *s.lock().unwrap() = Some(f(session).await);
             Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
         }
     });
     let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(probe);
-    use tower::ServiceExt;
-    let _ = svc
+    let response = svc
         .oneshot(with_body(
-            post().header("mcp-session-id", &sid),
+            post().header("mcp-session-id", sid),
             &request(2, "ping", json!({})),
         ))
         .await
         .unwrap();
-    let (level, info) = seen.lock().unwrap().take().unwrap();
-    assert_eq!(level, Some(json!("debug")));
-    assert_eq!(info.as_deref(), Some(r#"{"name":"test-client","version":"1.0"}"#));
+    assert_eq!(response.status(), StatusCode::OK);
+    seen.lock().unwrap().take().expect("the inner service ran")
 }
 
 /// An inner service that keeps state in attributes: `initialize` sets `greeting` while
@@ -373,33 +388,17 @@ async fn attribute_bounds_hold_and_refusals_change_nothing() {
         .build();
     let app = app(&layer);
     let sid = initialize(&app, LEGACY).await;
-    let seen = Arc::new(Mutex::new(None));
-    let s = seen.clone();
-    let probe = tower::service_fn(move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
-        let s = s.clone();
-        async move {
-            let session = req.extensions().get::<tower_mcp_session::Session>().cloned().unwrap();
-            session.set_attribute("a", json!(1)).await.unwrap();
-            session.set_attribute("b", json!(2)).await.unwrap();
-            let third_key = session.set_attribute("c", json!(3)).await;
-            let too_big = session.set_attribute("a", json!("x".repeat(100))).await;
-            // Replacing within the bounds and removing still work.
-            session.set_attribute("a", json!(10)).await.unwrap();
-            session.set_attribute("b", serde_json::Value::Null).await.unwrap();
-            *s.lock().unwrap() = Some((third_key, too_big, session.attributes().await.unwrap()));
-            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-        }
-    });
-    use tower::ServiceExt;
-    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(probe);
-    let _ = svc
-        .oneshot(with_body(
-            post().header("mcp-session-id", &sid),
-            &request(2, "ping", json!({})),
-        ))
-        .await
-        .unwrap();
-    let (third_key, too_big, map) = seen.lock().unwrap().take().unwrap();
+    let (third_key, too_big, map) = in_session(&layer, &sid, |session| async move {
+        session.set_attribute("a", json!(1)).await.unwrap();
+        session.set_attribute("b", json!(2)).await.unwrap();
+        let third_key = session.set_attribute("c", json!(3)).await;
+        let too_big = session.set_attribute("a", json!("x".repeat(100))).await;
+        // Replacing within the bounds and removing still work.
+        session.set_attribute("a", json!(10)).await.unwrap();
+        session.set_attribute("b", serde_json::Value::Null).await.unwrap();
+        (third_key, too_big, session.attributes().await.unwrap())
+    })
+    .await;
     assert!(matches!(third_key, Err(SessionError::AttributeLimit)), "{third_key:?}");
     assert!(matches!(too_big, Err(SessionError::AttributeLimit)), "{too_big:?}");
     assert_eq!(serde_json::Value::Object(map), json!({"a": 10}));
