@@ -1171,3 +1171,50 @@ async fn cap_admits_again_once_sessions_idle_out() {
         read_body(send(&b, Method::POST, None, None, Some(&initialize_body("2025-11-25"))).await).await;
     assert_ne!(status, StatusCode::OK, "the cap holds again");
 }
+
+/// The attribute bounds are the layer's and hold with Redis as with memory: a 3 MB value
+/// is refused and nothing of it reaches Redis; writes within the bound land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_bounds_hold_in_redis() {
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let conn = Backend::Single(&server).connect().await;
+    let layer = McpSessionLayer::builder()
+        .store(RedisSessionStore::builder(conn.clone()).build())
+        .event_log(RedisEventLog::builder(conn).build())
+        .build();
+    let app = support::app(&layer);
+    let sid = support::initialize(&app, "2025-06-18").await;
+    let probe = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let session = req.extensions().get::<tower_mcp_session::Session>().cloned().unwrap();
+        let huge = session.set_attribute("logLevel", json!("x".repeat(3 << 20))).await;
+        let small = session.set_attribute("logLevel", json!("debug")).await;
+        let kept = session.attribute("logLevel").await.unwrap();
+        let verdict = json!({
+            "huge_refused": matches!(huge, Err(tower_mcp_session::SessionError::AttributeLimit)),
+            "small_ok": small.is_ok(),
+            "kept": kept,
+        });
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(verdict.to_string()))))
+    });
+    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(probe);
+    let response = svc
+        .oneshot(support::with_body(
+            support::post().header("mcp-session-id", &sid),
+            &request(2, "ping", json!({})),
+        ))
+        .await
+        .unwrap();
+    let verdict = json(&response.into_body().collect().await.unwrap().to_bytes());
+    assert_eq!(
+        verdict,
+        json!({"huge_refused": true, "small_ok": true, "kept": "debug"})
+    );
+    let used: u64 = server
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    assert!(used < 3 << 20, "Redis holds {used} bytes: the refused value reached it");
+}
