@@ -378,6 +378,11 @@ impl Inner {
         }
         let take = unreported.len().min(max);
         let sessions: Vec<Expired> = unreported.drain(..take).collect();
+        // A burst of expiries leaves a large queue behind; give its memory back once it
+        // has been drained, so a quiet store holds nothing for the sessions it lost.
+        if unreported.capacity() > 64 && unreported.len() < unreported.capacity() / 4 {
+            unreported.shrink_to_fit();
+        }
         ExpiredBatch {
             more: !unreported.is_empty(),
             sessions,
@@ -526,6 +531,32 @@ fn nanos(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_expiry_burst_gives_its_memory_back() {
+        let store = MemoryStore::new();
+        let expiry = Expiry {
+            idle: Duration::from_secs(1),
+            lifetime: Duration::from_secs(60),
+        };
+        for n in 0..5_000 {
+            let id = SessionId::parse(&format!("s{n}")).unwrap();
+            let record = SessionRecord::new(id, crate::ProtocolVersion::V2025_06_18);
+            store.create(&record, &Map::new(), expiry, None).await.unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let mut taken = 0;
+        loop {
+            let batch = store.take_expired(100).await.unwrap();
+            taken += batch.sessions.len();
+            if !batch.more {
+                break;
+            }
+        }
+        assert_eq!(taken, 5_000);
+        let queue = store.inner.unreported.lock().unwrap().capacity();
+        assert!(queue <= 256, "the drained queue still holds room for {queue} entries");
+    }
 
     #[test]
     fn entry_stays_small() {
