@@ -491,6 +491,20 @@ impl RedisEventLog {
             },
         }
     }
+
+    /// The start of every key this log writes (see [`RedisEventLogBuilder::key_prefix`]).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session_redis::RedisEventLog;
+    ///
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).key_prefix("app:").build();
+    /// assert_eq!(log.key_prefix(), "app:");
+    /// # }
+    /// ```
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.cfg.prefix
+    }
 }
 
 /// The keys of one stream: (session base, index, meta, list).
