@@ -615,6 +615,14 @@ fn bad(what: &'static str) -> EventLogError {
     EventLogError::Unavailable(Box::new(BadReply(what)))
 }
 
+/// An unknown stream has no delivery mark and no claim: the contract's 0.
+fn or_zero(state: Result<u64, EventLogError>) -> Result<u64, EventLogError> {
+    match state {
+        Err(EventLogError::UnknownStream) => Ok(0),
+        other => other,
+    }
+}
+
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
@@ -664,11 +672,12 @@ impl EventLog for RedisEventLog {
     }
 
     fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
-        Box::pin(async move { self.inner.reader_state(key, "mark", seq).await.map(drop) })
+        // The contract: marking an unknown stream does nothing (it is no error).
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "mark", seq).await).map(drop) })
     }
 
     fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.reader_state(key, "dlv", 0))
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "dlv", 0).await) })
     }
 
     fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
@@ -676,7 +685,7 @@ impl EventLog for RedisEventLog {
     }
 
     fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.reader_state(key, "rdr", 0))
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "rdr", 0).await) })
     }
 
     fn read_after<'a>(
