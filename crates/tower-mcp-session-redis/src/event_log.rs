@@ -761,9 +761,11 @@ impl EventLog for RedisEventLog {
                 let polled: Result<(Option<u64>, Option<String>), _> =
                     bounded(self.inner.cfg.op_timeout, cmd.query_async(&mut conn)).await;
                 match polled {
-                    // Gone, finished or moved on: the caller's next read tells which.
+                    // Gone, finished or moved on: the caller's next read tells which. A
+                    // cursor beyond the newest event reads as Evicted, so it must not wait
+                    // either: no append would ever bring `last` down to it.
                     Ok((None, _)) => return,
-                    Ok((Some(last), fin)) if last > after || fin.as_deref() == Some("1") => return,
+                    Ok((Some(last), fin)) if last != after || fin.as_deref() == Some("1") => return,
                     Ok(_) => {}
                     // An unreachable backend: let the caller's next read report it
                     // (after the delay just slept, so a caller that retries cannot spin).
