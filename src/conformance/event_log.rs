@@ -212,7 +212,10 @@ pub(super) fn broken(promise: &str, detail: impl Display) -> ! {
 /// The value of a log step that must succeed.
 #[track_caller]
 pub(super) fn done<T>(step: &str, result: Result<T, EventLogError>) -> T {
-    result.unwrap_or_else(|e| failed(step, e))
+    match result {
+        Ok(value) => value,
+        Err(e) => failed(step, e),
+    }
 }
 
 #[track_caller]
