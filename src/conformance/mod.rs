@@ -99,8 +99,25 @@ macro_rules! broken {
     };
 }
 
+/// `ensure!` for the event log suite: the failure names the `EventLog` trait.
+macro_rules! log_ensure {
+    ($cond:expr, $promise:expr, $($detail:tt)+) => {
+        if !$cond {
+            $crate::conformance::event_log::broken($promise, format_args!($($detail)+))
+        }
+    };
+}
+
+/// `broken!` for the event log suite.
+macro_rules! log_broken {
+    ($promise:expr, $($detail:tt)+) => {
+        $crate::conformance::event_log::broken($promise, format_args!($($detail)+))
+    };
+}
+
 mod event_log;
 mod event_log_readers;
+mod event_log_streams;
 mod store;
 mod timing;
 
