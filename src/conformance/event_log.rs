@@ -239,7 +239,7 @@ pub(super) async fn expect_batch(log: &Log, key: &StreamKey, after: u64, max: us
     let promise = "read_after returns the events after the cursor, consecutive from cursor + 1, at most `max`, \
                    with the newest sequence number and whether the batch reaches the end of a finished stream";
     let what = format_args!("read_after({after}, max {max}) of a stream of {last} events (finished: {fin})");
-    let (got, last_seq, finished) = events(read(log, key, after, max).await, promise, &what);
+    let (got, last_seq, finished) = events(read(log, key, after, max).await, promise, what);
     let end = last.min(after + max as u64);
     let want: Vec<u64> = (after + 1..=end).collect();
     log_ensure!(seqs(&got) == want, promise, "{what} gave events {:?}", seqs(&got));
