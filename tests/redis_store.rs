@@ -1093,3 +1093,43 @@ async fn redis_store_conforms() {
     };
     tower_mcp_session::conformance::session_store_with(fresh, second).await;
 }
+
+/// The event log conformance suite against Redis, set up as `redis_store_conforms`: a
+/// key prefix per fresh log on one private server; the second handle is another log with
+/// the same prefix and bounds on its own connection.
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_event_log_conforms() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_mcp_session::conformance::LogLimits;
+    let server = Arc::new(RedisServer::start());
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = server.url();
+    let bounded = |conn: RedisConnection, prefix: String, limits: LogLimits| {
+        RedisEventLog::builder(conn)
+            .key_prefix(prefix)
+            .max_events(limits.max_events_per_stream as u64)
+            .max_bytes(limits.max_bytes_per_stream as u64)
+            .build()
+    };
+    let fresh = {
+        let server = server.clone();
+        move |limits: LogLimits| {
+            let (server, prefix) = (
+                server.clone(),
+                format!("logconf{}:", next.fetch_add(1, Ordering::SeqCst)),
+            );
+            async move { bounded(single(&server).await, prefix, limits) }
+        }
+    };
+    let second = move |log: &RedisEventLog, limits: LogLimits| {
+        let prefix = log.key_prefix().to_owned();
+        let url = url.clone();
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let conn: RedisConnection = ConnectionManager::new(client).await.unwrap().into();
+            bounded(conn, prefix, limits)
+        }
+    };
+    tower_mcp_session::conformance::event_log_with(fresh, second).await;
+}

@@ -1,12 +1,25 @@
 //! A conformance suite for backends: call it from a test of your own to prove that a
-//! [`SessionStore`] keeps every promise written in the trait's documentation.
+//! [`SessionStore`] or an [`EventLog`] keeps every promise written in the trait's
+//! documentation.
 //!
 //! ```no_run
+//! use tower_mcp_session::event_log::MemoryEventLog;
 //! use tower_mcp_session::store::MemoryStore;
 //!
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn memory_store_conforms() {
 //!     tower_mcp_session::conformance::session_store(|| async { MemoryStore::new() }).await;
+//! }
+//!
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn memory_event_log_conforms() {
+//!     tower_mcp_session::conformance::event_log(|limits| async move {
+//!         MemoryEventLog::builder()
+//!             .max_events_per_stream(limits.max_events_per_stream)
+//!             .max_bytes_per_stream(limits.max_bytes_per_stream)
+//!             .build()
+//!     })
+//!     .await;
 //! }
 //! ```
 //!
@@ -26,6 +39,13 @@
 //!   it its own connection (pool, client) onto the same data, as a second server
 //!   instance would have, so the races really cross connections.
 //!
+//! The event log checks are the same: [`event_log`] uses one log value twice,
+//! [`event_log_with`] a second handle from `second_handle(&first, limits)`. Their
+//! factory is given the [`LogLimits`] (per-stream retention bounds) the group needs, so
+//! that retention can be checked with a few events; it must build the log with them.
+//! The stream cap per session is not checked: what `open` does there is the backend's
+//! own policy, which the trait leaves open.
+//!
 //! # Time
 //!
 //! The expiry checks use real time (idle timeouts of a few hundred milliseconds and
@@ -37,11 +57,16 @@
 //! an expired session from [`take_expired`](SessionStore::take_expired) within 5 s of
 //! its expiry to pass. The groups run concurrently; a whole run takes a few seconds.
 //!
+//! The event log checks take no time bound of the log: a waiter must notice an event,
+//! a finish or a removal within 5 s, also one written through the other handle (a log
+//! may poll for those).
+//!
 //! # Failures
 //!
-//! The suite panics with `SessionStore conformance: broken promise: …` naming the
-//! promise and what was seen, or with `SessionStore conformance: store call … failed`
-//! when a step that must succeed returned an error. Run it on a multi-threaded runtime
+//! The suite panics with `SessionStore conformance: broken promise: …` (or `EventLog
+//! conformance: …`) naming the promise and what was seen, or with `SessionStore
+//! conformance: store call … failed` (`EventLog conformance: log call … failed`) when a
+//! step that must succeed returned an error. Run it on a multi-threaded runtime
 //! (`#[tokio::test(flavor = "multi_thread")]`) so that concurrent calls really overlap;
 //! on a current-thread runtime they only interleave.
 
@@ -53,6 +78,8 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::ProtocolVersion;
+#[cfg(doc)]
+use crate::event_log::EventLog;
 use crate::session::{MakeSessionId, Principal, RandomSessionId, SessionId, SessionRecord};
 use crate::store::{Expiry, SessionStore, StoreError};
 
@@ -72,8 +99,29 @@ macro_rules! broken {
     };
 }
 
+/// `ensure!` for the event log suite: the failure names the `EventLog` trait.
+macro_rules! log_ensure {
+    ($cond:expr, $promise:expr, $($detail:tt)+) => {
+        if !$cond {
+            $crate::conformance::event_log::broken($promise, format_args!($($detail)+))
+        }
+    };
+}
+
+/// `broken!` for the event log suite.
+macro_rules! log_broken {
+    ($promise:expr, $($detail:tt)+) => {
+        $crate::conformance::event_log::broken($promise, format_args!($($detail)+))
+    };
+}
+
+mod event_log;
+mod event_log_readers;
+mod event_log_streams;
 mod store;
 mod timing;
+
+pub use event_log::{LogLimits, event_log, event_log_with};
 
 /// Run every check of the [`SessionStore`] contract, each group on a fresh backend from
 /// `fresh`; the two handles of the cross-instance checks are the same store value.

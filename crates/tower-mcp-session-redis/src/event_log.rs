@@ -491,6 +491,20 @@ impl RedisEventLog {
             },
         }
     }
+
+    /// The start of every key this log writes (see [`RedisEventLogBuilder::key_prefix`]).
+    ///
+    /// ```no_run
+    /// use tower_mcp_session_redis::RedisEventLog;
+    ///
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).key_prefix("app:").build();
+    /// assert_eq!(log.key_prefix(), "app:");
+    /// # }
+    /// ```
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.cfg.prefix
+    }
 }
 
 /// The keys of one stream: (session base, index, meta, list).
@@ -601,6 +615,14 @@ fn bad(what: &'static str) -> EventLogError {
     EventLogError::Unavailable(Box::new(BadReply(what)))
 }
 
+/// An unknown stream has no delivery mark and no claim: the contract's 0.
+fn or_zero(state: Result<u64, EventLogError>) -> Result<u64, EventLogError> {
+    match state {
+        Err(EventLogError::UnknownStream) => Ok(0),
+        other => other,
+    }
+}
+
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
@@ -650,11 +672,12 @@ impl EventLog for RedisEventLog {
     }
 
     fn mark_delivered<'a>(&'a self, key: &'a StreamKey, seq: u64) -> BoxFuture<'a, Result<(), EventLogError>> {
-        Box::pin(async move { self.inner.reader_state(key, "mark", seq).await.map(drop) })
+        // The contract: marking an unknown stream does nothing (it is no error).
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "mark", seq).await).map(drop) })
     }
 
     fn delivered<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.reader_state(key, "dlv", 0))
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "dlv", 0).await) })
     }
 
     fn claim_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
@@ -662,7 +685,7 @@ impl EventLog for RedisEventLog {
     }
 
     fn current_reader<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.reader_state(key, "rdr", 0))
+        Box::pin(async move { or_zero(self.inner.reader_state(key, "rdr", 0).await) })
     }
 
     fn read_after<'a>(
@@ -738,9 +761,11 @@ impl EventLog for RedisEventLog {
                 let polled: Result<(Option<u64>, Option<String>), _> =
                     bounded(self.inner.cfg.op_timeout, cmd.query_async(&mut conn)).await;
                 match polled {
-                    // Gone, finished or moved on: the caller's next read tells which.
+                    // Gone, finished or moved on: the caller's next read tells which. A
+                    // cursor beyond the newest event reads as Evicted, so it must not wait
+                    // either: no append would ever bring `last` down to it.
                     Ok((None, _)) => return,
-                    Ok((Some(last), fin)) if last > after || fin.as_deref() == Some("1") => return,
+                    Ok((Some(last), fin)) if last != after || fin.as_deref() == Some("1") => return,
                     Ok(_) => {}
                     // An unreachable backend: let the caller's next read report it
                     // (after the delay just slept, so a caller that retries cannot spin).
