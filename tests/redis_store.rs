@@ -206,7 +206,14 @@ async fn store_lifecycle(conn: RedisConnection, prefix: &str) {
 
 /// 200 concurrent reserves from two instances against a cap of 20.
 async fn cap_exact(a: RedisConnection, b: RedisConnection, prefix: &str) {
-    let build = |conn| RedisSessionStore::builder(conn).key_prefix(prefix).build();
+    // Exactness is the point here, not latency: 200 scripts at once on a loaded 2-core
+    // machine (a 3-node Cluster in the same box) can take longer than the default 1 s.
+    let build = |conn| {
+        RedisSessionStore::builder(conn)
+            .key_prefix(prefix)
+            .op_timeout(Duration::from_secs(10))
+            .build()
+    };
     let stores = [build(a), build(b)];
     let hold = Duration::from_secs(60);
     let mut tasks = tokio::task::JoinSet::new();
