@@ -482,6 +482,27 @@ async fn a7_batches_only_for_2025_03_26() {
     assert_eq!(call(&app, req).await.status(), StatusCode::BAD_REQUEST);
 }
 
+/// A request with `"id": null` is an invalid request (400, -32600), alone or in a
+/// batch, never a notification; a message without `id` still is one, and a response may
+/// carry a null id.
+#[tokio::test]
+async fn null_id_request_is_invalid_not_a_notification() {
+    let layer = layer();
+    let app = app(&layer);
+    let sid = initialize(&app, "2025-03-26").await;
+    let null_id = json!({"jsonrpc": "2.0", "id": null, "method": "ping"});
+    let (status, _, body) = send(&app, Some(&sid), &null_id).await;
+    assert_rejected(status, &body, 400, -32600, "invalid_request");
+    let batch = json!([request(1, "ping", json!({})), null_id]);
+    let (status, _, body) = send(&app, Some(&sid), &batch).await;
+    assert_rejected(status, &body, 400, -32600, "invalid_request");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send(&app, Some(&sid), &note).await.0, StatusCode::ACCEPTED);
+    let answer = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}});
+    assert_eq!(send(&app, Some(&sid), &answer).await.0, StatusCode::ACCEPTED);
+    assert_eq!(layer.manager().metrics().rejected(RejectionKind::InvalidRequest), 2);
+}
+
 /// A body that arrives in several frames (an empty one among them) reaches the inner
 /// service byte for byte, and one exactly at the size limit is accepted.
 #[tokio::test]

@@ -94,7 +94,9 @@ struct Envelope<'a> {
     jsonrpc: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    // `Option`'s own deserializer reads `"id": null` as no id at all, which would make a
+    // request with a null id a notification; `present` keeps the null to be judged.
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     // Read in the same pass as the envelope: the body is scanned once.
     #[serde(borrow, default)]
@@ -313,7 +315,13 @@ fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
     })
 }
 
-/// JSON-RPC ids are strings or numbers (null is tolerated by nobody the layer serves).
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// JSON-RPC request ids are strings or numbers. A `null` one is an invalid request, not
+/// a notification: the client expects an answer the layer could not route as one.
 fn valid_id(id: &RawValue) -> bool {
     matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
@@ -421,6 +429,26 @@ mod tests {
             peek_body(br#"{"jsonrpc":"2.0","id":1,"method":3}"#).unwrap_err(),
             PeekError::InvalidRequest
         );
+    }
+
+    #[test]
+    fn null_id_is_an_invalid_request_not_a_notification() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","method":"ping","id" : null}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":null,"method":"b"}]"#,
+        ] {
+            assert_eq!(
+                peek_body(body.as_bytes()).unwrap_err(),
+                PeekError::InvalidRequest,
+                "{body}"
+            );
+        }
+        let p = single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert!(matches!(p.kind, MessageKind::Notification { .. }));
+        // A response may carry a null id: the error answering an unreadable request.
+        let p = single(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#);
+        assert!(matches!(p.kind, MessageKind::Response));
     }
 
     #[test]
