@@ -69,6 +69,34 @@ async fn l1_initialize_answered_with_sse() {
     assert_eq!(layer.manager().metrics().active_sessions, Some(1));
 }
 
+/// [L1] the answer to initialize is found by its id as a JSON value: an inner service
+/// that spells the request's id another way (escaped) still gets the session minted.
+#[tokio::test]
+async fn l1_initialize_answer_id_matched_as_json_value() {
+    for (sent, answered) in [(json!("a/b"), r#""a\/b""#), (json!("a"), r#""\u0061""#)] {
+        let layer = layer();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{answered},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}},"serverInfo":{{"name":"s","version":"1"}}}}}}"#
+        );
+        let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let answer = answer.clone();
+            async move {
+                let mut r = Response::new(Full::new(Bytes::from(answer)));
+                r.headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                Ok::<_, Infallible>(r)
+            }
+        });
+        let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(inner);
+        let mut init = initialize_body("2025-11-25");
+        init["id"] = sent;
+        let resp = svc.oneshot(with_body(post(), &init)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("mcp-session-id").is_some(), "{answered}");
+        assert_eq!(layer.manager().metrics().sessions_created, 1, "{answered}");
+    }
+}
+
 /// A failed initialize (JSON-RPC error, HTTP error, non-InitializeResult) leaves nothing behind.
 #[tokio::test]
 async fn failed_initialize_leaves_nothing_behind() {
@@ -480,6 +508,27 @@ async fn a7_batches_only_for_2025_03_26() {
         &batch,
     );
     assert_eq!(call(&app, req).await.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A request with `"id": null` is an invalid request (400, -32600), alone or in a
+/// batch, never a notification; a message without `id` still is one, and a response may
+/// carry a null id.
+#[tokio::test]
+async fn null_id_request_is_invalid_not_a_notification() {
+    let layer = layer();
+    let app = app(&layer);
+    let sid = initialize(&app, "2025-03-26").await;
+    let null_id = json!({"jsonrpc": "2.0", "id": null, "method": "ping"});
+    let (status, _, body) = send(&app, Some(&sid), &null_id).await;
+    assert_rejected(status, &body, 400, -32600, "invalid_request");
+    let batch = json!([request(1, "ping", json!({})), null_id]);
+    let (status, _, body) = send(&app, Some(&sid), &batch).await;
+    assert_rejected(status, &body, 400, -32600, "invalid_request");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send(&app, Some(&sid), &note).await.0, StatusCode::ACCEPTED);
+    let answer = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}});
+    assert_eq!(send(&app, Some(&sid), &answer).await.0, StatusCode::ACCEPTED);
+    assert_eq!(layer.manager().metrics().rejected(RejectionKind::InvalidRequest), 2);
 }
 
 /// A body that arrives in several frames (an empty one among them) reaches the inner

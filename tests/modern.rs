@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::*;
 use tower::ServiceExt;
-use tower_mcp_session::McpSessionLayer;
+use tower_mcp_session::{McpSessionLayer, RejectionKind};
 
 const MODERN: &str = "2026-07-28";
 
@@ -373,4 +373,29 @@ async fn non_date_version_is_unsupported_not_mismatched() {
     let (s, _, b) = answer(&app, req).await;
     assert_rejected(s, &b, 400, -32022, "unsupported_protocol_version");
     assert_eq!(json(&b)["error"]["data"]["requested"], "v999.0.0");
+}
+
+/// 2026-07-28 has no batches: a batch whose `MCP-Protocol-Version` names it is refused
+/// with 400 / -32600 `batch_not_allowed` in every mode, and never reaches the inner
+/// service.
+#[tokio::test]
+async fn modern_batch_is_not_allowed_in_any_mode() {
+    let batch = json!([
+        modern_call(1, "tools/list", json!({})),
+        modern_call(2, "tools/list", json!({}))
+    ]);
+    let layers = [
+        McpSessionLayer::new(),
+        McpSessionLayer::builder().strict_modern_headers(true).build(),
+        McpSessionLayer::builder().modern_only(true).build(),
+    ];
+    for layer in layers {
+        let app = app(&layer);
+        let req = with_body(post().header("mcp-protocol-version", MODERN), &batch);
+        let (s, h, b) = answer(&app, req).await;
+        assert_rejected(s, &b, 400, -32600, "batch_not_allowed");
+        assert!(h.get("mcp-session-id").is_none());
+        let m = layer.manager().metrics();
+        assert_eq!((m.rejected(RejectionKind::BatchNotAllowed), m.modern_requests), (1, 0));
+    }
 }

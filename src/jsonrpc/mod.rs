@@ -94,7 +94,9 @@ struct Envelope<'a> {
     jsonrpc: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    // `Option`'s own deserializer reads `"id": null` as no id at all, which would make a
+    // request with a null id a notification; `present` keeps the null to be judged.
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     // Read in the same pass as the envelope: the body is scanned once.
     #[serde(borrow, default)]
@@ -313,7 +315,13 @@ fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
     })
 }
 
-/// JSON-RPC ids are strings or numbers (null is tolerated by nobody the layer serves).
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// JSON-RPC request ids are strings or numbers. A `null` one is an invalid request, not
+/// a notification: the client expects an answer the layer could not route as one.
 fn valid_id(id: &RawValue) -> bool {
     matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
@@ -347,7 +355,7 @@ pub(crate) fn initialize_outcome(message: &[u8], id: &RawValue) -> Option<Initia
     let Ok(peek) = serde_json::from_slice::<ResponsePeek<'_>>(message) else {
         return None;
     };
-    if peek.id.map(RawValue::get) != Some(id.get()) {
+    if !peek.id.is_some_and(|answered| same_id(answered, id)) {
         return None;
     }
     let version = peek
@@ -355,6 +363,43 @@ pub(crate) fn initialize_outcome(message: &[u8], id: &RawValue) -> Option<Initia
         .and_then(|r| r.protocol_version)
         .and_then(|v| v.parse().ok());
     Some(version.map_or(InitializeOutcome::Failed, InitializeOutcome::Succeeded))
+}
+
+/// Whether two ids are the same JSON value however each is spelled: the inner service
+/// re-serializes the id it answers, and may escape what the client did not. Strings are
+/// compared decoded; integers exactly, whatever their size (as floats, big ones would
+/// collide); other numbers as floats. An integer and a float are different ids, as for
+/// JSON-RPC implementations that keep an id's type.
+fn same_id(a: &RawValue, b: &RawValue) -> bool {
+    let (a, b) = (a.get(), b.get());
+    if a == b {
+        return true;
+    }
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(b'"'), Some(b'"')) => {
+            // Without escapes the text is the value, and the texts differ.
+            if !a.contains('\\') && !b.contains('\\') {
+                return false;
+            }
+            match (serde_json::from_str::<String>(a), serde_json::from_str::<String>(b)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
+        }
+        (Some(b'-' | b'0'..=b'9'), Some(b'-' | b'0'..=b'9')) => same_number(a, b),
+        _ => false,
+    }
+}
+
+/// `a` and `b` are numbers spelled differently.
+fn same_number(a: &str, b: &str) -> bool {
+    let is_integer = |n: &str| !n.contains(['.', 'e', 'E']);
+    match (is_integer(a), is_integer(b)) {
+        // JSON integers have no leading zeros: two spellings of one are `0` and `-0`.
+        (true, true) => matches!((a, b), ("0", "-0") | ("-0", "0")),
+        (false, false) => matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y),
+        _ => false,
+    }
 }
 
 /// Serialize a JSON-RPC error response. `id` is `null` when the request id is unknown.
@@ -421,6 +466,26 @@ mod tests {
             peek_body(br#"{"jsonrpc":"2.0","id":1,"method":3}"#).unwrap_err(),
             PeekError::InvalidRequest
         );
+    }
+
+    #[test]
+    fn null_id_is_an_invalid_request_not_a_notification() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","method":"ping","id" : null}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":null,"method":"b"}]"#,
+        ] {
+            assert_eq!(
+                peek_body(body.as_bytes()).unwrap_err(),
+                PeekError::InvalidRequest,
+                "{body}"
+            );
+        }
+        let p = single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert!(matches!(p.kind, MessageKind::Notification { .. }));
+        // A response may carry a null id: the error answering an unreadable request.
+        let p = single(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#);
+        assert!(matches!(p.kind, MessageKind::Response));
     }
 
     #[test]
@@ -499,6 +564,47 @@ mod tests {
         assert_eq!(initialize_outcome(other, &id), None);
         let note = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
         assert_eq!(initialize_outcome(note, &id), None);
+    }
+
+    #[test]
+    fn initialize_answers_match_ids_as_json_values() {
+        let answer = |id: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25"}}}}"#).into_bytes()
+        };
+        let succeeded = Some(InitializeOutcome::Succeeded(ProtocolVersion::V2025_11_25));
+        let same = [
+            (r#""a/b""#, r#""a\/b""#),
+            (r#""a""#, r#""\u0061""#),
+            ("\"\u{e9}\"", r#""\u00e9""#),
+            (r#""\ud83d\ude00""#, "\"\u{1f600}\""),
+            ("0", "-0"),
+            ("1.5", "15e-1"),
+            ("1e0", "1.0"),
+            ("123456789012345678901234567890", "123456789012345678901234567890"),
+        ];
+        for (sent, answered) in same {
+            for (a, b) in [(sent, answered), (answered, sent)] {
+                let id = RawValue::from_string(a.into()).unwrap();
+                assert_eq!(initialize_outcome(&answer(b), &id), succeeded, "{a} and {b}");
+            }
+        }
+        // Integers and floats are different ids, and big integers are compared exactly,
+        // not as the floats they round to.
+        let different = [
+            (r#""a""#, r#""A""#),
+            (r#""1""#, "1"),
+            ("1", "1e0"),
+            ("1", "1.0"),
+            ("18446744073709551616", "18446744073709551617"),
+            ("123456789012345678901234567890", "123456789012345678901234567891"),
+            (r#""a\/b""#, r#""a\\/b""#),
+        ];
+        for (sent, answered) in different {
+            for (a, b) in [(sent, answered), (answered, sent)] {
+                let id = RawValue::from_string(a.into()).unwrap();
+                assert_eq!(initialize_outcome(&answer(b), &id), None, "{a} and {b}");
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! JSON-RPC batches: only 2025-03-26 sessions may send them, never with `initialize`.
+//! JSON-RPC batches: only 2025-03-26 sessions may send them, never with `initialize`
+//! and never under a 2026-07-28 `MCP-Protocol-Version`.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -28,11 +29,10 @@ where
         version: VersionHeader,
         items: Vec<Peeked>,
     ) -> Answer<ResBody, S::Error> {
+        // 2026-07-28 has no batches, so there is nothing for the inner service to judge:
+        // the refusal is the same whether the layer validates modern headers or not.
         if matches!(version, VersionHeader::Present(v) if v.is_modern()) {
-            if self.engine.config().strict_modern_headers {
-                return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest)));
-            }
-            return self.pass_through(parts, bytes).await;
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
         }
         if self.engine.config().modern_only {
             return Ok(self.reject(Rejection::new(RejectionKind::HeaderMismatch)));

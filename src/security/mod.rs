@@ -110,13 +110,72 @@ fn host_allowed(authority: &str, list: &[String]) -> bool {
 
 fn origin_allowed(origin: &str, list: &[String]) -> bool {
     let origin = origin.trim();
-    if list.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
-        return true;
+    // An opaque origin (sandboxed frames, `file:` pages) has no host to judge: it is
+    // accepted only when the deployment lists it.
+    if origin.eq_ignore_ascii_case("null") {
+        return list.iter().any(|o| o.eq_ignore_ascii_case(origin));
     }
-    let rest = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    rest.and_then(host_part).is_some_and(|h| is_loopback_host(&h))
+    let Some(origin) = Origin::parse(origin) else {
+        return false;
+    };
+    is_loopback_host(&origin.host.to_ascii_lowercase())
+        || list
+            .iter()
+            .filter_map(|entry| Origin::parse(entry.trim()))
+            .any(|entry| entry.same(&origin))
+}
+
+/// A serialized origin, `scheme "://" host [":" port]` and nothing else.
+struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// Anything beyond the three parts (path, query, fragment, userinfo, an empty
+    /// label) is refused rather than skipped: each would let a foreign origin end in,
+    /// or begin with, a loopback name.
+    fn parse(text: &'a str) -> Option<Self> {
+        let (scheme, authority) = text.split_once("://")?;
+        if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+            return None;
+        }
+        let (host, port) = if authority.starts_with('[') {
+            let end = authority.find(']')?;
+            let (host, after) = authority.split_at(end + 1);
+            let address = &host[1..end];
+            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return None;
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (host, port)
+        } else {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let label_ok =
+                |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !host.split('.').all(label_ok) {
+                return None;
+            }
+            (host, port)
+        };
+        if port.is_some_and(|p| !port_ok(p)) {
+            return None;
+        }
+        Some(Self { scheme, host, port })
+    }
+
+    fn same(&self, other: &Origin<'_>) -> bool {
+        self.scheme.eq_ignore_ascii_case(other.scheme)
+            && self.host.eq_ignore_ascii_case(other.host)
+            && self.port == other.port
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +227,74 @@ mod tests {
             check(&g, Some("localhost"), Some("null")),
             Err(RejectionKind::ForbiddenOrigin)
         );
+    }
+
+    #[test]
+    fn origins_are_parsed_not_matched_by_suffix() {
+        let g = Guard::default();
+        for origin in [
+            "http://localhost",
+            "https://localhost:5173",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://[::1]",
+            "HTTP://LOCALHOST:3000",
+            "http://app.localhost:3000",
+        ] {
+            assert_eq!(check(&g, Some("localhost"), Some(origin)), Ok(()), "{origin}");
+        }
+        for origin in [
+            "http://x.com/.localhost",
+            "http://evil.com#.localhost",
+            "http://evil.com?.localhost",
+            "http://evil.com\\.localhost",
+            "http://localhost.evil.com",
+            "http://user@localhost",
+            "http://localhost@evil.com",
+            "http://localhost:80/",
+            "http://localhost/",
+            "http://[::1]:80/",
+            "http://[::1]x",
+            "http://127.0.0.1.nip.io",
+            "http://.localhost",
+            "http://localhost:",
+            "http://localhost:8o",
+            "http://localhost:80:80",
+            "http://%6cocalhost",
+            "ftp://localhost",
+            "ws://localhost",
+            "http:/localhost",
+            "//localhost",
+            "localhost",
+            "http://",
+        ] {
+            assert_eq!(
+                check(&g, Some("localhost"), Some(origin)),
+                Err(RejectionKind::ForbiddenOrigin),
+                "{origin}"
+            );
+        }
+        let listed = Guard {
+            hosts: HostPolicy::AllowList(Vec::new()),
+            origins: OriginPolicy::AllowList(vec!["https://app.example.com".into(), "null".into()]),
+        };
+        for origin in ["https://app.example.com", "HTTPS://App.Example.COM", "null"] {
+            assert_eq!(check(&listed, Some("localhost"), Some(origin)), Ok(()), "{origin}");
+        }
+        for origin in [
+            "https://app.example.com/",
+            "https://app.example.com#x",
+            "https://user@app.example.com",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+            "https://evil.com/https://app.example.com",
+        ] {
+            assert_eq!(
+                check(&listed, Some("localhost"), Some(origin)),
+                Err(RejectionKind::ForbiddenOrigin),
+                "{origin}"
+            );
+        }
     }
 
     #[test]
