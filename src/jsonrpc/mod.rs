@@ -366,10 +366,10 @@ pub(crate) fn initialize_outcome(message: &[u8], id: &RawValue) -> Option<Initia
 }
 
 /// Whether two ids are the same JSON value however each is spelled: the inner service
-/// re-serializes the id it answers, and may escape what the client did not. Strings are
-/// compared decoded; integers exactly, whatever their size (as floats, big ones would
-/// collide); other numbers as floats. An integer and a float are different ids, as for
-/// JSON-RPC implementations that keep an id's type.
+/// re-serializes the id it answers, and may escape what the client did not (or, like a
+/// JavaScript server, print `1e0` as `1`). Strings are compared decoded; two integers
+/// exactly, whatever their size (as floats, big ones would collide); any other pair of
+/// numbers as floats, so `1`, `1.0` and `1e0` are one id.
 fn same_id(a: &RawValue, b: &RawValue) -> bool {
     let (a, b) = (a.get(), b.get());
     if a == b {
@@ -397,8 +397,7 @@ fn same_number(a: &str, b: &str) -> bool {
     match (is_integer(a), is_integer(b)) {
         // JSON integers have no leading zeros: two spellings of one are `0` and `-0`.
         (true, true) => matches!((a, b), ("0", "-0") | ("-0", "0")),
-        (false, false) => matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y),
-        _ => false,
+        _ => matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y),
     }
 }
 
@@ -580,6 +579,8 @@ mod tests {
             ("0", "-0"),
             ("1.5", "15e-1"),
             ("1e0", "1.0"),
+            ("1", "1e0"),
+            ("1", "1.0"),
             ("123456789012345678901234567890", "123456789012345678901234567890"),
         ];
         for (sent, answered) in same {
@@ -588,13 +589,11 @@ mod tests {
                 assert_eq!(initialize_outcome(&answer(b), &id), succeeded, "{a} and {b}");
             }
         }
-        // Integers and floats are different ids, and big integers are compared exactly,
-        // not as the floats they round to.
+        // Big integers are compared exactly, not as the floats they round to.
         let different = [
             (r#""a""#, r#""A""#),
             (r#""1""#, "1"),
-            ("1", "1e0"),
-            ("1", "1.0"),
+            ("1", "2.0"),
             ("18446744073709551616", "18446744073709551617"),
             ("123456789012345678901234567890", "123456789012345678901234567891"),
             (r#""a\/b""#, r#""a\\/b""#),
