@@ -173,12 +173,29 @@ impl McpSessionLayerBuilder {
     /// Hold at most this many sessions (default 10,000; `None`: no cap). The bound is
     /// exact under any concurrency and, with a shared store, across instances: it counts
     /// live sessions plus `initialize` requests in flight. `Some(0)` refuses every session.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().max_sessions(Some(50_000)).build();
+    /// # let _ = layer;
+    /// ```
     pub fn max_sessions(mut self, max: Option<usize>) -> Self {
         self.policy.max_sessions = max;
         self
     }
 
     /// What to do when the cap is reached (default: refuse, retry after 5 seconds).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::{AtCapacity, McpSessionLayer};
+    ///
+    /// let layer = McpSessionLayer::builder()
+    ///     .at_capacity(AtCapacity::Refuse { retry_after: Duration::from_secs(30) })
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
     pub fn at_capacity(mut self, policy: AtCapacity) -> Self {
         self.policy.at_capacity = policy;
         self
@@ -188,12 +205,28 @@ impl McpSessionLayerBuilder {
     /// 1 ms). Idle time counts from the end of the session's last request or stream: a
     /// session with one in flight never idles out, and server-to-client traffic is not
     /// activity.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().idle_timeout(Duration::from_secs(10 * 60)).build();
+    /// # let _ = layer;
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.policy.idle_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// End a session this long after it was created, busy or not (default 24 hours).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().max_lifetime(Duration::from_secs(8 * 3600)).build();
+    /// # let _ = layer;
+    /// ```
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.policy.max_lifetime = lifetime;
         self
@@ -201,6 +234,13 @@ impl McpSessionLayerBuilder {
 
     /// Allow at most this many attribute keys per session (default 64); a write past it
     /// fails with [`SessionError::AttributeLimit`](crate::SessionError::AttributeLimit).
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().max_attribute_keys(16).build();
+    /// # let _ = layer;
+    /// ```
     pub fn max_attribute_keys(mut self, max: usize) -> Self {
         self.policy.max_attribute_keys = max;
         self
@@ -208,6 +248,13 @@ impl McpSessionLayerBuilder {
 
     /// Allow at most this many bytes of attributes per session, measured as the
     /// attributes serialized as one JSON object (default 64 KiB).
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().max_attribute_bytes(16 * 1024).build();
+    /// # let _ = layer;
+    /// ```
     pub fn max_attribute_bytes(mut self, max: usize) -> Self {
         self.policy.max_attribute_bytes = max;
         self
@@ -217,6 +264,13 @@ impl McpSessionLayerBuilder {
     /// (raw JSON, together) in a session record (default 8 KiB). An `initialize` with
     /// more is refused with 400 and JSON-RPC `-32602` before anything is reserved, so a
     /// client cannot make any store hold large records.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().max_client_metadata_bytes(4096).build();
+    /// # let _ = layer;
+    /// ```
     pub fn max_client_metadata_bytes(mut self, max: usize) -> Self {
         self.policy.max_client_metadata_bytes = max;
         self
@@ -225,6 +279,14 @@ impl McpSessionLayerBuilder {
     /// How often the store is asked for sessions that expired, so close hooks hear of
     /// them and their streams are dropped (default 30 s; at least 10 ms). Expired
     /// sessions are refused at once whatever this is.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().sweep_interval(Duration::from_secs(5)).build();
+    /// # let _ = layer;
+    /// ```
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.policy.sweep_interval = every.max(Duration::from_millis(10));
         self
@@ -364,6 +426,13 @@ impl McpSessionLayerBuilder {
     /// used in (`true`, the default). With `false`, run
     /// [`SessionManager::maintenance`] yourself; without either, sessions in use idle
     /// out and expiries are never reported.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().spawn_maintenance(false).build();
+    /// # let _ = layer;
+    /// ```
     pub fn spawn_maintenance(mut self, spawn: bool) -> Self {
         self.config.spawn_maintenance = spawn;
         self

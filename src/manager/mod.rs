@@ -126,6 +126,17 @@ impl SessionManager {
     }
 
     /// End `session` now; `Ok(true)` when it existed. Its streams end too.
+    ///
+    /// ```
+    /// use tower_mcp_session::{McpSessionLayer, SessionId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let unknown = SessionId::parse("no-such-session").unwrap();
+    /// assert!(!manager.close(&unknown).await.unwrap());
+    /// # }
+    /// ```
     pub async fn close(&self, session: &SessionId) -> Result<bool, SessionError> {
         self.engine
             .sessions()
