@@ -111,10 +111,7 @@ impl Engine {
                     Box::pin(async move { engine.sessions.keep_alive().await })
                 }),
                 expiry_sweep: Periodic::new(sweep_every, |engine| {
-                    Box::pin(async move {
-                        engine.sessions.sweep().await;
-                        let _ = timeout(engine.config.store_timeout, engine.log.purge_expired()).await;
-                    })
+                    Box::pin(async move { engine.sweep_and_purge().await })
                 }),
                 local_sweep: Periodic::new(config.local_sweep, |engine| {
                     Box::pin(async move { engine.sweep_local_streams().await })
@@ -196,9 +193,14 @@ impl Engine {
     /// its own tasks.
     pub(crate) async fn maintain_once(&self) {
         // The sweep refreshes busy sessions first: that is the keep-alive.
+        self.sweep_and_purge().await;
+        self.sweep_local_streams().await;
+    }
+
+    /// Take expired sessions (close hooks hear of them) and purge the event log.
+    async fn sweep_and_purge(&self) {
         self.sessions.sweep().await;
         let _ = timeout(self.config.store_timeout, self.log.purge_expired()).await;
-        self.sweep_local_streams().await;
     }
 
     /// Forget local stream state of idle sessions the store no longer knows. A shared
