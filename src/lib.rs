@@ -19,6 +19,7 @@ mod layer;
 mod lifecycle;
 mod manager;
 mod metrics;
+mod outbound;
 mod periodic;
 pub mod rate_limit;
 mod rejection;
@@ -34,6 +35,7 @@ pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFut
 pub use lifecycle::{AtCapacity, Session, SessionError};
 pub use manager::{SendError, SessionManager};
 pub use metrics::Metrics;
+pub use outbound::RequestError;
 pub use rejection::RejectionKind;
 pub use session::{CloseReason, MakeSessionId, Principal, RandomSessionId, SessionId, SessionRecord};
 pub use stream::McpBody;

@@ -44,6 +44,26 @@ pub(crate) fn retry_after_secs(wait: std::time::Duration) -> u64 {
     secs.max(1)
 }
 
+/// Run a short store step whose caller cannot wait (a `Drop`, a close listener): polled
+/// once here, which finishes it for an in-memory backend, and otherwise handed to the
+/// runtime; outside one it is said, not skipped silently.
+pub(crate) fn run_detached(step: impl Future<Output = ()> + Send + 'static) {
+    let mut step = Box::pin(step);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if step.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(step);
+        }
+        Err(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!("no Tokio runtime to finish a store step begun outside one");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

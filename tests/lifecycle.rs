@@ -266,9 +266,10 @@ async fn slow_store_is_503_with_retry_after() {
     );
 }
 
-/// The inner service sees the session and keeps state in its attributes.
+/// The inner service sees the session and what the layer keeps in its attributes (the
+/// client's log level).
 #[tokio::test]
-async fn inner_service_keeps_attributes_in_the_session() {
+async fn inner_service_sees_the_session_and_its_log_level() {
     let layer = McpSessionLayer::new();
     let app = app(&layer);
     let sid = initialize(&app, LEGACY).await;
@@ -281,12 +282,12 @@ async fn inner_service_keeps_attributes_in_the_session() {
     assert_eq!(status, StatusCode::OK);
     let (level, info) = in_session(&layer, &sid, |session| async move {
         (
-            session.attribute("logLevel").await.unwrap(),
+            session.log_level().await.unwrap(),
             session.record().client_info().map(|c| c.get().to_owned()),
         )
     })
     .await;
-    assert_eq!(level, Some(json!("debug")));
+    assert_eq!(level.as_deref(), Some("debug"));
     assert_eq!(info.as_deref(), Some(r#"{"name":"test-client","version":"1.0"}"#));
 }
 

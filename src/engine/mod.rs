@@ -12,8 +12,9 @@ use tokio::time::timeout;
 
 use crate::ProtocolVersion;
 use crate::event_log::EventLog;
-use crate::lifecycle::sessions::{CloseListener, SessionPolicy, Sessions, run_detached};
+use crate::lifecycle::sessions::{CloseListener, SessionPolicy, Sessions};
 use crate::metrics::{Counters, Metrics};
+use crate::outbound::Outbound;
 use crate::periodic::Periodic;
 use crate::rate_limit::CreationLimit;
 use crate::security::Guard;
@@ -21,6 +22,7 @@ use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, Ses
 use crate::store::SessionStore;
 use crate::stream::policy::StreamSetup;
 use crate::stream::{SseConfig, Streams};
+use crate::util::run_detached;
 
 /// Told about every session the layer creates.
 pub(crate) type CreatedHook = Arc<dyn Fn(&SessionRecord) + Send + Sync>;
@@ -45,6 +47,8 @@ pub(crate) struct Config {
     /// Whether the engine spawns its background work on the Tokio runtime (else the
     /// application runs [`SessionManager::maintenance`](crate::SessionManager::maintenance)).
     pub(crate) spawn_maintenance: bool,
+    /// How long a request to the client waits for its answer by default.
+    pub(crate) client_request_timeout: Duration,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             creation_limit: None,
             local_sweep: Duration::from_secs(60),
             spawn_maintenance: true,
+            client_request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -75,6 +80,7 @@ pub(crate) struct Engine {
     config: Config,
     sessions: Arc<Sessions>,
     log: Arc<dyn EventLog>,
+    outbound: Arc<Outbound>,
     streams: Streams,
     counters: Counters,
     keep_alive: Periodic<Engine>,
@@ -104,6 +110,11 @@ impl Engine {
             listeners.extend(on_closed);
             Engine {
                 sessions: Arc::new(Sessions::new(store, policy, config.store_timeout, listeners)),
+                outbound: Arc::new(Outbound::new(
+                    log.clone(),
+                    config.store_timeout,
+                    config.client_request_timeout,
+                )),
                 log,
                 streams: Streams::default(),
                 counters: Counters::default(),
@@ -143,6 +154,11 @@ impl Engine {
 
     pub(crate) fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// Requests to clients and the routing of their answers.
+    pub(crate) fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
     }
 
     pub(crate) fn log(&self) -> &Arc<dyn EventLog> {

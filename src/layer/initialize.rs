@@ -78,7 +78,11 @@ where
         let mut req = Request::from_parts(parts, Full::new(bytes));
         // The inner service may want the id it is about to hand out; the session
         // becomes real only if the answer is a successful InitializeResult.
-        let handle = Session::pending(Arc::new(pending.clone()), engine.sessions().clone());
+        let handle = Session::pending(
+            Arc::new(pending.clone()),
+            engine.sessions().clone(),
+            engine.outbound().clone(),
+        );
         req.extensions_mut().insert(handle.clone());
         let response = match self.inner.call(req).await {
             Ok(response) => response,

@@ -1,6 +1,7 @@
 //! [`McpSessionLayer`]: configuration and construction.
 
 mod batch;
+mod client_messages;
 mod delete;
 mod future;
 mod get;
@@ -401,6 +402,22 @@ impl McpSessionLayerBuilder {
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.config.store_timeout = timeout;
         self.sse.log_timeout = timeout;
+        self
+    }
+
+    /// How long a request to the client ([`Session::request`](crate::Session::request))
+    /// waits for its answer unless the caller chooses (default 60 s). When it passes,
+    /// the client is told with `notifications/cancelled` and a late answer is refused.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().client_request_timeout(Duration::from_secs(300)).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn client_request_timeout(mut self, wait: Duration) -> Self {
+        self.config.client_request_timeout = wait;
         self
     }
 

@@ -11,6 +11,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
+use super::client_messages::minted_answer;
 use super::negotiate::accepts_all;
 use super::service::{Answer, Handler};
 use crate::SessionRecord as Record;
@@ -21,6 +22,7 @@ use crate::headers::is_json_content;
 use crate::jsonrpc::{self, MessageKind, PeekError, Peeked};
 use crate::lifecycle::Session;
 use crate::lifecycle::sessions::BusyGuard;
+use crate::outbound::RelatedStream;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::decode::StreamFormat;
@@ -104,10 +106,17 @@ where
     }
 
     pub(super) async fn legacy_message(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        if let Some(id) = minted_answer(&message, &bytes) {
+            let is_response = matches!(message.kind, MessageKind::Response);
+            return self.client_answer(parts, bytes, id, is_response).await;
+        }
         let (record, busy) = match Self::resolve(&self.engine, &parts).await {
             Ok(found) => found,
             Err(rejection) => return Ok(self.reject(rejection.with_id(message.id()))),
         };
+        if let Err(rejection) = Self::record_client_state(&self.engine, &record, &message, &bytes).await {
+            return Ok(self.reject(rejection.with_id(message.id())));
+        }
         let is_request = matches!(message.kind, MessageKind::Request { .. });
         self.call_in_session(parts, bytes, record, busy, is_request).await
     }
@@ -124,15 +133,23 @@ where
     ) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
-        req.extensions_mut()
-            .insert(Session::live(record.clone(), engine.sessions().clone()));
         let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
+        let related = stream.as_ref().map(|(id, _)| Arc::new(RelatedStream::new(*id)));
+        req.extensions_mut().insert(Session::live(
+            record.clone(),
+            engine.sessions().clone(),
+            engine.outbound().clone(),
+            related.clone(),
+        ));
         if let Some((stream_id, live)) = &stream {
             req.extensions_mut().insert(SseControl {
                 live: live.clone(),
                 stream: *stream_id,
             });
         }
+        // Whatever becomes of the call, requests to the client waiting to learn where
+        // to go are told.
+        let related = RelatedGuard(related);
         let response = self.inner.call(req).await?;
         let (head, body) = response.into_parts();
         let busy = Arc::new(busy);
@@ -143,16 +160,40 @@ where
         // Boxed: the stream's setup is only paid for by streamed answers, and it keeps
         // the future of every other request small.
         engine.ensure_maintenance();
+        let related = related.opening();
         Ok(Box::pin(resumable(
             engine.stream_setup(),
             record,
             head,
             body,
             busy,
-            (stream_id, live),
+            (stream_id, live, related),
             format,
         ))
         .await)
+    }
+}
+
+/// Tells a request's [`RelatedStream`] that its answer is no stream unless
+/// [`opening`](Self::opening) hands it on first: an error, a JSON answer, and a dropped
+/// call all mean "elsewhere".
+struct RelatedGuard(Option<Arc<RelatedStream>>);
+
+impl RelatedGuard {
+    fn opening(mut self) -> Option<Arc<RelatedStream>> {
+        let related = self.0.take();
+        if let Some(related) = &related {
+            related.opening();
+        }
+        related
+    }
+}
+
+impl Drop for RelatedGuard {
+    fn drop(&mut self) {
+        if let Some(related) = self.0.take() {
+            related.elsewhere();
+        }
     }
 }
 

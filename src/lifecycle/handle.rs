@@ -2,10 +2,13 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::client_state;
 use super::sessions::{Sessions, apply};
+use crate::outbound::{Outbound, RelatedStream, RequestError};
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::store::StoreError;
 
@@ -98,24 +101,37 @@ impl State {
 pub struct Session {
     record: Arc<SessionRecord>,
     sessions: Arc<Sessions>,
+    outbound: Arc<Outbound>,
+    /// The answer stream of the client request this handle came with, if any: where
+    /// requests to the client go while it is open.
+    related: Option<Arc<RelatedStream>>,
     state: State,
 }
 
 impl Session {
-    pub(crate) fn live(record: Arc<SessionRecord>, sessions: Arc<Sessions>) -> Self {
+    pub(crate) fn live(
+        record: Arc<SessionRecord>,
+        sessions: Arc<Sessions>,
+        outbound: Arc<Outbound>,
+        related: Option<Arc<RelatedStream>>,
+    ) -> Self {
         Self {
             record,
             sessions,
+            outbound,
+            related,
             state: State::Live,
         }
     }
 
     /// A handle for a session `initialize` is about to create; its attributes wait in
     /// the handle until [`take_pending`](Self::take_pending).
-    pub(crate) fn pending(record: Arc<SessionRecord>, sessions: Arc<Sessions>) -> Self {
+    pub(crate) fn pending(record: Arc<SessionRecord>, sessions: Arc<Sessions>, outbound: Arc<Outbound>) -> Self {
         Self {
             record,
             sessions,
+            outbound,
+            related: None,
             state: State::Pending(Arc::new(Mutex::new(Some(Map::new())))),
         }
     }
@@ -167,6 +183,108 @@ impl Session {
             return Ok(map.clone().unwrap_or_default());
         }
         self.sessions.attributes(self.id()).await
+    }
+
+    /// Send a request to the client and wait for its answer: the `result` on success.
+    ///
+    /// The layer mints the JSON-RPC id (unguessable, good only in this session) and
+    /// sends the request on the SSE stream of the client request this handle came with
+    /// while that stream is open, else on the session's standalone `GET` stream, where
+    /// it waits for the client's next `GET` if nobody listens. Both are resumable: a
+    /// client that drops and resumes still gets the request and can still answer. The
+    /// answer may arrive at any instance sharing the event log; only a POST in this
+    /// session, from its principal, with this id reaches this call, and only once.
+    ///
+    /// `params` is the request's `params` object (`Value::Null` for none). The wait ends
+    /// after the layer's [`client_request_timeout`](crate::McpSessionLayerBuilder::client_request_timeout)
+    /// (see [`request_timeout`](Self::request_timeout) to choose), when the client
+    /// cancels, or when the session ends; a request the client did not declare the
+    /// capability for (`sampling`, `elicitation` and its modes, `roots`) is refused
+    /// before it is sent. Dropping the future withdraws the request: the client is told
+    /// with `notifications/cancelled`, and a late answer is refused.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_mcp_session::{RequestError, Session};
+    ///
+    /// async fn ask_for_a_summary(session: &Session, text: &str) -> Result<String, RequestError> {
+    ///     let params = json!({
+    ///         "messages": [{"role": "user", "content": {"type": "text", "text": text}}],
+    ///         "maxTokens": 200,
+    ///     });
+    ///     let result = session.request("sampling/createMessage", params).await?;
+    ///     Ok(result["content"]["text"].as_str().unwrap_or_default().to_owned())
+    /// }
+    /// # let _ = ask_for_a_summary;
+    /// ```
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RequestError> {
+        self.request_timeout(method, params, self.outbound.default_wait).await
+    }
+
+    /// [`request`](Self::request), waiting at most `wait` for the answer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde_json::{Value, json};
+    /// use tower_mcp_session::{RequestError, Session};
+    ///
+    /// async fn roots(session: &Session) -> Result<Value, RequestError> {
+    ///     session.request_timeout("roots/list", Value::Null, Duration::from_secs(5)).await
+    /// }
+    /// # let _ = roots;
+    /// ```
+    pub async fn request_timeout(&self, method: &str, params: Value, wait: Duration) -> Result<Value, RequestError> {
+        if matches!(self.state, State::Pending(_)) {
+            return Err(RequestError::NotEstablished);
+        }
+        let params = (!params.is_null()).then_some(params);
+        let asked = self
+            .outbound
+            .ask(&self.record, self.related.as_deref(), method, params, wait)
+            .await;
+        match asked {
+            // The reply stream vanished: the session's end, unless the store says it
+            // lives (the log dropped it on its own); then the answer is lost.
+            Err(RequestError::SessionEnded) => match self.sessions.contains(self.id()).await {
+                Ok(false) => Err(RequestError::SessionEnded),
+                _ => Err(RequestError::Unavailable),
+            },
+            other => other,
+        }
+    }
+
+    /// The resource URIs the client subscribed to with `resources/subscribe` (and has not
+    /// unsubscribed from), as the layer recorded them. The layer records them in the
+    /// session's attributes under `mcp:subscriptions` (the `mcp:` prefix is the layer's),
+    /// so every instance sharing the store sees them.
+    ///
+    /// ```
+    /// use tower_mcp_session::Session;
+    ///
+    /// async fn watching(session: &Session, uri: &str) -> bool {
+    ///     session.subscriptions().await.is_ok_and(|uris| uris.iter().any(|u| u == uri))
+    /// }
+    /// # let _ = watching;
+    /// ```
+    pub async fn subscriptions(&self) -> Result<Vec<String>, SessionError> {
+        let value = self.attribute(client_state::SUBSCRIPTIONS).await?;
+        Ok(client_state::uris(value.as_ref()).map(str::to_owned).collect())
+    }
+
+    /// The level of the client's last `logging/setLevel` (`"debug"`, `"info"`, …), as
+    /// the layer recorded it (attribute `mcp:logLevel`); `None` before any.
+    ///
+    /// ```
+    /// use tower_mcp_session::Session;
+    ///
+    /// async fn wants_debug(session: &Session) -> bool {
+    ///     session.log_level().await.ok().flatten().as_deref() == Some("debug")
+    /// }
+    /// # let _ = wants_debug;
+    /// ```
+    pub async fn log_level(&self) -> Result<Option<String>, SessionError> {
+        let value = self.attribute(client_state::LOG_LEVEL).await?;
+        Ok(value.and_then(|v| v.as_str().map(str::to_owned)))
     }
 
     /// End the session now; later requests with its id get 404. `Ok(false)` when it had

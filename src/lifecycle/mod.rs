@@ -4,6 +4,7 @@
 //!
 //! [`SessionStore`]: crate::store::SessionStore
 
+pub(crate) mod client_state;
 mod handle;
 mod policy;
 pub(crate) mod sessions;

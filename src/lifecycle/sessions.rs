@@ -8,7 +8,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Context;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -17,7 +16,7 @@ use tokio::time::{Instant, timeout};
 use super::{AtCapacity, SessionError};
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::store::{Expiry, Replaced, SessionStore, Slot, StoreError};
-use crate::util::FastDashMap;
+use crate::util::{FastDashMap, run_detached};
 
 /// Told once for every session that ends, with the reason.
 pub(crate) type CloseListener = Arc<dyn Fn(&SessionId, CloseReason) + Send + Sync>;
@@ -279,7 +278,12 @@ impl Sessions {
 
     /// Whether a live session has this id, without counting as activity.
     pub(crate) async fn contains(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.call(self.store.load(id, None)).await?.is_some())
+        Ok(self.record(id).await?.is_some())
+    }
+
+    /// The record of the live session `id`, without counting as activity.
+    pub(crate) async fn record(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.call(self.store.load(id, None)).await
     }
 
     fn release(self: &Arc<Self>, id: &SessionId) {
@@ -386,6 +390,18 @@ impl Sessions {
     /// Set (or with `null` remove) one attribute within the bounds, by compare-and-set
     /// so concurrent writers from any instance never lose each other's keys.
     pub(crate) async fn set_attribute(&self, id: &SessionId, key: &str, value: Value) -> Result<(), SessionError> {
+        self.update_attribute(id, key, |_| Some(value.clone())).await
+    }
+
+    /// Replace one attribute with what `change` makes of its current value (`None` or
+    /// `null` removes it; `change` returning `None` writes nothing), by compare-and-set,
+    /// so concurrent writers on any instance lose no update.
+    pub(crate) async fn update_attribute(
+        &self,
+        id: &SessionId,
+        key: &str,
+        change: impl Fn(Option<&Value>) -> Option<Value>,
+    ) -> Result<(), SessionError> {
         for _ in 0..ATTRIBUTE_RETRIES {
             let Some(mut current) = self
                 .call(self.store.attributes(id))
@@ -395,7 +411,10 @@ impl Sessions {
                 return Err(SessionError::Ended);
             };
             let expected = current.version;
-            apply(&mut current.map, key, value.clone());
+            let Some(value) = change(current.map.get(key)) else {
+                return Ok(());
+            };
+            apply(&mut current.map, key, value);
             self.check_bounds(&current.map)?;
             match self
                 .call(self.store.replace_attributes(id, expected, &current.map))
@@ -452,26 +471,6 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     match serde_json::to_writer(&mut count, value) {
         Ok(()) => count.0,
         Err(_) => usize::MAX,
-    }
-}
-
-/// Run a short store step whose caller cannot wait (a `Drop`, a close listener): polled
-/// once here, which finishes it for an in-memory backend, and otherwise handed to the
-/// runtime; outside one it is said, not skipped silently.
-pub(crate) fn run_detached(step: impl Future<Output = ()> + Send + 'static) {
-    let mut step = Box::pin(step);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    if step.as_mut().poll(&mut cx).is_ready() {
-        return;
-    }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(step);
-        }
-        Err(_) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!("no Tokio runtime to finish a store step begun outside one");
-        }
     }
 }
 

@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::time::timeout;
+use serde_json::Value;
 
 use crate::engine::Engine;
-use crate::event_log::StreamKey;
-use crate::lifecycle::SessionError;
+use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
+use crate::outbound::RequestError;
 use crate::session::{CloseReason, SessionId};
-use crate::stream::standalone_stream;
 
 /// Why a message could not be queued for a session.
 ///
@@ -90,22 +89,58 @@ impl SessionManager {
     }
 
     async fn append(&self, session: &SessionId, message: Bytes) -> Result<(), SendError> {
-        let engine = &self.engine;
-        let wait = engine.config().store_timeout;
-        match engine.sessions().contains(session).await {
+        match self.engine.sessions().contains(session).await {
             Ok(true) => {}
             Ok(false) => return Err(SendError::UnknownSession),
             Err(_) => return Err(SendError::Unavailable),
         }
-        let key = StreamKey::new(session.clone(), standalone_stream(session));
-        let appended = timeout(wait, async {
-            engine.log().open(&key).await?;
-            engine.log().append(&key, message).await
-        })
-        .await;
-        match appended {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(SendError::Unavailable),
+        match self.engine.outbound().push(session, message).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(SendError::Unavailable),
+        }
+    }
+
+    /// A handle on the live session `id`, as the inner service gets it in a request's
+    /// extensions (without a request: requests to the client made through it go on the
+    /// standalone stream); `Ok(None)` when there is no such session.
+    ///
+    /// ```
+    /// use tower_mcp_session::{McpSessionLayer, SessionId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let unknown = SessionId::parse("no-such-session").unwrap();
+    /// assert!(manager.session(&unknown).await.unwrap().is_none());
+    /// # }
+    /// ```
+    pub async fn session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        let engine = &self.engine;
+        let record = engine.sessions().record(id).await.map_err(SessionError::Store)?;
+        Ok(record.map(|record| Session::live(record, engine.sessions().clone(), engine.outbound().clone(), None)))
+    }
+
+    /// Send a request to the client of `session` on its standalone stream and wait for
+    /// the answer, as [`Session::request`] does; [`RequestError::SessionEnded`] when
+    /// there is no such session.
+    ///
+    /// ```
+    /// use serde_json::Value;
+    /// use tower_mcp_session::{McpSessionLayer, RequestError, SessionId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let unknown = SessionId::parse("no-such-session").unwrap();
+    /// let asked = manager.request(&unknown, "roots/list", Value::Null).await;
+    /// assert_eq!(asked, Err(RequestError::SessionEnded));
+    /// # }
+    /// ```
+    pub async fn request(&self, session: &SessionId, method: &str, params: Value) -> Result<Value, RequestError> {
+        match self.session(session).await {
+            Ok(Some(handle)) => handle.request(method, params).await,
+            Ok(None) => Err(RequestError::SessionEnded),
+            Err(_) => Err(RequestError::Unavailable),
         }
     }
 

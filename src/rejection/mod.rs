@@ -82,6 +82,13 @@ pub enum RejectionKind {
     /// keeps ([`max_client_metadata_bytes`](crate::McpSessionLayerBuilder::max_client_metadata_bytes)).
     /// 400, `-32602`.
     ClientMetadataTooLarge,
+    /// A JSON-RPC response (or `notifications/cancelled`) for a request id the layer
+    /// minted that no request of this session awaits: unknown, answered already, or
+    /// given up on. 400, `-32600`.
+    UnexpectedResponse,
+    /// `resources/subscribe` past what the session may hold (its subscriptions live in
+    /// its attributes, under their bounds). 400, `-32602`.
+    SubscriptionLimit,
 }
 
 impl RejectionKind {
@@ -109,7 +116,9 @@ impl RejectionKind {
             | UnsupportedModernVersion
             | MissingRequestMeta
             | UnknownEventId
-            | ClientMetadataTooLarge => StatusCode::BAD_REQUEST,
+            | ClientMetadataTooLarge
+            | UnexpectedResponse
+            | SubscriptionLimit => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -118,8 +127,8 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             ParseError => -32700,
-            InvalidRequest | BatchNotAllowed => -32600,
-            MissingRequestMeta | ClientMetadataTooLarge => -32602,
+            InvalidRequest | BatchNotAllowed | UnexpectedResponse => -32600,
+            MissingRequestMeta | ClientMetadataTooLarge | SubscriptionLimit => -32602,
             SessionNotFound => -32001,
             HeaderMismatch => -32020,
             UnsupportedModernVersion => -32022,
@@ -155,6 +164,8 @@ impl RejectionKind {
             EventsEvicted => "events_evicted",
             InvalidUpstreamResponse => "bad_upstream_response",
             ClientMetadataTooLarge => "client_metadata_too_large",
+            UnexpectedResponse => "unexpected_response",
+            SubscriptionLimit => "subscription_limit",
         }
     }
 
@@ -184,11 +195,13 @@ impl RejectionKind {
             EventsEvicted => "Gone: events after Last-Event-ID are no longer retained",
             InvalidUpstreamResponse => "Internal error",
             ClientMetadataTooLarge => "Invalid params: clientInfo and capabilities are too large",
+            UnexpectedResponse => "Invalid Request: no request of this session awaits this response",
+            SubscriptionLimit => "Invalid params: the session holds as many subscriptions as it may",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 23] = {
+    pub const ALL: [Self; 25] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -214,6 +227,8 @@ impl RejectionKind {
             EventsEvicted,
             InvalidUpstreamResponse,
             ClientMetadataTooLarge,
+            UnexpectedResponse,
+            SubscriptionLimit,
         ]
     };
 

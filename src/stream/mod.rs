@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 pub use body::McpBody;
 
+pub(crate) use crate::event_log::standalone_stream;
 use crate::event_log::{StreamId, StreamKey};
 use crate::session::SessionId;
 
@@ -64,21 +65,6 @@ impl Default for SseConfig {
             read_batch: 256,
         }
     }
-}
-
-/// The id of a session's standalone (GET) stream.
-///
-/// Derived from the session id, so every instance sharing a log finds the same stream
-/// without storing anything. It cannot be used across sessions: log keys include the
-/// session, and another session's standalone stream has another id.
-pub(crate) fn standalone_stream(session: &SessionId) -> StreamId {
-    // FNV-1a: stable across processes and versions, unlike std's RandomState.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in session.as_str().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    StreamId::from_raw(h)
 }
 
 /// Per-stream state that lives on the instance serving the stream: who is attached,

@@ -17,6 +17,7 @@ use super::{LiveStream, McpBody, SseConfig, Streams};
 use crate::event_log::{EventLog, ReadOutcome, StreamId, StreamKey};
 use crate::headers::X_ACCEL_BUFFERING;
 use crate::lifecycle::sessions::BusyGuard;
+use crate::outbound::RelatedStream;
 use crate::rejection::Rejection;
 use crate::session::SessionRecord;
 use crate::store::BoxError;
@@ -38,7 +39,7 @@ pub(crate) async fn resumable<B>(
     mut head: http::response::Parts,
     body: B,
     busy: Arc<BusyGuard>,
-    (stream_id, live): (StreamId, Arc<LiveStream>),
+    (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
     format: StreamFormat,
 ) -> Response<McpBody<B>>
 where
@@ -47,7 +48,16 @@ where
 {
     let decoder = Decoder::new(format, setup.sse.max_event_bytes);
     let key = StreamKey::new(record.id().clone(), stream_id);
-    if !matches!(timeout(setup.timeout, setup.log.open(&key)).await, Ok(Ok(()))) {
+    let opened = matches!(timeout(setup.timeout, setup.log.open(&key)).await, Ok(Ok(())));
+    // Requests to the client made while serving this request may now go on its stream.
+    if let Some(related) = related {
+        if opened {
+            related.opened();
+        } else {
+            related.elsewhere();
+        }
+    }
+    if !opened {
         // Without a log the stream cannot be resumable; still deliver it live.
         #[cfg(feature = "tracing")]
         tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");

@@ -10,11 +10,8 @@
 //! diagnostic tools `test_missing_capability` and `test_logging_tool`.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,8 +21,8 @@ use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
-use tower_mcp_session::{Session, SessionManager, SseControl};
+use tokio::sync::mpsc;
+use tower_mcp_session::{RequestError, Session, SessionManager, SseControl};
 
 /// The echo server's response body: JSON, or an SSE stream fed by a task.
 pub type EchoBody = BoxBody<Bytes, Infallible>;
@@ -113,8 +110,8 @@ fn is_modern(message: &Value) -> bool {
 impl Ctx {
     async fn handle(&self, message: Value) -> Response<EchoBody> {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
-            // A response from the client: accepted, nothing to answer.
-            deliver_client_response(&message);
+            // A response from the client to a request the echo server did not make
+            // (the layer keeps those it made): accepted, nothing to answer.
             return status(StatusCode::ACCEPTED);
         };
         let Some(id) = message.get("id").cloned() else {
@@ -151,9 +148,6 @@ impl Ctx {
     }
 
     async fn answer_json(&self, message: &Value) -> Option<Value> {
-        if message.get("method").is_none() {
-            deliver_client_response(message);
-        }
         let method = message.get("method")?.as_str()?;
         let id = message.get("id")?.clone();
         Some(self.answer(id, method, message).await)
@@ -206,13 +200,8 @@ impl Ctx {
                     }),
                 )
             }
-            "logging/setLevel" if !modern => {
-                let level = message.pointer("/params/level").cloned().unwrap_or(Value::Null);
-                if let Some(session) = &self.session {
-                    let _ = session.set_attribute("logLevel", level).await;
-                }
-                result(id, json!({}))
-            }
+            // The layer records the level for the session (`Session::log_level`).
+            "logging/setLevel" if !modern => result(id, json!({})),
             "tools/list" => result(id, json!({"tools": tools()})),
             "tools/call" => self.call_tool(id, message).await,
             _ => error(id, -32601, "Method not found"),
@@ -355,46 +344,16 @@ impl Ctx {
                 }, "required": ["username", "email"]}}),
             )
         };
-        let declared = self
-            .session
-            .as_ref()
-            .and_then(|s| s.record().client_capabilities())
-            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-            .is_some_and(|caps| caps.get(capability).is_some());
-        if !declared {
-            let text = format!("the client did not declare the {capability} capability");
-            return json_response(
-                StatusCode::OK,
-                result(
-                    id,
-                    json!({"content": [{"type": "text", "text": text}], "isError": true}),
-                ),
-            );
-        }
-        let request_id = format!("echo-{}", NEXT_CLIENT_REQUEST.fetch_add(1, Ordering::Relaxed));
-        let (answer_tx, answer_rx) = oneshot::channel();
-        pending_client_requests()
-            .lock()
-            .expect("not poisoned")
-            .insert(request_id.clone(), answer_tx);
-        let request = json!({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params});
+        let Some(session) = self.session.clone() else {
+            return json_response(StatusCode::OK, result(id, error_text("no session")));
+        };
         let is_sampling = capability == "sampling";
         sse_task(move |tx| async move {
-            if !send_event(&tx, &request).await {
-                pending_client_requests()
-                    .lock()
-                    .expect("not poisoned")
-                    .remove(&request_id);
-                return;
-            }
-            let reply = tokio::time::timeout(Duration::from_secs(20), answer_rx).await;
-            pending_client_requests()
-                .lock()
-                .expect("not poisoned")
-                .remove(&request_id);
-            let answer = match reply {
-                Ok(Ok(reply)) if reply.get("result").is_some() => {
-                    let got = &reply["result"];
+            // The layer sends the request on this POST's stream, routes the client's
+            // answer back from whichever instance it reaches, and refuses a request the
+            // client has no capability for.
+            let answer = match session.request(method, params).await {
+                Ok(got) => {
                     let text = if is_sampling {
                         let said = got.pointer("/content/text").and_then(Value::as_str).unwrap_or("");
                         format!("LLM response: {said}")
@@ -403,37 +362,20 @@ impl Ctx {
                     };
                     result(id, text_result(&text))
                 }
-                Ok(Ok(reply)) => result(
+                Err(RequestError::NotDeclared { capability }) => result(
                     id,
-                    json!({"content": [{"type": "text", "text": format!("client error: {}", reply["error"])}], "isError": true}),
+                    error_text(&format!("the client did not declare the {capability} capability")),
                 ),
-                _ => result(
-                    id,
-                    json!({"content": [{"type": "text", "text": "no answer from the client"}], "isError": true}),
-                ),
+                Err(e) => result(id, error_text(&format!("client request failed: {e}"))),
             };
             send_event(&tx, &answer).await;
         })
     }
 }
 
-/// Requests the server sent to a client and is still waiting on, by JSON-RPC id.
-fn pending_client_requests() -> &'static Mutex<HashMap<String, oneshot::Sender<Value>>> {
-    static PENDING: OnceLock<Mutex<HashMap<String, oneshot::Sender<Value>>>> = OnceLock::new();
-    PENDING.get_or_init(Default::default)
-}
-
-static NEXT_CLIENT_REQUEST: AtomicU64 = AtomicU64::new(1);
-
-/// A JSON-RPC response the client POSTed: hand it to the tool call waiting for it.
-fn deliver_client_response(message: &Value) {
-    let Some(id) = message.get("id").and_then(Value::as_str) else {
-        return;
-    };
-    let waiting = pending_client_requests().lock().expect("not poisoned").remove(id);
-    if let Some(waiting) = waiting {
-        let _ = waiting.send(message.clone());
-    }
+/// A tool result that reports an error in its text.
+fn error_text(text: &str) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
 }
 
 /// Whether a 2026-07-28 request declares a client capability in its `_meta`.

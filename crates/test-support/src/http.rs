@@ -313,3 +313,60 @@ pub mod counting {
         }
     }
 }
+
+/// Reads an SSE response body event by event, as a client that keeps the stream open
+/// does (for streams that end only after the test acts on what they sent).
+#[derive(Debug)]
+pub struct SseReader<B> {
+    body: std::pin::Pin<Box<B>>,
+    buffer: Vec<u8>,
+}
+
+impl<B> SseReader<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    /// A reader of `body`.
+    pub fn new(body: B) -> Self {
+        Self {
+            body: Box::pin(body),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event, or `None` when the stream ended; fails the test after 10 s.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = sse_events(&block).into_iter().next() {
+                    return Some(event);
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("an SSE event in time");
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => panic!("SSE body failed: {e:?}"),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next event that carries a message, with its SSE id.
+    pub async fn next_message(&mut self) -> Option<(Option<String>, Value)> {
+        while let Some(event) = self.next_event().await {
+            if !event.data.is_empty() {
+                return Some((event.id, json(event.data.as_bytes())));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,153 @@
+//! Messages of an established session that the layer acts on itself before (or instead
+//! of) the inner service: answers to the requests it sent the client, and the client
+//! state it keeps (subscriptions, log level).
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tower_service::Service;
+
+use super::service::{Answer, Handler};
+use crate::SessionRecord as Record;
+use crate::engine::Engine;
+use crate::jsonrpc::{MessageKind, Peeked};
+use crate::lifecycle::SessionError;
+use crate::lifecycle::client_state::{set_log_level, set_subscription};
+use crate::outbound::{Delivery, minted};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::store::BoxError;
+use crate::stream::McpBody;
+
+/// The levels of `logging/setLevel`; anything else is the inner service's to refuse,
+/// and is not recorded.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The minted id `message` answers, when it is a response to a request the layer sent
+/// or the client's `notifications/cancelled` for one. Only those two kinds of message
+/// pay for the second look at the body.
+pub(super) fn minted_answer(message: &Peeked, bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        params: Option<CancelParams<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct CancelParams<'a> {
+        #[serde(borrow, default, rename = "requestId")]
+        request_id: Option<&'a RawValue>,
+    }
+    let cancels = match &message.kind {
+        MessageKind::Response => false,
+        MessageKind::Notification { method } if method == "notifications/cancelled" => true,
+        _ => return None,
+    };
+    let reply: Reply<'_> = serde_json::from_slice(bytes).ok()?;
+    let id = if cancels { reply.params?.request_id? } else { reply.id? };
+    minted(id).map(str::to_owned)
+}
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    /// A client's answer (or cancellation) for the request the layer sent as `id`:
+    /// stored for its asker, which waits on this or another instance. The session
+    /// lookup is the usual one, principal included, so only the session's own client
+    /// reaches the session's reply streams.
+    pub(super) async fn client_answer(
+        self,
+        parts: Parts,
+        bytes: Bytes,
+        id: String,
+        is_response: bool,
+    ) -> Answer<ResBody, S::Error> {
+        let (record, _busy) = match Self::resolve(&self.engine, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
+        match self.engine.outbound().deliver(record.id(), &id, bytes).await {
+            Delivery::Delivered => Ok(accepted()),
+            // A cancellation racing the answer or the timeout is normal; an answer
+            // nobody awaits is the client's mistake (or a forgery) and is said.
+            Delivery::NoWaiter if !is_response => Ok(accepted()),
+            Delivery::NoWaiter => Ok(self.reject(Rejection::new(RejectionKind::UnexpectedResponse))),
+            Delivery::Unavailable => Ok(self.reject(Rejection::store_unavailable())),
+        }
+    }
+
+    /// Record what the layer keeps of a request for its session before the inner
+    /// service sees it: a subscription's URI, the log level. A request the session
+    /// cannot hold more of is refused.
+    pub(super) async fn record_client_state(
+        engine: &Engine,
+        record: &Record,
+        message: &Peeked,
+        bytes: &[u8],
+    ) -> Result<(), Rejection> {
+        #[derive(Deserialize)]
+        struct Params {
+            #[serde(default)]
+            params: Option<Fields>,
+        }
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default)]
+            uri: Option<serde_json::Value>,
+            #[serde(default)]
+            level: Option<serde_json::Value>,
+        }
+        let MessageKind::Request { method, .. } = &message.kind else {
+            return Ok(());
+        };
+        let subscribe = match method.as_str() {
+            "resources/subscribe" => Some(true),
+            "resources/unsubscribe" => Some(false),
+            "logging/setLevel" => None,
+            _ => return Ok(()),
+        };
+        let Some(fields) = serde_json::from_slice::<Params>(bytes).ok().and_then(|p| p.params) else {
+            return Ok(());
+        };
+        let sessions = engine.sessions();
+        let recorded = match subscribe {
+            Some(subscribed) => match fields.uri.as_ref().and_then(|v| v.as_str()) {
+                Some(uri) => set_subscription(sessions, record.id(), uri, subscribed).await,
+                None => return Ok(()),
+            },
+            None => match fields.level.as_ref().and_then(|v| v.as_str()) {
+                Some(level) if LOG_LEVELS.contains(&level) => set_log_level(sessions, record.id(), level).await,
+                _ => return Ok(()),
+            },
+        };
+        match recorded {
+            Ok(()) => Ok(()),
+            Err(SessionError::AttributeLimit) => Err(Rejection::new(RejectionKind::SubscriptionLimit)),
+            Err(SessionError::Ended) => Err(Rejection::new(RejectionKind::SessionNotFound)),
+            Err(_) => Err(Rejection::store_unavailable()),
+        }
+    }
+}
+
+fn accepted<B>() -> Response<McpBody<B>> {
+    let mut response = Response::new(McpBody::empty());
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}
