@@ -90,10 +90,15 @@ impl fmt::Debug for StreamId {
 /// without storing anything. It cannot be used across sessions: log keys include the
 /// session, and another session's standalone stream has another id.
 pub(crate) fn standalone_stream(session: &SessionId) -> StreamId {
-    // FNV-1a: stable across processes and versions, unlike std's RandomState.
+    derived_stream(b"", session.as_str())
+}
+
+/// A stream id every instance derives alike from `tag` and `text`, without storing
+/// anything: FNV-1a, stable across processes and versions, unlike std's RandomState.
+pub(crate) fn derived_stream(tag: &[u8], text: &str) -> StreamId {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in session.as_str().bytes() {
-        h ^= u64::from(b);
+    for b in tag.iter().chain(text.as_bytes()) {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     StreamId::from_raw(h)

@@ -29,7 +29,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey, standalone_stream};
+use crate::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey, derived_stream, standalone_stream};
 use crate::session::{SessionId, SessionRecord, fill_random};
 use crate::util::{hex_encode, run_detached};
 
@@ -116,14 +116,8 @@ pub(crate) fn minted(id: &RawValue) -> Option<&str> {
 
 /// The reply stream an id names. A forged id names a stream nobody opened.
 fn reply_stream(id: &str) -> StreamId {
-    // FNV-1a with a domain tag, stable across processes: every instance finds the same
-    // stream from the id alone.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in b"reply:".iter().chain(id.as_bytes()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    StreamId::from_raw(h)
+    // Tagged, so no id can name a session's standalone stream.
+    derived_stream(b"reply:", id)
 }
 
 fn mint() -> String {
@@ -177,16 +171,11 @@ impl Outbound {
 
     /// Queue `message` on `session`'s standalone stream.
     pub(crate) async fn push(&self, session: &SessionId, message: Bytes) -> Result<StreamKey, EventLogError> {
-        let key = StreamKey::new(session.clone(), standalone_stream(session));
-        self.step(self.log.open(&key)).await?;
-        self.step(self.log.append(&key, message)).await?;
-        Ok(key)
+        push_standalone(&*self.log, self.step, session, message).await
     }
 
     async fn step<T>(&self, call: impl Future<Output = Result<T, EventLogError>>) -> Result<T, EventLogError> {
-        timeout(self.step, call)
-            .await
-            .unwrap_or_else(|_| Err(EventLogError::Unavailable("event log call timed out".into())))
+        bounded(self.step, call).await
     }
 
     /// Put a message on the related stream when there is one, else on the standalone
@@ -261,11 +250,12 @@ impl Outbound {
             Err(_) => return Err(RequestError::Unavailable),
         }
         let answer = self.await_answer(&reply, deadline).await;
-        match &answer {
-            // Answered or ended by the client: nothing to tell it.
-            Ok(_) | Err(RequestError::Rejected { .. } | RequestError::Cancelled { .. }) => pending.settled(),
-            Err(RequestError::SessionEnded) => pending.settled(),
-            Err(_) => {}
+        // Answered, ended by the client, or nobody left to tell.
+        if matches!(
+            answer,
+            Ok(_) | Err(RequestError::Rejected { .. } | RequestError::Cancelled { .. } | RequestError::SessionEnded)
+        ) {
+            pending.settled();
         }
         if answer == Err(RequestError::Timeout) {
             // An answer that raced the deadline still counts: close the reply stream,
@@ -323,6 +313,26 @@ impl Outbound {
     }
 }
 
+/// One event-log call, at most `step` long.
+async fn bounded<T>(step: Duration, call: impl Future<Output = Result<T, EventLogError>>) -> Result<T, EventLogError> {
+    timeout(step, call)
+        .await
+        .unwrap_or_else(|_| Err(EventLogError::Unavailable("event log call timed out".into())))
+}
+
+/// Open `session`'s standalone stream if needed and append `message` to it.
+async fn push_standalone(
+    log: &dyn EventLog,
+    step: Duration,
+    session: &SessionId,
+    message: Bytes,
+) -> Result<StreamKey, EventLogError> {
+    let key = StreamKey::new(session.clone(), standalone_stream(session));
+    bounded(step, log.open(&key)).await?;
+    bounded(step, log.append(&key, message)).await?;
+    Ok(key)
+}
+
 #[derive(serde::Serialize)]
 struct Request<'a> {
     jsonrpc: &'static str,
@@ -360,7 +370,7 @@ impl Drop for Pending {
         let (log, step, id) = (self.log.clone(), self.step, std::mem::take(&mut self.id));
         run_detached(async move {
             if let Some(reply) = reply {
-                let _ = timeout(step, log.finish(&reply)).await;
+                let _ = bounded(step, log.finish(&reply)).await;
             }
             let Some(key) = sent_on else { return };
             let notice = serde_json::json!({
@@ -369,14 +379,9 @@ impl Drop for Pending {
                 "params": {"requestId": id, "reason": "the server stopped waiting for an answer"},
             });
             let notice = Bytes::from(notice.to_string());
-            let sent = timeout(step, log.append(&key, notice.clone())).await;
-            if let Ok(Err(EventLogError::Finished | EventLogError::UnknownStream)) = sent {
-                let standalone = StreamKey::new(key.session().clone(), standalone_stream(key.session()));
-                let _ = timeout(step, async {
-                    log.open(&standalone).await?;
-                    log.append(&standalone, notice).await
-                })
-                .await;
+            let sent = bounded(step, log.append(&key, notice.clone())).await;
+            if let Err(EventLogError::Finished | EventLogError::UnknownStream) = sent {
+                let _ = push_standalone(&*log, step, key.session(), notice).await;
             }
         });
     }
