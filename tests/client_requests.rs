@@ -389,3 +389,50 @@ async fn a_handler_that_asks_before_answering_with_json_uses_the_get_stream() {
         .to_bytes();
     assert_eq!(support::json(&body)["result"]["roots"], json!({"roots": []}));
 }
+
+/// 2025-03-26 clients may answer inside a batch: the layer takes out the answers to its
+/// own requests and passes the rest on.
+#[tokio::test]
+async fn answers_inside_a_2025_03_26_batch_reach_the_asker() {
+    let layer = McpSessionLayer::new();
+    let app = app(&layer);
+    let mut init = initialize_with(json!({"sampling": {}}));
+    init["params"]["protocolVersion"] = json!("2025-03-26");
+    let (status, headers, _) = send(&app, None, &init).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+
+    // The answer beside a request: the answer is delivered, the request answered.
+    let (mut reader, id, _) = sampling_started(&app, &session).await;
+    let forged = format!("mcp-srv-{}", "e".repeat(32));
+    let batch = json!([
+        answer(&forged, "injected"),
+        answer(&id, "batched"),
+        {"jsonrpc": "2.0", "id": 11, "method": "ping"},
+    ]);
+    let (status, _, body) = send(&app, Some(&session), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let answers: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        answers.as_array().map(Vec::len),
+        Some(1),
+        "only the ping is answered: {answers}"
+    );
+    assert_eq!(answers[0]["id"], 11);
+    let (_, result) = reader.next_message().await.expect("the tool's answer");
+    assert_eq!(result["result"]["content"][0]["text"], "LLM response: batched");
+
+    // A batch of nothing but an answer: 202, delivered.
+    let (mut reader, id, _) = sampling_started(&app, &session).await;
+    let (status, _, _) = send(&app, Some(&session), &json!([answer(&id, "alone")])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, result) = reader.next_message().await.expect("the tool's answer");
+    assert_eq!(result["result"]["content"][0]["text"], "LLM response: alone");
+    // The same answer again is dropped, not delivered twice nor forwarded.
+    let (status, _, _) = send(&app, Some(&session), &json!([answer(&id, "again")])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        reader.next_message().await.is_none(),
+        "the stream ended with the one answer"
+    );
+}

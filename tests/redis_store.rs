@@ -900,8 +900,8 @@ async fn every_key_expires() {
     let keys = server.cli(&["--scan"]);
     let keys: Vec<&str> = keys.lines().collect();
     // Per session: record (attributes inside), stream index, stream hash, stream list;
-    // the deleted session's tombstone; the sessions index and the slots.
-    assert_eq!(keys.len(), 5 * 4 + 1 + 2, "{keys:?}");
+    // the deleted session's tombstone; the sessions index, the ids index and the slots.
+    assert_eq!(keys.len(), 5 * 4 + 1 + 3, "{keys:?}");
     for k in keys {
         let ttl = pttl(&server, k);
         assert!(ttl > 0, "key {k} has no TTL ({ttl})");

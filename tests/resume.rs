@@ -495,7 +495,7 @@ async fn push_reaches_only_the_target_session() {
         json(data_events(&got)[0].data.as_bytes())["params"]["data"],
         "hello from notify_me"
     );
-    assert_eq!(manager.broadcast(&note(4)).await, 2, "both sessions are listening");
+    assert_eq!(manager.broadcast(&note(4)).await, Ok(2), "both live sessions get it");
 }
 
 /// Keep-alive comments on idle streams, and server-initiated polling closes with retry.

@@ -118,6 +118,7 @@ macro_rules! log_broken {
 mod event_log;
 mod event_log_readers;
 mod event_log_streams;
+mod listing;
 mod store;
 mod timing;
 

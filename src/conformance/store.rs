@@ -33,6 +33,7 @@ where
         async { timing::concurrent_sweeps(make().await).await },
         async { timing::shortened_idle(make().await).await },
         async { timing::idle_sessions(make().await).await },
+        async { super::listing::list(make().await).await },
     );
 }
 

@@ -1,5 +1,6 @@
 //! JSON-RPC batches: only 2025-03-26 sessions may send them, never with `initialize`
-//! and never under a 2026-07-28 `MCP-Protocol-Version`.
+//! and never under a 2026-07-28 `MCP-Protocol-Version`. Answers to the layer's own
+//! requests are taken out first; the rest goes to the inner service.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -8,6 +9,7 @@ use http_body::Body;
 use http_body_util::Full;
 use tower_service::Service;
 
+use super::client_messages::{BatchRest, accepted, take_batch_answers};
 use super::service::{Answer, Handler};
 use crate::ProtocolVersion;
 use crate::era::VersionHeader;
@@ -52,6 +54,11 @@ where
         if !record.protocol_version().allows_batches() {
             return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
         }
+        let (bytes, items) = match take_batch_answers(&self.engine, &record, bytes, items).await {
+            Ok(BatchRest::Items(bytes, items)) => (bytes, items),
+            Ok(BatchRest::Empty) => return Ok(accepted()),
+            Err(rejection) => return Ok(self.reject(rejection)),
+        };
         let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
         self.call_in_session(parts, bytes, record, busy, has_request).await
     }

@@ -61,6 +61,68 @@ pub(super) fn minted_answer(message: &Peeked, bytes: &[u8]) -> Option<String> {
     minted(id).map(str::to_owned)
 }
 
+/// What is left of a batch once the layer took out the answers to its own requests.
+pub(super) enum BatchRest {
+    /// Nothing: every item was an answer or cancellation for the layer.
+    Empty,
+    /// These items (the body re-encoded when anything was taken out) for the inner
+    /// service.
+    Items(Bytes, Vec<Peeked>),
+}
+
+/// Deliver the answers and cancellations for minted ids that a 2025-03-26 batch
+/// carries, as [`Handler::client_answer`] does for a single message, and hand back the
+/// rest. In a batch an answer nobody awaits cannot be refused alone without losing the
+/// other items, so it is dropped (never delivered, never forwarded).
+pub(super) async fn take_batch_answers(
+    engine: &Engine,
+    record: &Record,
+    bytes: Bytes,
+    items: Vec<Peeked>,
+) -> Result<BatchRest, Rejection> {
+    let may_answer = |m: &Peeked| match &m.kind {
+        MessageKind::Response => true,
+        MessageKind::Notification { method } => method == "notifications/cancelled",
+        MessageKind::Request { .. } => false,
+    };
+    if !items.iter().any(may_answer) {
+        return Ok(BatchRest::Items(bytes, items));
+    }
+    // The body was peeked as a batch already, so it parses; `RawValue`s borrow from it.
+    let Ok(raw) = serde_json::from_slice::<Vec<&RawValue>>(&bytes) else {
+        return Ok(BatchRest::Items(bytes, items));
+    };
+    if raw.len() != items.len() {
+        return Ok(BatchRest::Items(bytes, items));
+    }
+    let mut kept_raw = Vec::with_capacity(raw.len());
+    let mut kept = Vec::with_capacity(items.len());
+    for (item, raw) in items.into_iter().zip(raw) {
+        let Some(id) = minted_answer(&item, raw.get().as_bytes()) else {
+            kept_raw.push(raw);
+            kept.push(item);
+            continue;
+        };
+        let message = Bytes::copy_from_slice(raw.get().as_bytes());
+        if let Delivery::Unavailable = engine.outbound().deliver(record.id(), &id, message).await {
+            return Err(Rejection::store_unavailable());
+        }
+    }
+    if kept.is_empty() {
+        return Ok(BatchRest::Empty);
+    }
+    let mut body = Vec::with_capacity(bytes.len());
+    body.push(b'[');
+    for (n, raw) in kept_raw.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(raw.get().as_bytes());
+    }
+    body.push(b']');
+    Ok(BatchRest::Items(Bytes::from(body), kept))
+}
+
 impl<S, ResBody> Handler<S>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
@@ -146,7 +208,7 @@ where
     }
 }
 
-fn accepted<B>() -> Response<McpBody<B>> {
+pub(super) fn accepted<B>() -> Response<McpBody<B>> {
     let mut response = Response::new(McpBody::empty());
     *response.status_mut() = StatusCode::ACCEPTED;
     response

@@ -62,3 +62,9 @@ pub(crate) async fn set_log_level(sessions: &Sessions, id: &SessionId, level: &s
         })
         .await
 }
+
+/// Whether the client of `id` is subscribed to `uri`; `false` when there is no session.
+pub(crate) async fn is_subscribed(sessions: &Sessions, id: &SessionId, uri: &str) -> Result<bool, SessionError> {
+    let current = sessions.attribute(id, SUBSCRIPTIONS).await?;
+    Ok(uris(current.as_ref()).any(|u| u == uri))
+}

@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout};
 
 use super::{AtCapacity, SessionError};
 use crate::session::{CloseReason, SessionId, SessionRecord};
-use crate::store::{Expiry, Replaced, SessionStore, Slot, StoreError};
+use crate::store::{Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError};
 use crate::util::{FastDashMap, run_detached};
 
 /// Told once for every session that ends, with the reason.
@@ -279,6 +279,11 @@ impl Sessions {
     /// Whether a live session has this id, without counting as activity.
     pub(crate) async fn contains(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.record(id).await?.is_some())
+    }
+
+    /// One page of the live sessions (see [`SessionStore::list`]).
+    pub(crate) async fn list(&self, cursor: Option<&str>, max: usize) -> Result<SessionPage, StoreError> {
+        self.call(self.store.list(cursor, max)).await
     }
 
     /// The record of the live session `id`, without counting as activity.

@@ -1,11 +1,14 @@
 //! [`SessionManager`]: the application's handle on the sessions of a layer.
 
+mod fanout;
+
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use self::fanout::{Audience, fan_out};
 use crate::engine::Engine;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
@@ -144,20 +147,74 @@ impl SessionManager {
         }
     }
 
-    /// Queue a message for every session with a GET stream open on this instance;
-    /// returns how many were queued.
-    pub async fn broadcast<T: serde::Serialize + ?Sized>(&self, message: &T) -> usize {
-        let Ok(bytes) = serde_json::to_vec(message) else {
-            return 0;
-        };
-        let bytes = Bytes::from(bytes);
-        let mut sent = 0;
-        for session in self.engine.streams().sessions_listening() {
-            if self.append(&session, bytes.clone()).await.is_ok() {
-                sent += 1;
-            }
-        }
-        sent
+    /// Queue a message for every live session, on every instance sharing the store and
+    /// event log, once per session, on its standalone stream (a client that is not
+    /// listening gets it when it opens its `GET` stream); returns how many sessions it
+    /// was queued for. On an error some sessions may have it already.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    /// assert_eq!(manager.broadcast(&note).await, Ok(0));
+    /// # }
+    /// ```
+    pub async fn broadcast<T: serde::Serialize + ?Sized>(&self, message: &T) -> Result<usize, SendError> {
+        let bytes = serde_json::to_vec(message).map_err(|_| SendError::InvalidMessage)?;
+        fan_out(&self.engine, Audience::Everyone, Bytes::from(bytes)).await
+    }
+
+    /// Queue `notifications/resources/updated` for `uri` for every session whose client
+    /// subscribed to it (`resources/subscribe`, as the layer records it), on every
+    /// instance, once per session; returns how many sessions it was queued for.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// assert_eq!(manager.notify_subscribers("file:///notes.txt").await, Ok(0));
+    /// # }
+    /// ```
+    pub async fn notify_subscribers(&self, uri: &str) -> Result<usize, SendError> {
+        let note = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/resources/updated",
+            "params": {"uri": uri},
+        });
+        self.send_to_subscribers(uri, &note).await
+    }
+
+    /// Queue `message` for every session whose client subscribed to `uri`, on every
+    /// instance, once per session; returns how many sessions it was queued for. For
+    /// messages other than the plain `notifications/resources/updated` that
+    /// [`notify_subscribers`](Self::notify_subscribers) sends.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let note = serde_json::json!({
+    ///     "jsonrpc": "2.0",
+    ///     "method": "notifications/resources/updated",
+    ///     "params": {"uri": "file:///notes.txt", "_meta": {"revision": 7}},
+    /// });
+    /// assert_eq!(manager.send_to_subscribers("file:///notes.txt", &note).await, Ok(0));
+    /// # }
+    /// ```
+    pub async fn send_to_subscribers<T: serde::Serialize + ?Sized>(
+        &self,
+        uri: &str,
+        message: &T,
+    ) -> Result<usize, SendError> {
+        let bytes = serde_json::to_vec(message).map_err(|_| SendError::InvalidMessage)?;
+        fan_out(&self.engine, Audience::Subscribers(uri.into()), Bytes::from(bytes)).await
     }
 
     /// End `session` now; `Ok(true)` when it existed. Its streams end too.

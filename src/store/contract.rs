@@ -200,6 +200,24 @@ pub struct ExpiredBatch {
     pub more: bool,
 }
 
+/// One page of [`SessionStore::list`]: live session ids in the backend's order, and the
+/// cursor of the next page.
+///
+/// ```
+/// use tower_mcp_session::store::SessionPage;
+///
+/// let last = SessionPage::default();
+/// assert!(last.sessions.is_empty() && last.next.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPage {
+    /// The sessions of this page, at most the `max` asked for.
+    pub sessions: Vec<SessionId>,
+    /// Where the next page starts, to pass back to [`SessionStore::list`]; `None` when
+    /// the walk is complete. Opaque: only the backend that gave it knows its form.
+    pub next: Option<String>,
+}
+
 /// Storage for sessions, as a backend implements it.
 ///
 /// The engine behind [`McpSessionLayer`](crate::McpSessionLayer) calls it like this:
@@ -217,6 +235,8 @@ pub struct ExpiredBatch {
 ///   sessions that expired.
 /// - at the cap, with the evict-idle policy: [`idle_sessions`](Self::idle_sessions),
 ///   then [`delete`](Self::delete) of a candidate.
+/// - fan-out to every session or every subscriber of a resource, and the admin
+///   listing: [`list`](Self::list), page after page.
 ///
 /// Every method is one atomic step with respect to every other call on the same
 /// session, from any instance sharing the backend. There are no default methods: a
@@ -297,6 +317,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// answer this cheaply says [`StoreError::Unsupported`], and the engine then
     /// refuses newcomers at the cap instead of evicting.
     fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>>;
+
+    /// One page of the live sessions, across every instance sharing the backend: up to
+    /// `max` of them (at least one when any is left, whatever `max` says; a backend may
+    /// cap a page lower), starting at `cursor` (`None` for the first page, else the
+    /// [`SessionPage::next`] of the previous one). A walk from the first page until
+    /// `next` is `None` lists every session that was live for the whole walk exactly
+    /// once, never one that ended before the walk began, and sessions created or ended
+    /// during the walk at most once. A cursor the backend never gave may be answered
+    /// with any page or an empty one, but never with an error or a panic: cursors come
+    /// back from callers. Reading is not activity.
+    fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>>;
 }
 
 impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
@@ -353,5 +384,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
 
     fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
         (**self).idle_sessions(idle_for, max)
+    }
+
+    fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+        (**self).list(cursor, max)
     }
 }

@@ -5,8 +5,9 @@
 //! entry carries its idle and lifetime deadlines, lookups treat a passed deadline as
 //! gone, and [`take_expired`](SessionStore::take_expired) removes and reports them.
 
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,12 +16,18 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::{Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionStore, Slot, StoreError};
+use super::{
+    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
+};
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::util::{FastDashMap, FastHashMap};
 
 /// Below this many slots the table is too small for shrinking to be worth a rehash.
 const SHRINK_ABOVE: usize = 4096;
+
+/// The most sessions one [`list`](SessionStore::list) page holds, whatever `max` says:
+/// a page is built under the order lock.
+const MAX_PAGE: usize = 1024;
 
 /// A [`SessionStore`] in this process's memory: the default store.
 ///
@@ -164,6 +171,10 @@ struct Inner {
     /// Removed (expired, replaced by a `create` of the same id, or found by a pass past
     /// the batch size), not yet reported by `take_expired`.
     unreported: Mutex<Vec<Expired>>,
+    /// Every id in `sessions`, sorted, so `list` pages by "ids after the cursor". Only
+    /// `create` and removals write it (never the request path); it is locked with no
+    /// shard lock held.
+    order: Mutex<BTreeSet<SessionId>>,
 }
 
 impl Default for Inner {
@@ -176,6 +187,7 @@ impl Default for Inner {
             epoch: Instant::now(),
             next_pass_at: AtomicU64::new(u64::MAX),
             unreported: Mutex::new(Vec::new()),
+            order: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -281,6 +293,7 @@ impl Inner {
                 }
             }
         }
+        self.order_mut().insert(record.id().clone());
         self.next_pass_at.fetch_min(deadline, Ordering::AcqRel);
         Ok(())
     }
@@ -328,8 +341,53 @@ impl Inner {
             .is_some();
         if removed {
             self.occupied.fetch_sub(1, Ordering::AcqRel);
+            self.unorder(id);
         }
         removed
+    }
+
+    fn order_mut(&self) -> std::sync::MutexGuard<'_, BTreeSet<SessionId>> {
+        self.order.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drop `id` from the order, unless a `create` of the same id got back into the map
+    /// since its removal (the map is the truth; the order follows it).
+    fn unorder(&self, id: &SessionId) {
+        let mut order = self.order_mut();
+        if !self.sessions.contains_key(id) {
+            order.remove(id);
+        }
+    }
+
+    fn list(&self, cursor: Option<&str>, max: usize) -> SessionPage {
+        let start = match cursor.map(SessionId::parse) {
+            None => Bound::Unbounded,
+            Some(Some(after)) => Bound::Excluded(after),
+            // Not a session id, so not a cursor this store gave: the walk is over.
+            Some(None) => return SessionPage::default(),
+        };
+        let now = self.now();
+        let want = max.clamp(1, MAX_PAGE);
+        let order = self.order_mut();
+        let rest = order.range((start, Bound::Unbounded));
+        let mut sessions = Vec::new();
+        let mut more = false;
+        for id in rest {
+            if sessions.len() == want {
+                more = true;
+                break;
+            }
+            let live = self.sessions.get(id).is_some_and(|entry| entry.expired(now).is_none());
+            if live {
+                sessions.push(id.clone());
+            }
+        }
+        let next = if more {
+            sessions.last().map(|id| id.as_str().to_owned())
+        } else {
+            None
+        };
+        SessionPage { sessions, next }
     }
 
     fn attributes(&self, id: &SessionId) -> Option<Attributes> {
@@ -422,6 +480,7 @@ impl Inner {
             if let (Some((id, entry)), Some(reason)) = (taken, reason) {
                 next = next.min(entry.lifetime_end);
                 self.occupied.fetch_sub(1, Ordering::AcqRel);
+                self.unorder(&id);
                 removed.push(Expired { id, reason });
             }
         }
@@ -517,6 +576,10 @@ impl SessionStore for MemoryStore {
 
     fn take_expired(&self, max: usize) -> BoxFuture<'_, Result<ExpiredBatch, StoreError>> {
         Box::pin(async move { Ok(self.inner.take_expired(max)) })
+    }
+
+    fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+        Box::pin(async move { Ok(self.inner.list(cursor, max)) })
     }
 
     fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {

@@ -11,6 +11,7 @@ mod contract;
 mod memory;
 
 pub use contract::{
-    Attributes, BoxError, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionStore, Slot, StoreError,
+    Attributes, BoxError, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot,
+    StoreError,
 };
 pub use memory::MemoryStore;

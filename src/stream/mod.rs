@@ -248,23 +248,6 @@ impl Streams {
     pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
     }
-
-    /// Sessions with a reader attached to their standalone stream on this instance.
-    pub(crate) fn sessions_listening(&self) -> Vec<SessionId> {
-        self.sessions
-            .iter()
-            .filter(|entry| {
-                let standalone = standalone_stream(entry.key());
-                let local = entry.value().lock().unwrap_or_else(|e| e.into_inner());
-                local
-                    .live
-                    .get(&standalone)
-                    .and_then(Weak::upgrade)
-                    .is_some_and(|l| l.attached.load(Ordering::Acquire) > 0)
-            })
-            .map(|entry| entry.key().clone())
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio_postgres::{NoTls, Row};
 use tower_mcp_session::store::{
-    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionStore, Slot, StoreError,
+    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
 };
 use tower_mcp_session::{CloseReason, Principal, ProtocolVersion, SessionId, SessionRecord};
 
@@ -170,6 +170,9 @@ fn count(n: usize) -> i64 {
 }
 
 /// The columns a record is read back from, in `record`'s order.
+/// The most sessions one `list` page holds, whatever `max` says.
+const MAX_PAGE: usize = 1000;
+
 const RECORD: &str = "id, protocol_version, created_at, client_info, client_capabilities, principal";
 
 /// A session row back into a record.
@@ -213,6 +216,8 @@ struct Sql {
     take_queued: String,
     take_expired: String,
     idle: String,
+    list_first: String,
+    list_after: String,
 }
 
 impl Sql {
@@ -306,6 +311,10 @@ impl Sql {
                  WHERE {live} AND last_active <= statement_timestamp() - $1::int8 {us}
                  ORDER BY last_active LIMIT $2"
             ),
+            // Keyset paging on the primary key: the cursor is the last id of the page,
+            // so a walk sees each id once however rows come and go meanwhile.
+            list_first: format!("SELECT id FROM {s}.sessions WHERE {live} ORDER BY id LIMIT $1"),
+            list_after: format!("SELECT id FROM {s}.sessions WHERE {live} AND id > $1 ORDER BY id LIMIT $2"),
         }
     }
 }
@@ -480,6 +489,39 @@ impl SessionStore for PgSessionStore {
                 ids.extend(SessionId::parse(row.try_get(0)?));
             }
             Ok(ids)
+        })
+    }
+
+    fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+        // One row more than the page tells whether another page follows.
+        let want = max.clamp(1, MAX_PAGE);
+        self.with(move |client, sql| async move {
+            // Every cursor this store gives is a session id; anything else (a NUL byte
+            // PostgreSQL would refuse, say) ends the walk.
+            if cursor.is_some_and(|c| SessionId::parse(c).is_none()) {
+                return Ok(SessionPage::default());
+            }
+            let rows = match cursor {
+                None => {
+                    let first = client.prepare_cached(&sql.list_first).await?;
+                    client.query(&first, &[&count(want + 1)]).await?
+                }
+                Some(after) => {
+                    let next = client.prepare_cached(&sql.list_after).await?;
+                    client.query(&next, &[&after, &count(want + 1)]).await?
+                }
+            };
+            let more = rows.len() > want;
+            let mut sessions = Vec::with_capacity(want);
+            for row in rows.iter().take(want) {
+                sessions.extend(SessionId::parse(row.try_get(0)?));
+            }
+            // The last row read, parsed or not, is where the next page starts.
+            let next = match (more, rows.get(want - 1)) {
+                (true, Some(last)) => Some(last.try_get::<_, String>(0)?),
+                _ => None,
+            };
+            Ok(SessionPage { sessions, next })
         })
     }
 }

@@ -217,7 +217,7 @@ pub mod counting {
 
     use serde_json::{Map, Value};
     use tower_mcp_session::store::{
-        Attributes, BoxFuture, ExpiredBatch, Expiry, MemoryStore, Replaced, SessionStore, Slot, StoreError,
+        Attributes, BoxFuture, ExpiredBatch, Expiry, MemoryStore, Replaced, SessionPage, SessionStore, Slot, StoreError,
     };
     use tower_mcp_session::{SessionId, SessionRecord};
 
@@ -310,6 +310,9 @@ pub mod counting {
         }
         fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
             self.inner.idle_sessions(idle_for, max)
+        }
+        fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+            self.inner.list(cursor, max)
         }
     }
 }

@@ -11,14 +11,14 @@ use futures_util::future::join_all;
 use redis::{FromRedisValue, ScriptInvocation, Value};
 use serde_json::{Map, Value as Json};
 use tower_mcp_session::store::{
-    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionStore, Slot, StoreError,
+    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
 };
 use tower_mcp_session::{CloseReason, SessionId, SessionRecord};
 
 use self::record::{RECORD_FIELDS, bad, decode, decode_attributes, encode};
 use self::scripts::{
     CHECK_SCRIPT, CREATE_SCRIPT, DELETE_SCRIPT, DUE_SCRIPT, INDEX_SCRIPT, REFRESH_SCRIPT, REPLACE_ATTRIBUTES_SCRIPT,
-    RESERVE_SCRIPT, SETTLE_SCRIPT,
+    RESERVE_SCRIPT, SETTLE_SCRIPT, UNINDEX_SCRIPT,
 };
 use crate::connection::{RedisConnection, bounded, millis, session_base};
 
@@ -29,6 +29,13 @@ const CHECK_BATCH: usize = 256;
 /// Durations handed to Redis are capped here (about 100 years): `PEXPIRE` refuses
 /// times that overflow, and nothing needs more.
 const MAX_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// The most sessions one [`list`](SessionStore::list) page holds, whatever `max` says.
+const MAX_PAGE: usize = 1000;
+
+/// A cursor longer than any this store gives (an id, a space, a deadline) was not
+/// given by it.
+const MAX_CURSOR: usize = 512;
 
 /// A tombstone lives at least this long (and three operation timeouts at least).
 const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
@@ -53,6 +60,7 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 /// | `{prefix}{<id>}:meta` | hash | the record: protocol version `v`, creation time `c` (ms since the Unix epoch), raw JSON `i` (`clientInfo`) and `k` (`capabilities`), principal `p`; the lifetime deadline `dl` (Redis server time, ms); the attributes `a` (one JSON object, absent while empty) and their version `av` |
 /// | `{prefix}{<id>}:del` | string | for a few seconds after a [`delete`](SessionStore::delete): the deleted record's `dl` (a tombstone, see below) |
 /// | `{prefix}{%index}:sessions` | sorted set | one member `<dl>:<id>` per session, scored by the earliest time it can have expired (its next check) |
+/// | `{prefix}{%index}:ids` | sorted set | one member `<id> <dl>` per session, all scored 0, so [`list`](SessionStore::list) pages through them in byte order (`ZRANGEBYLEX`) with the last member as the cursor |
 /// | `{prefix}{%index}:slots` | sorted set | one member per [`Slot`] outstanding, scored by when it lapses |
 ///
 /// The attributes live in the record's hash, so they end with it (by expiry or
@@ -78,6 +86,7 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 /// | [`create`](SessionStore::create) | 2 in sequence: the record on the session's node, then the index member (3 if that fails: the record is removed again) |
 /// | [`delete`](SessionStore::delete) | 2 in sequence (record and tombstone, then the index member); 1 when there is no live session |
 /// | [`take_expired`](SessionStore::take_expired) | 1 when nothing is due; else 3: due members, one check per member (sent concurrently, each on its session's node), one settling script |
+/// | [`list`](SessionStore::list) | 2: one page of the ids index, then one liveness check per member (sent concurrently, each on its session's node) |
 /// | [`idle_sessions`](SessionStore::idle_sessions) | 0: unsupported |
 ///
 /// # The session cap
@@ -175,6 +184,7 @@ struct Inner {
     op_timeout: Duration,
     sessions_key: String,
     slots_key: String,
+    ids_key: String,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -258,6 +268,7 @@ impl RedisSessionStoreBuilder {
             inner: Arc::new(Inner {
                 sessions_key: format!("{}{{%index}}:sessions", self.prefix),
                 slots_key: format!("{}{{%index}}:slots", self.prefix),
+                ids_key: format!("{}{{%index}}:ids", self.prefix),
                 conn: self.conn,
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,
@@ -428,10 +439,12 @@ impl Inner {
         let mut inv = INDEX_SCRIPT.prepare_invoke();
         inv.key(&self.sessions_key)
             .key(&self.slots_key)
+            .key(&self.ids_key)
             .arg(format!("{deadline}:{id}"))
             .arg(expires_at)
             .arg(&deadline)
-            .arg(slot.map(|s| s.token().to_string()).unwrap_or_default());
+            .arg(slot.map(|s| s.token().to_string()).unwrap_or_default())
+            .arg(format!("{id} {deadline}"));
         if let Err(e) = self.run::<i64>(&inv).await {
             // A session the index does not know would escape the cap and never be
             // reported: undo it. Should the undo fail too, the record still ends by its
@@ -496,12 +509,15 @@ impl Inner {
         let Some(deadline) = self.run::<Option<String>>(&inv).await? else {
             return Ok(false);
         };
-        let member = format!("{deadline}:{id}");
         // The session is gone whatever happens next: a member left behind is dropped
-        // unreported by a sweep while the tombstone lives.
-        let _ = self
-            .query::<i64>(redis::cmd("ZREM").arg(&self.sessions_key).arg(member))
-            .await;
+        // unreported by a sweep while the tombstone lives (and `list` skips it, as it
+        // checks every member against its record).
+        let mut inv = UNINDEX_SCRIPT.prepare_invoke();
+        inv.key(&self.sessions_key)
+            .key(&self.ids_key)
+            .arg(format!("{deadline}:{id}"))
+            .arg(format!("{id} {deadline}"));
+        let _ = self.run::<i64>(&inv).await;
         Ok(true)
     }
 
@@ -533,6 +549,48 @@ impl Inner {
             0 => Ok(Replaced::Conflict),
             _ => Ok(Replaced::Missing),
         }
+    }
+
+    async fn list(&self, cursor: Option<&str>, max: usize) -> Result<SessionPage, StoreError> {
+        let start = match cursor {
+            None => "-".to_owned(),
+            Some(after) if after.len() <= MAX_CURSOR => format!("({after}"),
+            Some(_) => return Ok(SessionPage::default()),
+        };
+        let want = max.clamp(1, MAX_PAGE);
+        let cmd = redis::cmd("ZRANGEBYLEX")
+            .arg(&self.ids_key)
+            .arg(start)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(want + 1)
+            .to_owned();
+        let mut members: Vec<String> = self.query(&cmd).await?;
+        let next = (members.len() > want).then(|| members[want - 1].clone());
+        members.truncate(want);
+        // A member outlives its session until a sweep settles the expiry: only those
+        // whose record of the same incarnation is still there are listed.
+        let listed: Vec<(SessionId, String)> = members
+            .iter()
+            .filter_map(|m| {
+                let (id, deadline) = m.rsplit_once(' ')?;
+                Some((SessionId::parse(id)?, deadline.to_owned()))
+            })
+            .collect();
+        let checks = join_all(listed.iter().map(|(id, deadline)| async move {
+            let cmd = redis::cmd("HGET").arg(self.meta(id)).arg("dl").to_owned();
+            let stored: Option<String> = self.query(&cmd).await?;
+            Ok::<_, StoreError>(stored.as_deref() == Some(deadline.as_str()))
+        }))
+        .await;
+        let mut sessions = Vec::with_capacity(listed.len());
+        for ((id, _), live) in listed.into_iter().zip(checks) {
+            if live? {
+                sessions.push(id);
+            }
+        }
+        Ok(SessionPage { sessions, next })
     }
 
     async fn check(&self, due: &Due) -> Result<Verdict, StoreError> {
@@ -578,7 +636,7 @@ impl Inner {
         // its session's node.
         let verdicts = join_all(due.iter().map(|d| self.check(d))).await;
         let mut settle = SETTLE_SCRIPT.prepare_invoke();
-        settle.key(&self.sessions_key);
+        settle.key(&self.sessions_key).key(&self.ids_key);
         let mut reasons = Vec::new();
         let mut first_error = None;
         for (d, verdict) in due.iter().zip(verdicts) {
@@ -670,6 +728,10 @@ impl SessionStore for RedisSessionStore {
 
     fn take_expired(&self, max: usize) -> BoxFuture<'_, Result<ExpiredBatch, StoreError>> {
         Box::pin(self.inner.take_expired(max))
+    }
+
+    fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+        Box::pin(self.inner.list(cursor, max))
     }
 
     /// Always [`StoreError::Unsupported`]: see the type's documentation.

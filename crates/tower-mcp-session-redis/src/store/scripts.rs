@@ -115,16 +115,26 @@ if redis.call('PTTL', KEYS[2]) < hold + 1000 then redis.call('PEXPIRE', KEYS[2],
 return 1
 ";
 
-/// KEYS: sessions, slots. ARGV: member, first check time, deadline, slot token ('' for
-/// none). The sessions index lives until a minute past the latest deadline of its
-/// members, so it never outlives them by more.
+/// KEYS: sessions, slots, ids. ARGV: member, first check time, deadline, slot token
+/// ('' for none), ids member. Both indexes live until a minute past the latest
+/// deadline of their members, so they never outlive them by more.
 const INDEX: &str = r"
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[2], ARGV[4]) end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local want = math.max(tonumber(ARGV[3]) - now + 60000, 1000)
 if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
+if redis.call('PTTL', KEYS[3]) < want then redis.call('PEXPIRE', KEYS[3], want) end
+return 1
+";
+
+/// KEYS: sessions, ids. ARGV: index member, ids member. Drops one incarnation of a
+/// session from both indexes.
+const UNINDEX: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 ";
 
@@ -137,10 +147,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 ";
 
-/// KEYS: sessions. ARGV: triples of member, verdict ('l' live, 'd' deleted, 'g' gone),
-/// next check time. Returns the gone members this call removed: `ZREM` answers 1 to
-/// one caller only, so across instances each expiry is reported once. `ZADD XX` never
-/// re-adds a member another caller removed meanwhile.
+/// KEYS: sessions, ids. ARGV: triples of member, verdict ('l' live, 'd' deleted, 'g'
+/// gone), next check time. Returns the gone members this call removed: `ZREM` answers 1
+/// to one caller only, so across instances each expiry is reported once. `ZADD XX`
+/// never re-adds a member another caller removed meanwhile. A member `<dl>:<id>` ends
+/// its incarnation's ids member `<id> <dl>` too.
 const SETTLE: &str = r"
 local gone = {}
 for i = 1, #ARGV, 3 do
@@ -148,8 +159,14 @@ for i = 1, #ARGV, 3 do
   local verdict = ARGV[i + 1]
   if verdict == 'l' then
     redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 2], m)
-  elseif redis.call('ZREM', KEYS[1], m) == 1 and verdict == 'g' then
-    gone[#gone + 1] = m
+  else
+    local colon = string.find(m, ':', 1, true)
+    if colon then
+      redis.call('ZREM', KEYS[2], string.sub(m, colon + 1) .. ' ' .. string.sub(m, 1, colon - 1))
+    end
+    if redis.call('ZREM', KEYS[1], m) == 1 and verdict == 'g' then
+      gone[#gone + 1] = m
+    end
   end
 end
 return gone
@@ -162,5 +179,6 @@ pub(super) static REPLACE_ATTRIBUTES_SCRIPT: LazyLock<Script> = LazyLock::new(||
 pub(super) static CHECK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK));
 pub(super) static RESERVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE));
 pub(super) static INDEX_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(INDEX));
+pub(super) static UNINDEX_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNINDEX));
 pub(super) static DUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DUE));
 pub(super) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SETTLE));
