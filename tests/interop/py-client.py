@@ -5,7 +5,10 @@ behind McpSessionLayer.
 
 Two connections: `mode="legacy"` (initialize handshake, session, DELETE on close, then
 the old session id must get 404) and `mode="auto"` (the SDK probes `server/discover`
-and must settle on the stateless 2026-07-28 era: no session id minted). Prints one line
+and must settle on the stateless 2026-07-28 era: no session id minted). The legacy
+connection registers sampling and elicitation callbacks and calls the echo example's
+tools that ask the client (the conformance suite's sampling, elicitation, SEP-1034 and
+SEP-1330 tools), checking what they received and what they returned. Prints one line
 per check and closes with `N passed, M failed`; exits non-zero on any failure.
 """
 
