@@ -6,7 +6,7 @@
 //! Besides its own tools it carries the tools the official conformance suite
 //! (`@modelcontextprotocol/conformance`) calls, so `tests/interop/run.sh` can drive the
 //! layer with it: content tools, logging, sampling and elicitation (server-to-client
-//! requests on a POST stream, answered by a separate POST; see [`asks`]), and the
+//! requests on a POST stream, answered by a separate POST; see `echo/asks.rs`), and the
 //! 2026-07-28 diagnostic tools `test_missing_capability` and `test_logging_tool`.
 #![allow(dead_code)]
 
@@ -319,7 +319,7 @@ impl Ctx {
         })
     }
 
-    /// The tools of [`asks`]: send a request to the client on this POST's SSE stream,
+    /// The tools of `echo/asks.rs`: send a request to the client on this POST's SSE stream,
     /// wait for the client to POST the answer, then answer the tool call.
     fn client_request_tool(&self, id: Value, name: &str, message: &Value) -> Response<EchoBody> {
         let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
