@@ -7,69 +7,19 @@ use mcp_test_support::http as support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::BodyExt;
+use mcp_test_support::tcp::{self, client, read_body, req};
 use serde_json::{Value, json};
 use support::*;
 use tower_mcp_session::McpSessionLayer;
 
 /// Serve the echo app behind `layer` on a free loopback port.
 async fn serve(layer: &McpSessionLayer, nodelay: bool) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = tower::ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(echo::echo_service(EchoOptions {
-            sse_tool_calls: true,
-            manager: Some(layer.manager()),
-        }));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            stream.set_nodelay(nodelay).unwrap();
-            let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
-    });
-    addr
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn req(addr: SocketAddr, method: http::Method, session: Option<&str>, body: Option<&Value>) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json");
-    if let Some(s) = session {
-        b = b.header("mcp-session-id", s);
-    }
-    b.body(Full::new(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()))
-        .unwrap()
-}
-
-async fn read_body(resp: http::Response<hyper::body::Incoming>) -> (StatusCode, http::HeaderMap, Bytes) {
-    let (head, body) = resp.into_parts();
-    let bytes = tokio::time::timeout(Duration::from_secs(10), body.collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
-    (head.status, head.headers, bytes)
+    let options = EchoOptions {
+        sse_tool_calls: true,
+        manager: Some(layer.manager()),
+    };
+    tcp::serve(layer, options, nodelay).await
 }
 
 /// A whole legacy session over TCP: initialize, SSE tool call, push on the GET stream,

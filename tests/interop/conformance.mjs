@@ -45,6 +45,8 @@ const SCENARIOS = [
         'tools-call-with-progress',
         'tools-call-sampling',
         'tools-call-elicitation',
+        'elicitation-sep1034-defaults',
+        'elicitation-sep1330-enums',
         'json-schema-2020-12',
         'server-sse-polling',
         'server-sse-multiple-streams',

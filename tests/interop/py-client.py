@@ -5,19 +5,23 @@ behind McpSessionLayer.
 
 Two connections: `mode="legacy"` (initialize handshake, session, DELETE on close, then
 the old session id must get 404) and `mode="auto"` (the SDK probes `server/discover`
-and must settle on the stateless 2026-07-28 era: no session id minted). Prints one line
+and must settle on the stateless 2026-07-28 era: no session id minted). The legacy
+connection registers sampling and elicitation callbacks and calls the echo example's
+tools that ask the client (the conformance suite's sampling, elicitation, SEP-1034 and
+SEP-1330 tools), checking what they received and what they returned. Prints one line
 per check and closes with `N passed, M failed`; exits non-zero on any failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import traceback
 
 import httpx2
-from mcp import Client
+from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
 URL = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080/mcp"
@@ -68,11 +72,137 @@ def text_of(result) -> str | None:
     return getattr(content[0], "text", None) if content else None
 
 
+ANSWERED = re.compile(r"^(.*): action=(\w+), content=(.*)$", re.S)
+
+
+def answered(result, lead: str) -> tuple[str | None, object]:
+    """The action and the JSON content a tool's result text repeats."""
+    match = ANSWERED.match(text_of(result) or "")
+    if not match or match.group(1) != lead:
+        return None, text_of(result)
+    return match.group(2), json.loads(match.group(3))
+
+
+class Asked:
+    """The sampling and elicitation handlers: record each request, answer as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        # (action, content) for the next elicitation; None content: fill in the
+        # schema's defaults, as a form showing them and accepted unchanged would.
+        self.answer: tuple[str, dict | None] = ("decline", {})
+
+    async def sampling(self, context, params: types.CreateMessageRequestParams):
+        self.requests.append(params.model_dump(by_alias=True, exclude_none=True))
+        prompt = getattr(params.messages[0].content, "text", None)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=f"sampled: {prompt}"),
+            model="interop",
+            stop_reason="endTurn",
+        )
+
+    async def elicitation(self, context, params: types.ElicitRequestParams):
+        dumped = params.model_dump(by_alias=True, exclude_none=True)
+        self.requests.append(dumped)
+        action, content = self.answer
+        if action != "accept":
+            return types.ElicitResult(action=action)
+        if content is None:
+            properties = dumped.get("requestedSchema", {}).get("properties", {})
+            content = {k: v["default"] for k, v in properties.items() if "default" in v}
+        return types.ElicitResult(action=action, content=content)
+
+
+async def client_requests(client: Client, asked: Asked) -> None:
+    """The tools that ask the client before answering (the conformance suite's
+    sampling and elicitation tools), through the SDK's handlers."""
+    result = await client.call_tool("test_sampling", {"prompt": "what is 2+2?"})
+    check(
+        "legacy: sampling handler got the prompt",
+        asked.requests and asked.requests[-1]["messages"][0]["content"]["text"] == "what is 2+2?",
+        asked.requests,
+    )
+    check(
+        "legacy: test_sampling returned the sample",
+        text_of(result) == "LLM response: sampled: what is 2+2?" and not result.is_error,
+        result,
+    )
+
+    given = {"username": "py", "email": "py@example.com"}
+    asked.answer = ("accept", given)
+    result = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+    check("legacy: elicitation handler got the message", asked.requests[-1].get("message") == "Who are you?", asked.requests)
+    check(
+        "legacy: test_elicitation returned the answer",
+        answered(result, "User response") == ("accept", given),
+        result,
+    )
+    asked.answer = ("cancel", None)
+    result = await client.call_tool("test_elicitation", {"message": "Again?"})
+    check("legacy: a cancel comes back without content", answered(result, "User response") == ("cancel", None), result)
+
+    asked.answer = ("accept", None)
+    result = await client.call_tool("test_elicitation_sep1034_defaults", {})
+    properties = asked.requests[-1].get("requestedSchema", {}).get("properties", {})
+    wanted = {"name": "John Doe", "age": 30, "score": 95.5, "status": "active", "verified": True}
+    types_seen = {k: v.get("type") for k, v in properties.items()}
+    check(
+        "legacy: sep1034 schema: a default of every type",
+        {k: v.get("default") for k, v in properties.items()} == wanted
+        and types_seen == {"name": "string", "age": "integer", "score": "number", "status": "string", "verified": "boolean"}
+        and properties["status"].get("enum") == ["active", "inactive", "pending"],
+        properties,
+    )
+    check(
+        "legacy: sep1034 tool got the defaults back",
+        answered(result, "Elicitation completed") == ("accept", wanted),
+        result,
+    )
+
+    picks = {
+        "untitledSingle": "option3",
+        "titledSingle": "value1",
+        "legacyEnum": "opt2",
+        "untitledMulti": ["option2"],
+        "titledMulti": ["value1", "value3"],
+    }
+    asked.answer = ("accept", picks)
+    result = await client.call_tool("test_elicitation_sep1330_enums", {})
+    p = asked.requests[-1].get("requestedSchema", {}).get("properties", {})
+
+    def titled(options) -> bool:
+        return isinstance(options, list) and len(options) == 3 and all(
+            isinstance(o.get("const"), str) and isinstance(o.get("title"), str) for o in options
+        )
+
+    check(
+        "legacy: sep1330 schema: the five enum shapes",
+        p.get("untitledSingle", {}).get("enum") == ["option1", "option2", "option3"]
+        and titled(p.get("titledSingle", {}).get("oneOf"))
+        and len(p.get("legacyEnum", {}).get("enumNames", [])) == len(p.get("legacyEnum", {}).get("enum", [None]))
+        and p.get("untitledMulti", {}).get("items", {}).get("enum") == ["option1", "option2", "option3"]
+        and titled(p.get("titledMulti", {}).get("items", {}).get("anyOf")),
+        p,
+    )
+    check(
+        "legacy: sep1330 tool got the picks back",
+        answered(result, "Elicitation completed") == ("accept", picks),
+        result,
+    )
+
+
 async def legacy() -> None:
     wire = Wire()
     session_id = None
+    asked = Asked()
     async with wire.client() as http:
-        async with Client(streamable_http_client(URL, http_client=http), mode="legacy") as client:
+        async with Client(
+            streamable_http_client(URL, http_client=http),
+            mode="legacy",
+            sampling_callback=asked.sampling,
+            elicitation_callback=asked.elicitation,
+        ) as client:
             init = next((e for e in wire.exchanges if e["session"]), None)
             session_id = init["session"] if init else None
             check(
@@ -105,6 +235,7 @@ async def legacy() -> None:
                 progress == [0, 50, 100] and text_of(result) == "progress complete",
                 (progress, result),
             )
+            await client_requests(client, asked)
             posts = [e for e in wire.exchanges if e["method"] == "POST" and e["session"] is None]
             check(
                 "legacy: later requests carry the session id",

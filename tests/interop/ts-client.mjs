@@ -7,7 +7,12 @@
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { LoggingMessageNotificationSchema, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import {
+    CreateMessageRequestSchema,
+    ElicitRequestSchema,
+    LoggingMessageNotificationSchema,
+    LATEST_PROTOCOL_VERSION
+} from '@modelcontextprotocol/sdk/types.js';
 
 const url = new URL(process.argv[2] ?? 'http://127.0.0.1:8080/mcp');
 const STEP_TIMEOUT_MS = 15_000;
@@ -80,8 +85,47 @@ const transport = new StreamableHTTPClientTransport(url, {
     }
 });
 const transportErrors = [];
-const client = new Client({ name: 'tower-mcp-session-interop', version: '0.0.0' }, { capabilities: {} });
+// Sampling and form elicitation declared, with the SDK filling in schema defaults the
+// handler leaves out (what SEP-1034 lets a client do).
+const client = new Client(
+    { name: 'tower-mcp-session-interop', version: '0.0.0' },
+    { capabilities: { sampling: {}, elicitation: { form: { applyDefaults: true } } } }
+);
 client.onerror = error => transportErrors.push(String(error?.message ?? error));
+
+// The server's requests, as the handlers received them, and the handlers' answers.
+const asked = [];
+client.setRequestHandler(CreateMessageRequestSchema, request => {
+    asked.push(request);
+    const prompt = request.params.messages?.[0]?.content?.text;
+    return { role: 'assistant', content: { type: 'text', text: `sampled: ${prompt}` }, model: 'interop', stopReason: 'endTurn' };
+});
+/** What the elicitation handler answers next (set by each step). */
+let elicitationAnswer = { action: 'decline' };
+client.setRequestHandler(ElicitRequestSchema, request => {
+    asked.push(request);
+    return elicitationAnswer;
+});
+
+/** The JSON after `content=` in a tool's result text (`... action=X, content={..}`). */
+function answeredContent(result, lead) {
+    const text = result.content?.[0]?.text ?? '';
+    const match = text.match(/^(.*): action=(\w+), content=(.*)$/s);
+    if (!match || match[1] !== lead) return { action: undefined, content: undefined, text };
+    return { action: match[2], content: JSON.parse(match[3]), text };
+}
+
+function deepEqual(a, b) {
+    return JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+}
+
+function sortKeys(value) {
+    if (Array.isArray(value)) return value.map(sortKeys);
+    if (value && typeof value === 'object') {
+        return Object.fromEntries(Object.keys(value).sort().map(k => [k, sortKeys(value[k])]));
+    }
+    return value;
+}
 
 const notifications = [];
 let notificationWaiter;
@@ -171,6 +215,81 @@ await step('progress notifications', async () => {
     });
     check('progress: result delivered', result.content?.[0]?.text === 'progress complete', JSON.stringify(result));
     check('progress: 0, 50, 100 reported', JSON.stringify(progress) === '[0,50,100]', JSON.stringify(progress));
+});
+
+await step('sampling: test_sampling', async () => {
+    asked.length = 0;
+    const result = await client.callTool({ name: 'test_sampling', arguments: { prompt: 'what is 2+2?' } });
+    check('sampling: the handler got the prompt', asked[0]?.params?.messages?.[0]?.content?.text === 'what is 2+2?', JSON.stringify(asked));
+    check(
+        'sampling: the tool returned the sample',
+        result.content?.[0]?.text === 'LLM response: sampled: what is 2+2?' && !result.isError,
+        JSON.stringify(result)
+    );
+});
+
+await step('elicitation: test_elicitation', async () => {
+    asked.length = 0;
+    const given = { username: 'interop', email: 'interop@example.com' };
+    elicitationAnswer = { action: 'accept', content: given };
+    const result = await client.callTool({ name: 'test_elicitation', arguments: { message: 'Who are you?' } });
+    check('elicitation: the handler got the message', asked[0]?.params?.message === 'Who are you?', JSON.stringify(asked));
+    const { action, content, text } = answeredContent(result, 'User response');
+    check('elicitation: the tool returned the answer', action === 'accept' && deepEqual(content, given) && !result.isError, text);
+
+    elicitationAnswer = { action: 'decline' };
+    const declined = answeredContent(
+        await client.callTool({ name: 'test_elicitation', arguments: { message: 'Again?' } }),
+        'User response'
+    );
+    check('elicitation: a decline comes back without content', declined.action === 'decline' && declined.content === null, declined.text);
+});
+
+await step('elicitation: SEP-1034 defaults', async () => {
+    asked.length = 0;
+    // Accept without filling anything in: the SDK applies the schema's defaults.
+    elicitationAnswer = { action: 'accept', content: {} };
+    const result = await client.callTool({ name: 'test_elicitation_sep1034_defaults', arguments: {} });
+    const properties = asked[0]?.params?.requestedSchema?.properties ?? {};
+    const defaults = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, v.default]));
+    const wanted = { name: 'John Doe', age: 30, score: 95.5, status: 'active', verified: true };
+    check('sep1034: every field carries its default', deepEqual(defaults, wanted), JSON.stringify(properties));
+    check(
+        'sep1034: field types',
+        properties.name?.type === 'string' && properties.age?.type === 'integer' && properties.score?.type === 'number' &&
+            properties.verified?.type === 'boolean' && JSON.stringify(properties.status?.enum) === '["active","inactive","pending"]',
+        JSON.stringify(properties)
+    );
+    const { action, content, text } = answeredContent(result, 'Elicitation completed');
+    check('sep1034: the tool got the defaults back', action === 'accept' && deepEqual(content, wanted) && !result.isError, text);
+});
+
+await step('elicitation: SEP-1330 enums', async () => {
+    asked.length = 0;
+    const picks = {
+        untitledSingle: 'option2',
+        titledSingle: 'value3',
+        legacyEnum: 'opt1',
+        untitledMulti: ['option1', 'option3'],
+        titledMulti: ['value2']
+    };
+    elicitationAnswer = { action: 'accept', content: picks };
+    const result = await client.callTool({ name: 'test_elicitation_sep1330_enums', arguments: {} });
+    const p = asked[0]?.params?.requestedSchema?.properties ?? {};
+    const titled = list => Array.isArray(list) && list.length === 3 && list.every(o => typeof o.const === 'string' && typeof o.title === 'string');
+    check(
+        'sep1330: the five enum shapes arrived',
+        Array.isArray(p.untitledSingle?.enum) &&
+            titled(p.titledSingle?.oneOf) &&
+            p.legacyEnum?.enumNames?.length === p.legacyEnum?.enum?.length &&
+            p.untitledMulti?.type === 'array' &&
+            Array.isArray(p.untitledMulti?.items?.enum) &&
+            p.titledMulti?.type === 'array' &&
+            titled(p.titledMulti?.items?.anyOf),
+        JSON.stringify(p)
+    );
+    const { action, content, text } = answeredContent(result, 'Elicitation completed');
+    check('sep1330: the tool got the picks back', action === 'accept' && deepEqual(content, picks) && !result.isError, text);
 });
 
 await step('DELETE terminates the session', async () => {

@@ -6,9 +6,11 @@
 //! Besides its own tools it carries the tools the official conformance suite
 //! (`@modelcontextprotocol/conformance`) calls, so `tests/interop/run.sh` can drive the
 //! layer with it: content tools, logging, sampling and elicitation (server-to-client
-//! requests on a POST stream, answered by a separate POST), and the 2026-07-28
-//! diagnostic tools `test_missing_capability` and `test_logging_tool`.
+//! requests on a POST stream, answered by a separate POST; see `echo/asks.rs`), and the
+//! 2026-07-28 diagnostic tools `test_missing_capability` and `test_logging_tool`.
 #![allow(dead_code)]
+
+mod asks;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -124,7 +126,7 @@ impl Ctx {
                 "test_tool_with_progress" => return self.progress_tool(id, &message),
                 "test_reconnection" => return self.reconnection_tool(id),
                 "test_tool_with_logging" | "test_logging_tool" => return logging_tool(id, &message),
-                "test_sampling" | "test_elicitation" if !modern => return self.client_request_tool(id, name, &message),
+                _ if !modern && asks::NAMES.contains(&name) => return self.client_request_tool(id, name, &message),
                 "test_missing_capability" if modern && !declares(&message, "sampling") => {
                     let mut answer = error(id, -32021, "Missing required client capability");
                     answer["error"]["data"] = json!({"requiredCapabilities": {"sampling": {}}});
@@ -250,7 +252,7 @@ impl Ctx {
             ),
             "json_schema_2020_12_tool" => result(id, text_result("schema tool called")),
             "test_missing_capability" => result(id, text_result("sampling capability declared")),
-            "test_sampling" | "test_elicitation" => result(
+            _ if asks::NAMES.contains(&name) => result(
                 id,
                 json!({"content": [{"type": "text", "text": "server-to-client requests need a 2025 session"}], "isError": true}),
             ),
@@ -317,51 +319,25 @@ impl Ctx {
         })
     }
 
-    /// `test_sampling` / `test_elicitation`: send a request to the client on this POST's
-    /// SSE stream, wait for the client to POST the answer, then answer the tool call.
+    /// The tools of `echo/asks.rs`: send a request to the client on this POST's SSE stream,
+    /// wait for the client to POST the answer, then answer the tool call.
     fn client_request_tool(&self, id: Value, name: &str, message: &Value) -> Response<EchoBody> {
-        let (capability, method, params) = if name == "test_sampling" {
-            let prompt = message
-                .pointer("/params/arguments/prompt")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            (
-                "sampling",
-                "sampling/createMessage",
-                json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100}),
-            )
-        } else {
-            let text = message
-                .pointer("/params/arguments/message")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            (
-                "elicitation",
-                "elicitation/create",
-                json!({"message": text, "requestedSchema": {"type": "object", "properties": {
-                    "username": {"type": "string", "description": "User's response"},
-                    "email": {"type": "string", "description": "User's email address"},
-                }, "required": ["username", "email"]}}),
-            )
+        let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
+        let Some(ask) = asks::ask(name, arguments) else {
+            return json_response(StatusCode::OK, error(id, -32602, "Unknown tool"));
         };
         let Some(session) = self.session.clone() else {
             return json_response(StatusCode::OK, result(id, error_text("no session")));
         };
-        let is_sampling = capability == "sampling";
         sse_task(move |tx| async move {
             // The layer sends the request on this POST's stream, routes the client's
             // answer back from whichever instance it reaches, and refuses a request the
             // client has no capability for.
-            let answer = match session.request(method, params).await {
-                Ok(got) => {
-                    let text = if is_sampling {
-                        let said = got.pointer("/content/text").and_then(Value::as_str).unwrap_or("");
-                        format!("LLM response: {said}")
-                    } else {
-                        format!("User response: action={}, content={}", got["action"], got["content"])
-                    };
-                    result(id, text_result(&text))
-                }
+            let answer = match session.request(ask.method, ask.params.clone()).await {
+                Ok(got) => match ask.answer_text(&got) {
+                    Ok(text) => result(id, text_result(&text)),
+                    Err(text) => result(id, error_text(&text)),
+                },
                 Err(RequestError::NotDeclared { capability }) => result(
                     id,
                     error_text(&format!("the client did not declare the {capability} capability")),
@@ -450,7 +426,7 @@ fn image_content() -> Value {
 
 fn tools() -> Value {
     let empty = json!({"type": "object", "properties": {}});
-    json!([
+    let mut tools = json!([
         {"name": "echo", "description": "Echo the message back.",
          "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
         {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100, then answer.", "inputSchema": empty},
@@ -465,10 +441,6 @@ fn tools() -> Value {
         {"name": "test_error_handling", "description": "Answer with a tool error.", "inputSchema": empty},
         {"name": "test_tool_with_logging", "description": "Log three messages on the response stream, then answer.", "inputSchema": empty},
         {"name": "test_logging_tool", "description": "Log on the response stream only when the request asks for a log level.", "inputSchema": empty},
-        {"name": "test_sampling", "description": "Ask the client for an LLM sample (2025 sessions).",
-         "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}},
-        {"name": "test_elicitation", "description": "Ask the client for user input (2025 sessions).",
-         "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
         {"name": "test_missing_capability", "description": "Needs the sampling client capability (2026-07-28).", "inputSchema": empty},
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
@@ -489,7 +461,11 @@ fn tools() -> Value {
             "else": {"required": ["email"]},
             "additionalProperties": false,
          }},
-    ])
+    ]);
+    if let Some(list) = tools.as_array_mut() {
+        list.extend(asks::descriptions());
+    }
+    tools
 }
 
 fn text_result(text: &str) -> Value {

@@ -7,6 +7,7 @@
 //!   inner service), with the conformance suite's tools.
 //! - [`http`]: the echo server behind a layer, request builders, body and SSE readers.
 //! - [`rmcp`]: the `echo` tool as an rmcp server.
+//! - [`tcp`]: the echo server behind a layer on a loopback socket, and a hyper client.
 //! - `redis_server` (feature `redis`): private `redis-server` processes on free ports.
 
 pub mod echo;
@@ -14,3 +15,4 @@ pub mod http;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod rmcp;
+pub mod tcp;
