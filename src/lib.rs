@@ -33,7 +33,7 @@ mod util;
 pub use era::{InvalidProtocolVersion, ProtocolVersion};
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};
-pub use manager::{SendError, SessionManager};
+pub use manager::{SendError, SessionAdmin, SessionInfo, SessionManager};
 pub use metrics::Metrics;
 pub use outbound::RequestError;
 pub use rejection::RejectionKind;

@@ -319,3 +319,31 @@ async fn a_subscription_made_on_a_is_notified_from_b_once() {
     assert_eq!(on_a.next_message().await.unwrap().1["method"], "x");
     assert_eq!(bystander_on_a.next_message().await.unwrap().1["method"], "x");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_handle_counts_and_ends_sessions_of_every_instance() {
+    let server = RedisServer::start();
+    let (a, b) = (Instance::start(&server).await, Instance::start(&server).await);
+    for at in [&a, &b, &b] {
+        initialize(at, Some("carol"), json!({})).await;
+    }
+    let dave = initialize(&a, Some("dave"), json!({})).await;
+    assert_eq!(a.layer.manager().admin().count().await.unwrap(), 4);
+    assert_eq!(b.layer.manager().admin().count().await.unwrap(), 4);
+    let ended = a
+        .layer
+        .manager()
+        .admin()
+        .terminate_principal(&Principal::new("carol"))
+        .await;
+    assert_eq!(ended.unwrap(), 3);
+    assert_eq!(b.layer.manager().admin().count().await.unwrap(), 1);
+    let info = b
+        .layer
+        .manager()
+        .admin()
+        .inspect(&SessionId::parse(&dave).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(info.expect("live").record.principal(), Some(&Principal::new("dave")));
+}

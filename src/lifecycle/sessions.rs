@@ -281,6 +281,11 @@ impl Sessions {
         Ok(self.record(id).await?.is_some())
     }
 
+    /// Whether `id` has a request or stream in flight on this instance.
+    pub(crate) fn is_busy_here(&self, id: &SessionId) -> bool {
+        self.busy.contains_key(id)
+    }
+
     /// One page of the live sessions (see [`SessionStore::list`]).
     pub(crate) async fn list(&self, cursor: Option<&str>, max: usize) -> Result<SessionPage, StoreError> {
         self.call(self.store.list(cursor, max)).await

@@ -1,5 +1,6 @@
 //! [`SessionManager`]: the application's handle on the sessions of a layer.
 
+mod admin;
 mod fanout;
 
 use std::fmt;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use self::admin::{SessionAdmin, SessionInfo};
 use self::fanout::{Audience, fan_out};
 use crate::engine::Engine;
 use crate::lifecycle::{Session, SessionError};
@@ -272,6 +274,22 @@ impl SessionManager {
                 engine.maintain_once().await;
             }
         }
+    }
+
+    /// The operator's handle: count, list, inspect and end sessions (see
+    /// [`SessionAdmin`]).
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_mcp_session::SessionError> {
+    /// assert_eq!(McpSessionLayer::new().manager().admin().count().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admin(&self) -> SessionAdmin {
+        SessionAdmin::new(self.engine.clone())
     }
 
     /// The layer's counters.

@@ -244,6 +244,20 @@ impl Streams {
             .collect()
     }
 
+    /// Readers attached on this instance to streams of `session`.
+    pub(crate) fn attached_readers(&self, session: &SessionId) -> usize {
+        let Some(entry) = self.sessions.get(session) else {
+            return 0;
+        };
+        let local = entry.lock().unwrap_or_else(|e| e.into_inner());
+        local
+            .live
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(|l| l.attached.load(Ordering::Acquire))
+            .sum()
+    }
+
     /// How many sessions have local stream state (for tests and metrics).
     pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
