@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::model::ProgressNotificationParam;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use serde_json::{Value, json};
 use tower_mcp_session_rmcp::{CurrentSession, OptionalSession};
 
@@ -52,6 +54,19 @@ impl Probe {
         .to_string())
     }
 
+    #[tool(description = "Count to three with progress.")]
+    async fn count(&self, context: RequestContext<RoleServer>) -> Result<String, ErrorData> {
+        let token = context
+            .meta
+            .get_progress_token()
+            .expect("the test sends a progress token");
+        for i in 1..=3u32 {
+            let progress = ProgressNotificationParam::new(token.clone(), f64::from(i)).with_total(3.0);
+            context.peer.notify_progress(progress).await.expect("progress sent");
+        }
+        Ok("counted".to_owned())
+    }
+
     #[tool(description = "Whether the request has a session.")]
     fn has_session(&self, OptionalSession(session): OptionalSession) -> String {
         session.is_some().to_string()
@@ -82,7 +97,21 @@ impl Peer {
 
     /// POST `body`; the status, the session id header and the JSON-RPC message.
     async fn post(&self, session: Option<&str>, body: Value) -> (StatusCode, Option<String>, Value) {
-        let mut req = Request::post(format!("http://{}/mcp", self.addr))
+        let (status, id, bytes) = self.send(http::Method::POST, session, None, Some(body)).await;
+        (status, id, message(&bytes))
+    }
+
+    /// Any request; the status, the session id header and the whole body.
+    async fn send(
+        &self,
+        method: http::Method,
+        session: Option<&str>,
+        last_event_id: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<String>, Bytes) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}/mcp", self.addr))
             .header("host", &self.host)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
@@ -91,18 +120,18 @@ impl Peer {
                 .header("mcp-session-id", session)
                 .header("mcp-protocol-version", VERSION);
         }
-        let response = self
-            .client
-            .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-            .await
-            .unwrap();
+        if let Some(cursor) = last_event_id {
+            req = req.header("last-event-id", cursor);
+        }
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let response = self.client.request(req.body(Full::new(body)).unwrap()).await.unwrap();
         let status = response.status();
         let id = response
             .headers()
             .get("mcp-session-id")
             .map(|v| v.to_str().unwrap().to_owned());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, id, message(&bytes))
+        (status, id, bytes)
     }
 
     async fn initialize(&self) -> (StatusCode, Option<String>, Value) {
@@ -216,4 +245,64 @@ async fn the_layer_and_rmcp_share_the_body_bound() {
     // The layer's 413, with a JSON-RPC body: rmcp's plain-text one is never seen.
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(message["error"]["data"]["reason"], "payload_too_large");
+}
+
+/// `(id, message)` of each SSE event that carries data.
+fn events(body: &[u8]) -> Vec<(String, Value)> {
+    std::str::from_utf8(body)
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|event| {
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|i| i.trim().to_owned());
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.trim_start())
+                .collect();
+            let message = serde_json::from_str::<Value>(&data.join("\n")).ok()?;
+            Some((id.expect("every message event has an id"), message))
+        })
+        .collect()
+}
+
+/// The README's promise: rmcp's progress notifications go out on a stream the layer
+/// made resumable, so a client that dropped after the first one gets exactly the rest.
+#[tokio::test]
+async fn progress_from_a_tool_is_resumable() {
+    let (_, mcp) = tower_mcp_session_rmcp::service(|| Ok(Probe)).build();
+    let peer = Peer::new(serve(Router::new().route_service("/mcp", mcp)).await, "localhost");
+    let (_, session, _) = peer.initialize().await;
+    let session = session.unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "count", "arguments": {}, "_meta": {"progressToken": "p-1"}}});
+    let (status, _, body) = peer.send(http::Method::POST, Some(&session), None, Some(call)).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = events(&body);
+    let progress: Vec<_> = seen
+        .iter()
+        .filter(|(_, m)| m["method"] == "notifications/progress")
+        .map(|(_, m)| {
+            (
+                m["params"]["progressToken"].clone(),
+                m["params"]["progress"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [(json!("p-1"), 1.0), (json!("p-1"), 2.0), (json!("p-1"), 3.0)],
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().1["id"], 7, "the answer comes last");
+
+    // Resume after the first progress event: the two others and the answer, once each.
+    let (first_id, _) = &seen[0];
+    let (status, _, replay) = peer.send(http::Method::GET, Some(&session), Some(first_id), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let replayed: Vec<_> = events(&replay).into_iter().map(|(id, _)| id).collect();
+    let expected: Vec<_> = seen[1..].iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(replayed, expected);
 }
