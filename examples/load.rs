@@ -22,9 +22,9 @@
 //! |---|---|
 //! | `a` | the echo MCP server of `examples/common`, no layer |
 //! | `b` | the same behind `McpSessionLayer` (memory store) |
-//! | `c` | rmcp 3.9 `StreamableHttpService`, stateful (`LocalSessionManager`) |
-//! | `d` | rmcp 3.9 stateless (`legacy_session_mode = false`), alone |
-//! | `e` | rmcp 3.9 stateless behind `McpSessionLayer` |
+//! | `c` | rmcp 3.11 `StreamableHttpService`, stateful (`LocalSessionManager`) |
+//! | `d` | rmcp 3.11 stateless (`legacy_session_mode = false`), alone |
+//! | `e` | rmcp 3.11 stateless behind `McpSessionLayer` |
 //! | `f` | floor: a fixed JSON answer, request never parsed |
 //! | `b-redis` | (b) with `RedisSessionStore` and `RedisEventLog` over one `ConnectionManager`, built as `echo_server --redis` builds them (`--redis URL`; `redis` feature) |
 //!

@@ -1,4 +1,4 @@
-//! rmcp 3.9's `StreamableHttpService` with sessions switched off
+//! rmcp 3.11's `StreamableHttpService` with sessions switched off
 //! (`legacy_session_mode = false`), behind `McpSessionLayer`: the layer mints, checks
 //! and ends `Mcp-Session-Id` for 2025-era clients and makes SSE answers resumable,
 //! while rmcp serves every request on its own.

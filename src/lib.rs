@@ -1,9 +1,6 @@
-//! Era-aware session layer for MCP Streamable HTTP servers.
-//!
-//! See the crate README for the full story and `ARCHITECTURE.md` for the map of the code;
-//! the architecture in one line: era classification → session resolution
-//! ([`Session`], over a [`store::SessionStore`]) → inner call → SSE rewrite (resumable
-//! streams in an [`event_log::EventLog`]) → stores behind traits.
+// The README is the front page: what a user reads first on docs.rs is what they read on
+// the repository, and its Rust blocks are compiled as doctests so neither can rot.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,4 +1,4 @@
-//! rmcp 3.9 with its sessions off (`legacy_session_mode = false`) behind
+//! rmcp 3.11 with its sessions off (`legacy_session_mode = false`) behind
 //! `McpSessionLayer`, over a real loopback socket: the layer supplies the sessions a
 //! 2025-era client expects from a server that keeps none.
 
@@ -20,9 +20,15 @@ const VERSION: &str = "2025-06-18";
 
 /// Serve the composition on an ephemeral loopback port until the test ends.
 async fn start(json_response: bool) -> SocketAddr {
-    let app = Router::new()
-        .route_service("/mcp", rmcp_common::stateless(json_response))
-        .layer(McpSessionLayer::new());
+    serve(
+        Router::new()
+            .route_service("/mcp", rmcp_common::stateless(json_response))
+            .layer(McpSessionLayer::new()),
+    )
+    .await
+}
+
+async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -194,4 +200,42 @@ async fn sse_answers_become_resumable_events() {
         text.lines().any(|l| l.starts_with("id:")),
         "the layer numbers the events it relays: {text}"
     );
+}
+
+/// The trap of forgetting rmcp's stateless switch: rmcp mints its own `Mcp-Session-Id`,
+/// which the layer would replace, and every later call would fail inside rmcp. The
+/// layer refuses the `initialize` instead, with a reason that names the cause.
+#[tokio::test]
+async fn rmcp_stateful_behind_the_layer_is_refused_with_a_distinct_reason() {
+    let layer = McpSessionLayer::new();
+    let manager = layer.manager();
+    let addr = serve(
+        Router::new()
+            .route_service("/mcp", rmcp_common::stateful())
+            .layer(layer),
+    )
+    .await;
+    let peer = Peer::new(addr);
+    for _ in 0..2 {
+        let answer = peer
+            .send(
+                Method::POST,
+                None,
+                Some(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": VERSION, "capabilities": {},
+                    "clientInfo": {"name": "rmcp-stateful", "version": "1"}}})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+        assert!(answer.headers.get("mcp-session-id").is_none(), "neither id leaves");
+        let message = answer.message();
+        assert_eq!(message["id"], 1);
+        assert_eq!(message["error"]["code"], -32603);
+        assert_eq!(message["error"]["data"]["reason"], "upstream_session_id");
+    }
+    // Nothing was created, and the reserved places were given back.
+    let metrics = manager.metrics();
+    assert_eq!(metrics.sessions_created, 0);
+    assert_eq!(metrics.active_sessions, Some(0));
+    assert_eq!(metrics.rejected(tower_mcp_session::RejectionKind::UpstreamSessionId), 2);
 }

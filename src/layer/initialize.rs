@@ -93,6 +93,14 @@ where
         };
         let (mut head, body) = response.into_parts();
         let request_id = request_id.expect("initialize is a request, so it has an id");
+        if head.headers.contains_key(MCP_SESSION_ID) {
+            // The inner service keeps sessions of its own: its id would be replaced by
+            // ours and every later request would fail inside it. Refuse loudly now
+            // rather than let that happen silently on the next call.
+            engine.sessions().cancel(slot);
+            warn_upstream_session_id();
+            return Ok(self.reject(Rejection::new(RejectionKind::UpstreamSessionId).with_id(Some(&request_id))));
+        }
         let (outcome, body) = if !head.status.is_success() {
             (None, McpBody::inner(body, None))
         } else if is_json_content(&head.headers) {
@@ -152,6 +160,21 @@ where
         head.headers.remove(CONTENT_LENGTH);
         Ok(Response::from_parts(head, body))
     }
+}
+
+/// Say once per process why `initialize` answers 502: the fix is in the application's
+/// wiring, so one line in the log is enough, and a flood of them would bury it.
+fn warn_upstream_session_id() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            "the inner service answered initialize with its own Mcp-Session-Id: it keeps \
+             sessions itself, so McpSessionLayer refuses these initialize requests (502, \
+             upstream_session_id); switch the inner service's sessions off (rmcp: \
+             StreamableHttpServerConfig::with_legacy_session_mode(false))"
+        );
+    });
 }
 
 /// Read an SSE answer to `initialize` until the response to it shows up (or the bound

@@ -107,32 +107,9 @@ impl<S> Layer<S> for McpSessionLayer {
 
 /// Configuration for [`McpSessionLayer`]. Every setting has a safe default.
 ///
-/// | setting | default |
-/// |---|---|
-/// | [`store`](Self::store) | [`MemoryStore::new()`] |
-/// | [`max_sessions`](Self::max_sessions) | 10,000 |
-/// | [`at_capacity`](Self::at_capacity) | refuse, `Retry-After: 5` |
-/// | [`idle_timeout`](Self::idle_timeout) | 30 min |
-/// | [`max_lifetime`](Self::max_lifetime) | 24 h |
-/// | [`max_attribute_keys`](Self::max_attribute_keys) / [`max_attribute_bytes`](Self::max_attribute_bytes) | 64 / 64 KiB per session |
-/// | [`max_client_metadata_bytes`](Self::max_client_metadata_bytes) | 8 KiB per record |
-/// | [`sweep_interval`](Self::sweep_interval) | 30 s |
-/// | [`event_log`](Self::event_log) | [`MemoryEventLog::new()`] |
-/// | [`session_ids`](Self::session_ids) | [`RandomSessionId`](crate::RandomSessionId) (128 bits, CSPRNG) |
-/// | [`allow_host`](Self::allow_host) | loopback names only (`localhost`, `127.0.0.1`, `[::1]`) |
-/// | [`allow_origin`](Self::allow_origin) | absent `Origin`, or a loopback origin |
-/// | [`max_body_bytes`](Self::max_body_bytes) | 4 MiB |
-/// | [`client_termination`](Self::client_termination) | `true` (`DELETE` ends a session) |
-/// | [`bind_principal`](Self::bind_principal) | `true` |
-/// | [`modern_only`](Self::modern_only) | `false` (serve both eras) |
-/// | [`strict_modern_headers`](Self::strict_modern_headers) | `false` (the inner service validates) |
-/// | [`sse_retry`](Self::sse_retry) | 1 s |
-/// | [`sse_keep_alive`](Self::sse_keep_alive) | 15 s |
-/// | [`sse_poll_after`](Self::sse_poll_after) | none (connections stay open) |
-/// | [`max_reader_lag`](Self::max_reader_lag) | 512 events |
-/// | [`store_timeout`](Self::store_timeout) | 1 s |
-/// | [`rate_limit`](Self::rate_limit) | none (creation is not rate-limited) |
-/// | [`local_state_sweep`](Self::local_state_sweep) | 60 s |
+/// Each method below says what it sets; the [configuration table](crate#configuration)
+/// of the crate documentation lists them all with their defaults in one place (a test
+/// keeps that table and these methods in agreement).
 ///
 /// ```
 /// use std::time::Duration;

@@ -113,7 +113,9 @@ where
 /// req.extensions_mut().insert(PeerAddr(peer));
 /// ```
 ///
-/// With axum, see [`PeerIp::peer_addr_with`] to read its `ConnectInfo` directly.
+/// With axum and the `axum` feature, `ConnectInfo<SocketAddr>` is read too: serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`. Without the feature, see
+/// [`PeerIp::peer_addr_with`]. A keyed limit that finds no address logs a warning once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -140,17 +142,49 @@ impl IpSource {
     fn peer(&self, extensions: &Extensions) -> Option<IpAddr> {
         let ip = match &self.peer {
             Some(f) => f(extensions),
-            None => extensions
-                .get::<PeerAddr>()
-                .map(|p| p.0.ip())
-                .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip)),
+            None => default_peer(extensions),
         };
+        if ip.is_none() {
+            warn_no_peer_address();
+        }
         ip.map(|ip| ip.to_canonical())
     }
 
     fn key(&self, ip: IpAddr) -> RateLimitKey {
         RateLimitKey::Ip(mask(ip, self.ipv6_prefix))
     }
+}
+
+/// Where the peer address is without configuration: [`PeerAddr`], then a bare
+/// [`SocketAddr`], then (feature `axum`) axum's `ConnectInfo<SocketAddr>`.
+fn default_peer(extensions: &Extensions) -> Option<IpAddr> {
+    let ip = extensions
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip())
+        .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip));
+    #[cfg(feature = "axum")]
+    let ip = ip.or_else(|| {
+        extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    });
+    ip
+}
+
+/// Without a peer address every client falls in the one unkeyed bucket, so one client
+/// can use up everyone's quota: a wiring mistake that nothing else reports. Said once
+/// per process, as it is the same mistake on every request.
+fn warn_no_peer_address() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            "a creation limit keyed by peer address found no peer address in the request \
+             extensions, so all such requests share one bucket; insert rate_limit::PeerAddr \
+             per connection (axum: serve with into_make_service_with_connect_info::<SocketAddr>() \
+             and enable the `axum` feature), or use PeerIp::peer_addr_with"
+        );
+    });
 }
 
 /// Group an address with its neighbours: IPv6 to `ipv6_prefix` bits, because one
@@ -171,7 +205,9 @@ fn mask(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 /// The key is the connection's peer address: right when clients connect directly.
 ///
 /// The address comes from [`PeerAddr`] or a bare [`SocketAddr`] in the request
-/// extensions, or from [`peer_addr_with`](Self::peer_addr_with). IPv6 addresses are
+/// extensions, axum's `ConnectInfo<SocketAddr>` (feature `axum`), or from
+/// [`peer_addr_with`](Self::peer_addr_with). When there is none, the request gets no
+/// key, and a warning is logged once. IPv6 addresses are
 /// grouped by their /64 (see [`ipv6_prefix`](Self::ipv6_prefix)); IPv4-mapped IPv6
 /// addresses count as IPv4. A request with no peer address gets no key.
 ///
@@ -419,6 +455,20 @@ mod tests {
         assert_eq!(PeerIp::new().extract(&parts), Some(RateLimitKey::Ip(ip("192.0.2.2"))));
         let custom = PeerIp::new().peer_addr_with(|_| Some(ip("198.51.100.1")));
         assert_eq!(custom.extract(&parts), Some(RateLimitKey::Ip(ip("198.51.100.1"))));
+    }
+
+    /// axum's `ConnectInfo` is found without `peer_addr_with`, so a server that uses
+    /// `into_make_service_with_connect_info` gets per-client buckets with no wiring.
+    #[cfg(feature = "axum")]
+    #[test]
+    fn axum_connect_info_is_read() {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts
+            .extensions
+            .insert(axum::extract::ConnectInfo("192.0.2.7:9".parse::<SocketAddr>().unwrap()));
+        assert_eq!(PeerIp::new().extract(&parts), Some(RateLimitKey::Ip(ip("192.0.2.7"))));
+        let xff = ForwardedIp::x_forwarded_for(["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(xff.extract(&parts), Some(RateLimitKey::Ip(ip("192.0.2.7"))));
     }
 
     #[test]

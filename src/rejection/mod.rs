@@ -89,6 +89,11 @@ pub enum RejectionKind {
     /// `resources/subscribe` past what the session may hold (its subscriptions live in
     /// its attributes, under their bounds). 400, `-32602`.
     SubscriptionLimit,
+    /// The inner service answered a legacy `initialize` with an `Mcp-Session-Id` of its
+    /// own: it keeps sessions itself (rmcp without its stateless switch, for one), so
+    /// every later request would fail inside it with an id the layer minted. 502,
+    /// `-32603`; logged once per process. Turn the inner service's sessions off.
+    UpstreamSessionId,
 }
 
 impl RejectionKind {
@@ -105,7 +110,7 @@ impl RejectionKind {
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AtCapacity | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
-            InvalidUpstreamResponse => StatusCode::BAD_GATEWAY,
+            InvalidUpstreamResponse | UpstreamSessionId => StatusCode::BAD_GATEWAY,
             ParseError
             | InvalidRequest
             | BatchNotAllowed
@@ -132,7 +137,7 @@ impl RejectionKind {
             SessionNotFound => -32001,
             HeaderMismatch => -32020,
             UnsupportedModernVersion => -32022,
-            InvalidUpstreamResponse => -32603,
+            InvalidUpstreamResponse | UpstreamSessionId => -32603,
             _ => -32000,
         }
     }
@@ -166,6 +171,7 @@ impl RejectionKind {
             ClientMetadataTooLarge => "client_metadata_too_large",
             UnexpectedResponse => "unexpected_response",
             SubscriptionLimit => "subscription_limit",
+            UpstreamSessionId => "upstream_session_id",
         }
     }
 
@@ -197,11 +203,12 @@ impl RejectionKind {
             ClientMetadataTooLarge => "Invalid params: clientInfo and capabilities are too large",
             UnexpectedResponse => "Invalid Request: no request of this session awaits this response",
             SubscriptionLimit => "Invalid params: the session holds as many subscriptions as it may",
+            UpstreamSessionId => "Internal error: the server behind the session layer keeps sessions of its own",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 25] = {
+    pub const ALL: [Self; 26] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -229,6 +236,7 @@ impl RejectionKind {
             ClientMetadataTooLarge,
             UnexpectedResponse,
             SubscriptionLimit,
+            UpstreamSessionId,
         ]
     };
 

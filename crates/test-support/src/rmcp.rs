@@ -1,4 +1,4 @@
-//! The `echo` tool as an rmcp 3.9 server, for the comparison examples, the load
+//! The `echo` tool as an rmcp 3.11 server, for the comparison examples, the load
 //! harness and the rmcp-behind-the-layer test.
 #![allow(dead_code)]
 

@@ -1,4 +1,4 @@
-//! The client side against a peer nobody here wrote: rmcp 3.9's Streamable HTTP server,
+//! The client side against a peer nobody here wrote: rmcp 3.11's Streamable HTTP server,
 //! both with its own sessions (stateful) and stateless behind `McpSessionLayer`.
 
 use mcp_test_support::rmcp as rmcp_common;

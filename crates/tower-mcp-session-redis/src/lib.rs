@@ -9,14 +9,12 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use tower_mcp_session::McpSessionLayer;
-//! use tower_mcp_session_redis::{RedisConnection, RedisEventLog, RedisSessionStore};
 //!
 //! # async fn run() -> redis::RedisResult<()> {
-//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-//! let conn = RedisConnection::from(client.get_connection_manager().await?);
-//! let layer = McpSessionLayer::builder()
-//!     .store(RedisSessionStore::new(conn.clone()))
-//!     .event_log(RedisEventLog::new(conn))
+//! // Both backends on one connection to one server.
+//! let redis = tower_mcp_session_redis::connect("redis://127.0.0.1:6379/").await?;
+//! let layer = redis
+//!     .configure(McpSessionLayer::builder())
 //!     .idle_timeout(Duration::from_secs(30 * 60))
 //!     .build();
 //! # let _ = layer;
@@ -24,15 +22,26 @@
 //! # }
 //! ```
 //!
+//! The `redis` crate is re-exported ([`redis`]) for what a deployment must name of it
+//! (a Cluster client, TLS URLs need one of its TLS features, enabled in your own
+//! `Cargo.toml` on the same major version, `redis = "1"`).
+//! For settings, [`RedisSessionStore::builder`] and [`RedisEventLog::builder`] take a
+//! [`RedisConnection`] that both may share.
+//!
 //! [`SessionStore`]: tower_mcp_session::store::SessionStore
 //! [`EventLog`]: tower_mcp_session::event_log::EventLog
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod connect;
 mod connection;
 mod event_log;
 mod store;
 
+pub use connect::{RedisBackends, connect};
 pub use connection::RedisConnection;
 pub use event_log::{RedisEventLog, RedisEventLogBuilder};
+/// The `redis` crate this one is built on, for the types a deployment names (a
+/// Cluster client, errors).
+pub use redis;
 pub use store::{RedisSessionStore, RedisSessionStoreBuilder};
