@@ -9,6 +9,22 @@ use bytes::{Buf, Bytes, BytesMut};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The field names the reader acts on.
+const FIELDS: [&[u8]; 4] = [b"data", b"event", b"id", b"retry"];
+
+/// Digits of `u64::MAX`: a longer `retry:` value is ignored whatever follows.
+const MAX_RETRY_DIGITS: usize = 20;
+
+/// What an unfinished line will do once complete, as far as its bytes so far tell.
+enum Partial {
+    /// It may still matter: keep it.
+    Pending,
+    /// It will be ignored whatever follows: drop its bytes.
+    Ignored,
+    /// It will overflow the event whatever follows.
+    Overflow,
+}
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -60,7 +76,11 @@ impl std::error::Error for SseError {}
 /// - A block with no `data:` line is not an event, even if it has `retry:` or `id:`.
 ///   Those still take effect at once: see [`reconnection_time`](Self::reconnection_time)
 ///   and [`last_event_id`](Self::last_event_id).
-/// - `retry:` must be ASCII digits that fit a `u64`; anything else is ignored.
+/// - `retry:` must be at most 20 ASCII digits that fit a `u64`; anything else is ignored.
+/// - The bound holds for the event's data, name and id however the input is cut: an
+///   unfinished line already too long for the event overflows it at once, with the same
+///   outcome as the whole line read in one piece, and an id too long for the bound
+///   overflows even if it holds NUL (which would otherwise make it ignored).
 /// - Comment lines are dropped as they arrive, so a long comment costs no memory.
 pub struct SseParser {
     max: usize,
@@ -222,8 +242,14 @@ impl SseParser {
         self.input.len() + self.size
     }
 
-    /// No line break in the input: keep the partial line, unless it is a comment or the
-    /// event is being skipped, in which case its bytes can go now.
+    /// No line break in the input: keep the partial line only while it may still count.
+    ///
+    /// Whatever the chunking, the outcome must be the one of reading the whole line at
+    /// once, so a partial line is judged only on what its final form cannot change:
+    /// once its field is known to be ignored (a comment, an unknown name, a `retry:`
+    /// that can no longer be a `u64`) its bytes go; once its value alone is larger than
+    /// what the event may still hold (the decoded text is never shorter than the raw
+    /// bytes) the event overflows exactly as the complete line would make it.
     fn hold_partial_line(&mut self) -> Result<(), SseError> {
         if self.input.is_empty() {
             // One huge chunk must not pin its buffer for the rest of the stream.
@@ -232,22 +258,63 @@ impl SseParser {
             }
             return Ok(());
         }
-        if self.discard_line || self.skipping || self.input[0] == b':' {
-            self.discard_line = true;
-            self.line_dropped = true;
-            self.input.clear();
-            self.scanned = 0;
-            return Ok(());
-        }
         self.scanned = self.input.len();
-        if self.size + self.input.len() > self.max {
-            self.input.clear();
-            self.scanned = 0;
-            self.discard_line = true;
-            self.line_dropped = true;
-            return Err(self.overflow());
+        let verdict = if self.discard_line || self.skipping {
+            Partial::Ignored
+        } else {
+            self.judge_partial()
+        };
+        match verdict {
+            Partial::Pending => Ok(()),
+            Partial::Ignored => {
+                self.drop_partial_line();
+                Ok(())
+            }
+            Partial::Overflow => {
+                self.drop_partial_line();
+                // The rest of the event is dropped too, as `field` does for a whole line.
+                self.skipping = true;
+                Err(self.overflow())
+            }
         }
-        Ok(())
+    }
+
+    fn drop_partial_line(&mut self) {
+        self.input.clear();
+        self.scanned = 0;
+        self.discard_line = true;
+        self.line_dropped = true;
+    }
+
+    /// What the unfinished line `input[..]` will do once complete, as far as known.
+    fn judge_partial(&self) -> Partial {
+        let line = &self.input[..];
+        let Some(colon) = memchr::memchr(b':', line) else {
+            // Without a colon the whole line is the name: it can still become a field
+            // we read only while it is a prefix of one.
+            return if FIELDS.iter().any(|f| f.starts_with(line)) {
+                Partial::Pending
+            } else {
+                Partial::Ignored
+            };
+        };
+        let value = &line[colon + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        let held = |old: usize| self.size - old + value.len();
+        let over = match &line[..colon] {
+            b"data" => self.size + value.len() + 1 > self.max,
+            b"event" => held(self.event.as_ref().map_or(0, String::len)) > self.max,
+            b"id" => held(self.id.as_ref().map_or(0, String::len)) > self.max,
+            b"retry" => {
+                return if value.len() <= MAX_RETRY_DIGITS && value.iter().all(u8::is_ascii_digit) {
+                    Partial::Pending
+                } else {
+                    Partial::Ignored
+                };
+            }
+            _ => return Partial::Ignored,
+        };
+        if over { Partial::Overflow } else { Partial::Pending }
     }
 
     /// Interpret the complete line `input[..end]` as a field.
@@ -274,6 +341,11 @@ impl SseParser {
                 self.size += text.len();
                 self.size -= self.event.as_ref().map_or(0, String::len);
                 self.event = Some(text);
+            }
+            // An id too long for the event overflows even if it holds NUL: a partial line
+            // cannot wait for the NUL that might come (see `hold_partial_line`).
+            b"id" if self.size - self.id.as_ref().map_or(0, String::len) + value.len() > self.max => {
+                self.size = self.max + 1;
             }
             // An id holding NUL is ignored entirely, as the standard says.
             b"id" if !value.contains(&0) => {
@@ -340,8 +412,10 @@ impl std::fmt::Debug for SseParser {
     }
 }
 
+/// At most [`MAX_RETRY_DIGITS`] ASCII digits, so an unfinished `retry:` line is judged
+/// from its first bytes whatever follows (leading zeros included).
 fn parse_digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
+    if value.is_empty() || value.len() > MAX_RETRY_DIGITS {
         return None;
     }
     value.iter().try_fold(0u64, |n, &c| {
@@ -532,6 +606,58 @@ mod tests {
         assert_eq!(errors, 1);
         p.push(b"\n\ndata: after\n\n");
         assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"after");
+    }
+
+    /// Every event and error `chunks` give, fed one by one, then whether `finish`
+    /// discarded something.
+    fn outcomes(max: usize, chunks: &[&[u8]]) -> (Vec<Result<SseEvent, SseError>>, bool) {
+        let mut p = SseParser::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            p.push(c);
+            loop {
+                match p.next_event() {
+                    Ok(None) => break,
+                    Ok(Some(e)) => out.push(Ok(e)),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+        }
+        (out, p.finish())
+    }
+
+    #[test]
+    fn a_line_in_pieces_reads_as_the_whole_line() {
+        // Found by fuzzing: a line arriving in pieces was bounded by its raw length
+        // (field name included), and its overflow dropped only the line, so the rest of
+        // the event was dispatched without it.
+        let cases: [(usize, &[&[u8]]); 7] = [
+            // The value fits exactly; the raw line does not.
+            (10, &[b"data: 1234", b"56789\n\n"]),
+            // Overflow in pieces drops the whole event, as in one piece.
+            (16, &[b"data: a\ndata: xxxxxx", b"xxxxxxxxxxxxxxxxxxxxxxxxx", b"\ndata: b\n\ndata: c\n\n"]),
+            // An ignored field costs nothing and refuses nothing, however long.
+            (8, &[b"foo: 0123456", b"789abcdef\ndata: x\n\n"]),
+            (8, &[b"retryx", b"0123456789\ndata: x\n\n"]),
+            (8, &[b"retry: 1", b"0000000000000000000000\ndata: x\n\n"]),
+            // An over-long id overflows even with a NUL after the cut.
+            (8, &[b"id: 0123456789", b"\0\ndata: x\n\ndata: y\n\n"]),
+            // Replacing the event name frees what the old one held.
+            (8, &[b"event: abcdef\nevent: ", b"ghijkl\ndata: x\n\n"]),
+        ];
+        for (max, chunks) in cases {
+            let whole = chunks.concat();
+            let one_piece = outcomes(max, &[&whole]);
+            assert_eq!(outcomes(max, chunks), one_piece, "{:?}", String::from_utf8_lossy(&whole));
+            let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+            assert_eq!(outcomes(max, &bytes), one_piece, "{:?}", String::from_utf8_lossy(&whole));
+        }
+        let (events, _) = outcomes(10, &[b"data: 1234", b"56789\n\n"]);
+        assert_eq!(events, vec![Ok(SseEvent { event: None, data: Bytes::from_static(b"123456789"), id: None, retry: None })]);
+        let (events, _) = outcomes(16, &[b"data: a\ndata: xxxxxx", b"xxxxxxxxxxxxxxxxxxxxxxxxx", b"\ndata: b\n\ndata: c\n\n"]);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], Err(SseError::EventTooLarge { limit: 16 }));
+        assert_eq!(events[1].as_ref().map(|e| &e.data[..]), Ok(&b"c"[..]));
     }
 
     #[test]

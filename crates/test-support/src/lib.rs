@@ -13,4 +13,5 @@ pub mod echo;
 pub mod http;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "rmcp")]
 pub mod rmcp;
