@@ -13,7 +13,13 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
 fi
-flags=(-O -s "${FUZZ_SANITIZER:-none}")
+# Optimized, with debug assertions and overflow checks (an arithmetic slip is a
+# crash, not a silent wrap). FUZZ_TARGET_DIR moves the build out of fuzz/target.
+unset CARGO_TARGET_DIR
+flags=(-O -a -s "${FUZZ_SANITIZER:-none}")
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then
+  flags+=(--target-dir "$FUZZ_TARGET_DIR")
+fi
 cargo fuzz build "${flags[@]}"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"

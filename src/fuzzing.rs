@@ -72,7 +72,11 @@ pub fn accepts_all(headers: &HeaderMap, needed: &[&str]) -> bool {
 /// `Forwarded` (`rfc7239 = true`) or `X-Forwarded-For` walk from a trusted `peer`.
 pub fn client_ip(headers: &HeaderMap, rfc7239: bool, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
     use crate::rate_limit::forwarded::{Syntax, client_ip};
-    let syntax = if rfc7239 { Syntax::Forwarded } else { Syntax::XForwardedFor };
+    let syntax = if rfc7239 {
+        Syntax::Forwarded
+    } else {
+        Syntax::XForwardedFor
+    };
     client_ip(headers, syntax, peer, trusted)
 }
 

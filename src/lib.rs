@@ -11,11 +11,11 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod engine;
+mod era;
+pub mod event_log;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-mod era;
-pub mod event_log;
 pub mod headers;
 mod jsonrpc;
 mod layer;

@@ -23,7 +23,12 @@ struct Input {
 
 fn date(text: &str) -> bool {
     let b = text.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r.clone()].iter().all(u8::is_ascii_digit).then(|| text[r].parse::<u32>().unwrap());
+    let digits = |r: std::ops::Range<usize>| {
+        b[r.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| text[r].parse::<u32>().unwrap())
+    };
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'

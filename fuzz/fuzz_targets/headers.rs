@@ -33,9 +33,18 @@ struct Input {
 fuzz_target!(|input: Input| {
     let mut headers = HeaderMap::new();
     let mut add = |name: http::HeaderName, value: &[u8]| {
-        HeaderValue::from_bytes(value).ok().map(|v| headers.append(name, v)).is_some()
+        HeaderValue::from_bytes(value)
+            .ok()
+            .map(|v| headers.append(name, v))
+            .is_some()
     };
-    let hosts: Vec<&[u8]> = input.hosts.iter().take(3).map(Vec::as_slice).filter(|h| add(HOST, h)).collect();
+    let hosts: Vec<&[u8]> = input
+        .hosts
+        .iter()
+        .take(3)
+        .map(Vec::as_slice)
+        .filter(|h| add(HOST, h))
+        .collect();
     let origin = input.origin.as_deref().filter(|o| add(ORIGIN, o));
     for a in input.accept.iter().take(4) {
         add(ACCEPT, a);
@@ -48,8 +57,8 @@ fuzz_target!(|input: Input| {
     let host_list: Vec<String> = input.allow_host.into_iter().collect();
     let origin_list: Vec<String> = input.allow_origin.into_iter().collect();
     let allowed = guard_check(&headers, input.authority.as_deref(), &host_list, &origin_list);
-    let expected = origin.is_none_or(|o| origin_ok(o, &origin_list))
-        && hosts_ok(&hosts, input.authority.as_deref(), &host_list);
+    let expected =
+        origin.is_none_or(|o| origin_ok(o, &origin_list)) && hosts_ok(&hosts, input.authority.as_deref(), &host_list);
     assert_eq!(
         allowed, expected,
         "hosts {hosts:?} authority {:?} origin {origin:?} lists {host_list:?} {origin_list:?}",
@@ -62,7 +71,8 @@ fuzz_target!(|input: Input| {
     }
 
     let id = SessionId::parse(&input.session_id);
-    let valid = (1..=256).contains(&input.session_id.len()) && input.session_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let valid =
+        (1..=256).contains(&input.session_id.len()) && input.session_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
     assert_eq!(id.is_some(), valid);
     if let Some(id) = id {
         assert_eq!(id.as_str(), input.session_id);
@@ -90,7 +100,11 @@ fn authority(text: &str) -> Option<(String, Option<&str>)> {
             return None;
         }
         let after = &rest[close + 1..];
-        let port = if after.is_empty() { None } else { Some(after.strip_prefix(':')?) };
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(after.strip_prefix(':')?)
+        };
         (&text[..close + 2], port)
     } else {
         let mut parts = text.splitn(2, ':');
@@ -119,7 +133,10 @@ fn host_ok(text: &str, list: &[String]) -> bool {
     let Some((host, _)) = authority(text) else {
         return false;
     };
-    loopback(&host) || list.iter().any(|e| e.eq_ignore_ascii_case(&host) || e.eq_ignore_ascii_case(text))
+    loopback(&host)
+        || list
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(&host) || e.eq_ignore_ascii_case(text))
 }
 
 fn hosts_ok(hosts: &[&[u8]], uri: Option<&str>, list: &[String]) -> bool {

@@ -41,10 +41,7 @@ fn check_message(item: &Value, message: &Message) {
     assert_eq!(object.get("jsonrpc"), Some(&Value::from("2.0")));
     match message.kind {
         "request" => {
-            assert_eq!(
-                object.get("method").and_then(Value::as_str),
-                message.method.as_deref()
-            );
+            assert_eq!(object.get("method").and_then(Value::as_str), message.method.as_deref());
             let id_text = message.id.as_deref().expect("a request has an id");
             let id: Value = serde_json::from_str(id_text).expect("the id is JSON");
             assert!(id.is_string() || id.is_number(), "id {id_text}");

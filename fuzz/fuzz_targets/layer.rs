@@ -21,8 +21,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
-use mcp_test_support::http::{App, app_with};
 use mcp_test_support::echo::EchoOptions;
+use mcp_test_support::http::{App, app_with};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_mcp_session::sse::SseParser;
@@ -58,12 +58,27 @@ enum Choice {
 #[derive(Debug, Arbitrary)]
 enum BodyChoice {
     Raw(Vec<u8>),
-    Template { which: u8, version: u8, id: u8 },
+    Template {
+        which: u8,
+        version: u8,
+        id: u8,
+    },
     /// A template with bytes spliced in at `at`.
-    Spliced { which: u8, at: u16, bytes: Vec<u8> },
+    Spliced {
+        which: u8,
+        at: u16,
+        bytes: Vec<u8>,
+    },
 }
 
-const VERSIONS: [&str; 6] = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28", "2024-11-05", "2027-01-01"];
+const VERSIONS: [&str; 6] = [
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+    "2024-11-05",
+    "2027-01-01",
+];
 const ACCEPTS: [&str; 5] = [
     "application/json, text/event-stream",
     "text/event-stream",
@@ -82,7 +97,14 @@ const EXTRA: [&str; 8] = [
     "last-event-id",
     "accept",
 ];
-const TOOLS: [&str; 6] = ["echo", "test_tool_with_progress", "test_reconnection", "notify_me", "test_sampling", "nope"];
+const TOOLS: [&str; 6] = [
+    "echo",
+    "test_tool_with_progress",
+    "test_reconnection",
+    "notify_me",
+    "test_sampling",
+    "nope",
+];
 
 fn template(which: u8, version: u8, id: u8) -> Value {
     let v = VERSIONS[usize::from(version) % VERSIONS.len()];
@@ -99,11 +121,17 @@ fn template(which: u8, version: u8, id: u8) -> Value {
             "protocolVersion": v, "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}}),
         1 => json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
         2 => json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}),
-        3 => json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "hi"}}}),
+        3 => {
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "hi"}}})
+        }
         4 => json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         5 => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
-        6 => json!([{"jsonrpc": "2.0", "id": id, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/initialized"}]),
-        7 => json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}, "_meta": meta}}),
+        6 => {
+            json!([{"jsonrpc": "2.0", "id": id, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/initialized"}])
+        }
+        7 => {
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}, "_meta": meta}})
+        }
         8 => json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {"_meta": meta}}),
         9 => json!({"jsonrpc": "2.0", "id": id, "method": "logging/setLevel", "params": {"level": "debug"}}),
         10 => json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}),
@@ -125,8 +153,14 @@ fn value(choice: &Choice, known: impl Fn(u8) -> Option<String>) -> Option<Vec<u8
 }
 
 fn build(req: &Req, state: &State) -> Option<(Request<Full<Bytes>>, bool)> {
-    let method = [Method::POST, Method::POST, Method::GET, Method::DELETE, Method::PUT][usize::from(req.method) % 5].clone();
-    let uri = ["http://localhost/mcp", "/mcp", "http://evil.example/mcp", "http://[::1]:9/mcp"][usize::from(req.uri) % 4];
+    let method =
+        [Method::POST, Method::POST, Method::GET, Method::DELETE, Method::PUT][usize::from(req.method) % 5].clone();
+    let uri = [
+        "http://localhost/mcp",
+        "/mcp",
+        "http://evil.example/mcp",
+        "http://[::1]:9/mcp",
+    ][usize::from(req.uri) % 4];
     let mut b = Request::builder().method(method).uri(uri).header("host", "localhost");
     let mut headers: Vec<(&str, Vec<u8>)> = Vec::new();
     let session = value(&req.session, |k| match k % 3 {
@@ -134,18 +168,24 @@ fn build(req: &Req, state: &State) -> Option<(Request<Full<Bytes>>, bool)> {
         _ => Some(format!("fz{}", k % 4)),
     });
     headers.extend(session.map(|v| ("mcp-session-id", v)));
-    let version = value(&req.version, |k| Some(VERSIONS[usize::from(k) % VERSIONS.len()].to_owned()));
+    let version = value(&req.version, |k| {
+        Some(VERSIONS[usize::from(k) % VERSIONS.len()].to_owned())
+    });
     headers.extend(version.clone().map(|v| ("mcp-protocol-version", v)));
     let last = value(&req.last_event_id, |k| match k % 2 {
         0 => state.last_event_id.clone(),
         _ => Some(format!("{:016x}-{}", k, k % 3)),
     });
     headers.extend(last.map(|v| ("last-event-id", v)));
-    let accept = value(&req.accept, |k| Some(ACCEPTS[usize::from(k) % ACCEPTS.len()].to_owned()))
-        .or_else(|| matches!(req.accept, Choice::Absent).then(|| ACCEPTS[0].as_bytes().to_vec()));
+    let accept = value(&req.accept, |k| {
+        Some(ACCEPTS[usize::from(k) % ACCEPTS.len()].to_owned())
+    })
+    .or_else(|| matches!(req.accept, Choice::Absent).then(|| ACCEPTS[0].as_bytes().to_vec()));
     headers.extend(accept.map(|v| ("accept", v)));
-    let content_type = value(&req.content_type, |k| Some(CONTENT_TYPES[usize::from(k) % CONTENT_TYPES.len()].to_owned()))
-        .or_else(|| matches!(req.content_type, Choice::Absent).then(|| CONTENT_TYPES[0].as_bytes().to_vec()));
+    let content_type = value(&req.content_type, |k| {
+        Some(CONTENT_TYPES[usize::from(k) % CONTENT_TYPES.len()].to_owned())
+    })
+    .or_else(|| matches!(req.content_type, Choice::Absent).then(|| CONTENT_TYPES[0].as_bytes().to_vec()));
     headers.extend(content_type.map(|v| ("content-type", v)));
     for (name, v) in req.extra.iter().take(4) {
         headers.push((EXTRA[usize::from(*name) % EXTRA.len()], v.clone()));
@@ -198,7 +238,17 @@ fn layer(config: u8) -> McpSessionLayer {
 }
 
 /// Forbidden in what the layer writes itself: signs of internal error text.
-const INTERNAL: [&str; 9] = ["panicked", "src/", ".rs:", " at line ", "column", "Error(", "Error {", "serde", "Backtrace"];
+const INTERNAL: [&str; 9] = [
+    "panicked",
+    "src/",
+    ".rs:",
+    " at line ",
+    "column",
+    "Error(",
+    "Error {",
+    "serde",
+    "Backtrace",
+];
 
 async fn run(input: Input) {
     let layer = layer(input.config);
@@ -222,12 +272,18 @@ async fn run(input: Input) {
         let refused = rejected(&layer) > rejected_before;
         let (head, body) = response.into_parts();
         if modern {
-            assert!(head.headers.get("mcp-session-id").is_none(), "a session id on a 2026-07-28 answer");
+            assert!(
+                head.headers.get("mcp-session-id").is_none(),
+                "a session id on a 2026-07-28 answer"
+            );
         }
         if let Some(id) = head.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             state.last_session = Some(id.to_owned());
         }
-        let sse = head.headers.get("content-type").is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+        let sse = head
+            .headers
+            .get("content-type")
+            .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
         let bytes = read_body(body).await;
         if sse {
             let mut parser = SseParser::new(1 << 20);
@@ -240,7 +296,10 @@ async fn run(input: Input) {
         let status = head.status;
         if refused {
             assert!(!status.is_success(), "a refusal with {status}");
-            assert_eq!(head.headers.get("content-type").map(|c| c.as_bytes()), Some(&b"application/json"[..]));
+            assert_eq!(
+                head.headers.get("content-type").map(|c| c.as_bytes()),
+                Some(&b"application/json"[..])
+            );
             let v: Value = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("refusal body is not JSON ({e}): {:?}", String::from_utf8_lossy(&bytes)));
             assert_eq!(v["jsonrpc"], "2.0");
@@ -250,7 +309,10 @@ async fn run(input: Input) {
             let message = error["message"].as_str().expect("error.message");
             let reason = error["data"]["reason"].as_str().expect("error.data.reason");
             for word in INTERNAL {
-                assert!(!message.contains(word) && !reason.contains(word), "internal text in {v}");
+                assert!(
+                    !message.contains(word) && !reason.contains(word),
+                    "internal text in {v}"
+                );
             }
             if status.is_server_error() {
                 assert_eq!((status.as_u16(), reason), (503, "at_capacity"), "{v}");

@@ -107,7 +107,8 @@ fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         };
-        let label_ok = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !host.split('.').all(label_ok) {
             return None;
         }
@@ -338,7 +339,11 @@ mod tests {
                 "api.example.com:4430",
                 "evilapi.example.com:443",
             ] {
-                assert_eq!(check(guard, Some(host), None), Err(RejectionKind::ForbiddenHost), "{host}");
+                assert_eq!(
+                    check(guard, Some(host), None),
+                    Err(RejectionKind::ForbiddenHost),
+                    "{host}"
+                );
             }
             for host in ["app.localhost", "a.b.localhost:3000", "localhost", "[::1]:80"] {
                 assert_eq!(check(guard, Some(host), None), Ok(()), "{host}");
@@ -363,10 +368,22 @@ mod tests {
         assert_eq!(with(&[b"localhost"], Some("127.0.0.1")), Ok(()));
         assert_eq!(with(&[], None), Err(RejectionKind::ForbiddenHost));
         // An unreadable Host used to fall back to the URI's authority.
-        assert_eq!(with(&[b"evil.example\xff"], Some("localhost")), Err(RejectionKind::ForbiddenHost));
-        assert_eq!(with(&[b"localhost", b"evil.example"], None), Err(RejectionKind::ForbiddenHost));
-        assert_eq!(with(&[b"evil.example"], Some("localhost")), Err(RejectionKind::ForbiddenHost));
-        assert_eq!(with(&[b"localhost"], Some("evil.example")), Err(RejectionKind::ForbiddenHost));
+        assert_eq!(
+            with(&[b"evil.example\xff"], Some("localhost")),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"localhost", b"evil.example"], None),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"evil.example"], Some("localhost")),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"localhost"], Some("evil.example")),
+            Err(RejectionKind::ForbiddenHost)
+        );
     }
 
     #[test]
