@@ -10,6 +10,9 @@ pub mod conformance;
 mod engine;
 mod era;
 pub mod event_log;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 mod jsonrpc;
 mod layer;

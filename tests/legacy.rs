@@ -428,6 +428,17 @@ async fn a3_host_allow_list() {
         .unwrap();
     let (head, body) = call(&app, foreign_host).await.into_parts();
     assert_rejected(head.status, &read_all(body).await, 403, -32000, "forbidden_host");
+    // Not host names, though they end in `.localhost` (found by fuzzing).
+    for host in ["evil.example/.localhost", "evil.example#.localhost", "evil@.localhost"] {
+        let req = Request::post("/mcp")
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(Full::new(Bytes::from(init.to_string())))
+            .unwrap();
+        let (head, body) = call(&app, req).await.into_parts();
+        assert_rejected(head.status, &read_all(body).await, 403, -32000, "forbidden_host");
+    }
     for host in ["localhost:8080", "127.0.0.1:1234", "[::1]:80"] {
         let req = Request::post("/mcp")
             .header("host", host)

@@ -278,6 +278,12 @@ fn classify_error(e: serde_json::Error) -> PeekError {
 }
 
 fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
+    // A derived struct also reads from a JSON array, by position: `["2.0","ping",1]`
+    // would pass for a request. A message is an object; a nested array in a batch is
+    // an invalid item (a top-level array never gets here: it is a batch).
+    if raw.trim_start().starts_with('[') {
+        return Err(PeekError::InvalidRequest);
+    }
     let env: Envelope<'_> = serde_json::from_str(raw).map_err(classify_error)?;
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(PeekError::InvalidRequest);
@@ -547,6 +553,26 @@ mod tests {
             panic!("not a batch");
         };
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn batch_items_that_are_arrays_are_invalid() {
+        // Found by fuzzing: serde reads a struct from an array by position, so these
+        // batches passed as a request, a notification and a response.
+        for body in [
+            r#"[["2.0","ping",1]]"#,
+            r#"[["2.0","notifications/initialized"]]"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"},["2.0","b",2]]"#,
+            r#"[["2.0",null,null,null,{}]]"#,
+            r#"[[{"jsonrpc":"2.0","id":1,"method":"a"}]]"#,
+            r#"[ [] ]"#,
+        ] {
+            assert_eq!(
+                peek_body(body.as_bytes()).unwrap_err(),
+                PeekError::InvalidRequest,
+                "{body}"
+            );
+        }
     }
 
     #[test]

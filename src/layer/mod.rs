@@ -7,7 +7,7 @@ mod future;
 mod get;
 mod initialize;
 mod modern;
-mod negotiate;
+pub(crate) mod negotiate;
 mod post;
 mod service;
 

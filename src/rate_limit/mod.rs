@@ -86,7 +86,7 @@
 //!
 //! [GCRA]: https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm
 
-mod forwarded;
+pub(crate) mod forwarded;
 mod global;
 mod key;
 

@@ -57,9 +57,17 @@ impl Guard {
             }
         }
         if let HostPolicy::AllowList(list) = &self.hosts {
-            // HTTP/2 carries the authority in the URI instead of a Host header.
-            let host = headers.get(HOST).and_then(|h| h.to_str().ok()).or(uri_authority);
-            if !host.is_some_and(|h| host_allowed(h, list)) {
+            // Every authority the request names must be served, and it must name one:
+            // HTTP/2 carries it in the URI instead of a Host header, an absolute-form
+            // HTTP/1.1 target in both. A Host header that cannot be read, or a second
+            // one, is refused rather than skipped for the other source.
+            let mut hosts = headers.get_all(HOST).iter();
+            let header_ok = match (hosts.next(), hosts.next()) {
+                (None, _) => uri_authority.is_some(),
+                (Some(h), None) => h.to_str().is_ok_and(|h| host_allowed(h, list)),
+                (Some(_), Some(_)) => false,
+            };
+            if !header_ok || uri_authority.is_some_and(|a| !host_allowed(a, list)) {
                 return Err(RejectionKind::ForbiddenHost);
             }
         }
@@ -67,24 +75,49 @@ impl Guard {
     }
 }
 
-/// Split `host[:port]` (with `[v6]` brackets) into the host part, lowercased.
+/// The host part of a `Host` value, lowercased; `None` unless the whole value is a
+/// well-formed `host[:port]`.
+///
+/// Validating the whole value, not only finding a host in it, is what keeps the
+/// `.localhost` suffix rule honest: `evil.com/.localhost` or `evil.com#.localhost` end in
+/// `.localhost` but are not host names at all.
 fn host_part(authority: &str) -> Option<String> {
-    let authority = authority.trim();
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let after = &rest[end + 1..];
-        if !(after.is_empty() || after.starts_with(':') && port_ok(&after[1..])) {
+    split_authority(authority.trim()).map(|(host, _)| host.to_ascii_lowercase())
+}
+
+/// Split `host[:port]` into its host (a `[v6]` literal with its brackets, or
+/// dot-separated labels of letters, digits, `-` and `_`) and its port (1 to 5 digits).
+/// Anything else (an empty label, userinfo, a path, a query, a fragment, a second
+/// colon) gives `None`: both checks refuse what they cannot read exactly.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, after) = authority.split_at(end + 1);
+        let address = &host[1..end];
+        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return None;
         }
-        &authority[..end + 2]
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (host, port)
     } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) if port_ok(port) => h,
-            Some(_) => return None,
-            None => authority,
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !host.split('.').all(label_ok) {
+            return None;
         }
+        (host, port)
     };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if port.is_some_and(|p| !port_ok(p)) {
+        return None;
+    }
+    Some((host, port))
 }
 
 fn port_ok(port: &str) -> bool {
@@ -141,33 +174,7 @@ impl<'a> Origin<'a> {
         if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
             return None;
         }
-        let (host, port) = if authority.starts_with('[') {
-            let end = authority.find(']')?;
-            let (host, after) = authority.split_at(end + 1);
-            let address = &host[1..end];
-            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
-                return None;
-            }
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':')?),
-            };
-            (host, port)
-        } else {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            let label_ok =
-                |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !host.split('.').all(label_ok) {
-                return None;
-            }
-            (host, port)
-        };
-        if port.is_some_and(|p| !port_ok(p)) {
-            return None;
-        }
+        let (host, port) = split_authority(authority)?;
         Some(Self { scheme, host, port })
     }
 
@@ -295,6 +302,88 @@ mod tests {
                 "{origin}"
             );
         }
+    }
+
+    #[test]
+    fn hosts_are_parsed_not_matched_by_suffix() {
+        // Found by fuzzing: the `.localhost` rule was applied to the raw value, so text
+        // that is no host name at all, but ends in `.localhost`, was served.
+        let listed = Guard {
+            hosts: HostPolicy::AllowList(vec!["mcp.example.com".into(), "api.example.com:443".into()]),
+            origins: OriginPolicy::Any,
+        };
+        for guard in [&Guard::default(), &listed] {
+            for host in [
+                "evil.com/.localhost",
+                "evil.com#.localhost",
+                "evil.com?.localhost",
+                "evil.com\\.localhost",
+                "evil@.localhost",
+                "evil.com:80/.localhost",
+                ".localhost",
+                "a..localhost",
+                "evillocalhost",
+                "localhost.evil",
+                "localhost.evil:8080",
+                "localhost:80:80",
+                "localhost:",
+                "[::1]:",
+                "[]",
+                "[::1",
+                "127.0.0.1.evil.example",
+                "evilmcp.example.com",
+                "mcp.example.com.evil",
+                "x.mcp.example.com",
+                "mcp.example.com/",
+                "mcp.example.com@evil",
+                "api.example.com:4430",
+                "evilapi.example.com:443",
+            ] {
+                assert_eq!(
+                    check(guard, Some(host), None),
+                    Err(RejectionKind::ForbiddenHost),
+                    "{host}"
+                );
+            }
+            for host in ["app.localhost", "a.b.localhost:3000", "localhost", "[::1]:80"] {
+                assert_eq!(check(guard, Some(host), None), Ok(()), "{host}");
+            }
+        }
+        for host in ["mcp.example.com", "MCP.example.com:8443", "api.example.com:443"] {
+            assert_eq!(check(&listed, Some(host), None), Ok(()), "{host}");
+        }
+    }
+
+    #[test]
+    fn every_authority_a_request_names_is_checked() {
+        let g = Guard::default();
+        let with = |hosts: &[&[u8]], uri: Option<&str>| {
+            let mut h = HeaderMap::new();
+            for v in hosts {
+                h.append(HOST, HeaderValue::from_bytes(v).unwrap());
+            }
+            g.check(&h, uri)
+        };
+        assert_eq!(with(&[], Some("localhost:8080")), Ok(()));
+        assert_eq!(with(&[b"localhost"], Some("127.0.0.1")), Ok(()));
+        assert_eq!(with(&[], None), Err(RejectionKind::ForbiddenHost));
+        // An unreadable Host used to fall back to the URI's authority.
+        assert_eq!(
+            with(&[b"evil.example\xff"], Some("localhost")),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"localhost", b"evil.example"], None),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"evil.example"], Some("localhost")),
+            Err(RejectionKind::ForbiddenHost)
+        );
+        assert_eq!(
+            with(&[b"localhost"], Some("evil.example")),
+            Err(RejectionKind::ForbiddenHost)
+        );
     }
 
     #[test]

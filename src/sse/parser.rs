@@ -9,6 +9,22 @@ use bytes::{Buf, Bytes, BytesMut};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The field names the reader acts on.
+const FIELDS: [&[u8]; 4] = [b"data", b"event", b"id", b"retry"];
+
+/// Digits of `u64::MAX`: a longer `retry:` value is ignored whatever follows.
+const MAX_RETRY_DIGITS: usize = 20;
+
+/// What an unfinished line will do once complete, as far as its bytes so far tell.
+enum Partial {
+    /// It may still matter: keep it.
+    Pending,
+    /// It will be ignored whatever follows: drop its bytes.
+    Ignored,
+    /// It will overflow the event whatever follows.
+    Overflow,
+}
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -60,7 +76,11 @@ impl std::error::Error for SseError {}
 /// - A block with no `data:` line is not an event, even if it has `retry:` or `id:`.
 ///   Those still take effect at once: see [`reconnection_time`](Self::reconnection_time)
 ///   and [`last_event_id`](Self::last_event_id).
-/// - `retry:` must be ASCII digits that fit a `u64`; anything else is ignored.
+/// - `retry:` must be at most 20 ASCII digits that fit a `u64`; anything else is ignored.
+/// - The bound holds for the event's data, name and id however the input is cut: an
+///   unfinished line already too long for the event overflows it at once, with the same
+///   outcome as the whole line read in one piece, and an id too long for the bound
+///   overflows even if it holds NUL (which would otherwise make it ignored).
 /// - Comment lines are dropped as they arrive, so a long comment costs no memory.
 pub struct SseParser {
     max: usize,
@@ -218,12 +238,22 @@ impl SseParser {
     }
 
     /// Bytes currently held (input not yet consumed plus the event under construction).
+    ///
+    /// After [`next_event`](Self::next_event) returned `Ok(None)` this is at most twice
+    /// the bound plus a few bytes: the event, and an unfinished `id:` or `event:` line
+    /// that may still replace the one the event holds.
     pub fn buffered_bytes(&self) -> usize {
         self.input.len() + self.size
     }
 
-    /// No line break in the input: keep the partial line, unless it is a comment or the
-    /// event is being skipped, in which case its bytes can go now.
+    /// No line break in the input: keep the partial line only while it may still count.
+    ///
+    /// Whatever the chunking, the outcome must be the one of reading the whole line at
+    /// once, so a partial line is judged only on what its final form cannot change:
+    /// once its field is known to be ignored (a comment, an unknown name, a `retry:`
+    /// that can no longer be a `u64`) its bytes go; once its value alone is larger than
+    /// what the event may still hold (the decoded text is never shorter than the raw
+    /// bytes) the event overflows exactly as the complete line would make it.
     fn hold_partial_line(&mut self) -> Result<(), SseError> {
         if self.input.is_empty() {
             // One huge chunk must not pin its buffer for the rest of the stream.
@@ -232,22 +262,63 @@ impl SseParser {
             }
             return Ok(());
         }
-        if self.discard_line || self.skipping || self.input[0] == b':' {
-            self.discard_line = true;
-            self.line_dropped = true;
-            self.input.clear();
-            self.scanned = 0;
-            return Ok(());
-        }
         self.scanned = self.input.len();
-        if self.size + self.input.len() > self.max {
-            self.input.clear();
-            self.scanned = 0;
-            self.discard_line = true;
-            self.line_dropped = true;
-            return Err(self.overflow());
+        let verdict = if self.discard_line || self.skipping {
+            Partial::Ignored
+        } else {
+            self.judge_partial()
+        };
+        match verdict {
+            Partial::Pending => Ok(()),
+            Partial::Ignored => {
+                self.drop_partial_line();
+                Ok(())
+            }
+            Partial::Overflow => {
+                self.drop_partial_line();
+                // The rest of the event is dropped too, as `field` does for a whole line.
+                self.skipping = true;
+                Err(self.overflow())
+            }
         }
-        Ok(())
+    }
+
+    fn drop_partial_line(&mut self) {
+        self.input.clear();
+        self.scanned = 0;
+        self.discard_line = true;
+        self.line_dropped = true;
+    }
+
+    /// What the unfinished line `input[..]` will do once complete, as far as known.
+    fn judge_partial(&self) -> Partial {
+        let line = &self.input[..];
+        let Some(colon) = memchr::memchr(b':', line) else {
+            // Without a colon the whole line is the name: it can still become a field
+            // we read only while it is a prefix of one.
+            return if FIELDS.iter().any(|f| f.starts_with(line)) {
+                Partial::Pending
+            } else {
+                Partial::Ignored
+            };
+        };
+        let value = &line[colon + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        let held = |old: usize| self.size - old + value.len();
+        let over = match &line[..colon] {
+            b"data" => self.size + value.len() + 1 > self.max,
+            b"event" => held(self.event.as_ref().map_or(0, String::len)) > self.max,
+            b"id" => held(self.id.as_ref().map_or(0, String::len)) > self.max,
+            b"retry" => {
+                return if value.len() <= MAX_RETRY_DIGITS && value.iter().all(u8::is_ascii_digit) {
+                    Partial::Pending
+                } else {
+                    Partial::Ignored
+                };
+            }
+            _ => return Partial::Ignored,
+        };
+        if over { Partial::Overflow } else { Partial::Pending }
     }
 
     /// Interpret the complete line `input[..end]` as a field.
@@ -274,6 +345,11 @@ impl SseParser {
                 self.size += text.len();
                 self.size -= self.event.as_ref().map_or(0, String::len);
                 self.event = Some(text);
+            }
+            // An id too long for the event overflows even if it holds NUL: a partial line
+            // cannot wait for the NUL that might come (see `hold_partial_line`).
+            b"id" if self.size - self.id.as_ref().map_or(0, String::len) + value.len() > self.max => {
+                self.size = self.max + 1;
             }
             // An id holding NUL is ignored entirely, as the standard says.
             b"id" if !value.contains(&0) => {
@@ -340,8 +416,10 @@ impl std::fmt::Debug for SseParser {
     }
 }
 
+/// At most [`MAX_RETRY_DIGITS`] ASCII digits, so an unfinished `retry:` line is judged
+/// from its first bytes whatever follows (leading zeros included).
 fn parse_digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
+    if value.is_empty() || value.len() > MAX_RETRY_DIGITS {
         return None;
     }
     value.iter().try_fold(0u64, |n, &c| {
@@ -354,202 +432,4 @@ fn parse_digits(value: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read_chunks(chunks: &[&[u8]]) -> Vec<SseEvent> {
-        let mut p = SseParser::new(1 << 20);
-        let mut out = Vec::new();
-        for c in chunks {
-            p.push(c);
-            while let Some(e) = p.next_event().unwrap() {
-                out.push(e);
-            }
-        }
-        out
-    }
-
-    fn datas(events: &[SseEvent]) -> Vec<&[u8]> {
-        events.iter().map(|e| &e.data[..]).collect()
-    }
-
-    #[test]
-    fn one_event_all_fields() {
-        let ev = read_chunks(&[b"event: ping\nid: 7\nretry: 250\ndata: hello\n\n"]);
-        assert_eq!(
-            ev,
-            vec![SseEvent {
-                event: Some("ping".into()),
-                data: Bytes::from_static(b"hello"),
-                id: Some("7".into()),
-                retry: Some(250),
-            }]
-        );
-    }
-
-    #[test]
-    fn data_lines_join_with_lf_and_every_line_ending_counts() {
-        let ev = read_chunks(&[b"data: a\ndata: b\r\ndata: c\rdata:d\n\r\n"]);
-        assert_eq!(datas(&ev), vec![&b"a\nb\nc\nd"[..]]);
-        let ev = read_chunks(&[b"data: x\r\rdata: y\r\n\r\ndata: z\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"x"[..], b"y", b"z"]);
-    }
-
-    #[test]
-    fn crlf_split_across_chunks_is_one_line_end() {
-        let ev = read_chunks(&[b"data: a\r", b"\ndata: b\r", b"\n", b"\r", b"\n"]);
-        assert_eq!(datas(&ev), vec![&b"a\nb"[..]]);
-        // A CR at the very end of a chunk, then a non-LF: still one line end.
-        let ev = read_chunks(&[b"data: a\r", b"data: b\r\r"]);
-        assert_eq!(datas(&ev), vec![&b"a\nb"[..]]);
-    }
-
-    #[test]
-    fn utf8_split_inside_a_sequence() {
-        let text = "data: h\u{e9}\u{1F600}\n\n".as_bytes();
-        let chunks: Vec<&[u8]> = text.chunks(1).collect();
-        let ev = read_chunks(&chunks);
-        assert_eq!(datas(&ev), vec!["h\u{e9}\u{1F600}".as_bytes()]);
-    }
-
-    #[test]
-    fn invalid_utf8_is_replaced() {
-        let ev = read_chunks(&[b"data: a\xffb\n\n"]);
-        assert_eq!(datas(&ev), vec!["a\u{FFFD}b".as_bytes()]);
-    }
-
-    #[test]
-    fn leading_bom_is_skipped_even_when_split_and_only_once() {
-        let ev = read_chunks(&[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"a"[..]]);
-        // A second BOM is part of the field name, which is then unknown.
-        let ev = read_chunks(&[b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\ndata: b\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"b"[..]]);
-        // Not a BOM after all.
-        let ev = read_chunks(&[b"\xEF", b"data: a\n\n"]);
-        assert_eq!(ev.len(), 0, "the first line's field name is \\xEF-prefixed");
-    }
-
-    #[test]
-    fn field_syntax_details() {
-        // No colon: the whole line is the name and the value is empty.
-        let ev = read_chunks(&[b"data\n\n"]);
-        assert_eq!(datas(&ev), vec![&b""[..]]);
-        // Exactly one leading space is removed.
-        let ev = read_chunks(&[b"data:x\n\ndata:  y\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"x"[..], b" y"]);
-        // Colons after the first are part of the value.
-        let ev = read_chunks(&[b"data: a:b\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"a:b"[..]]);
-        // Unknown fields and comments are ignored.
-        let ev = read_chunks(&[b": hi\nfoo: bar\ndata: z\n:bye\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"z"[..]]);
-        // An empty event name reads as none.
-        let ev = read_chunks(&[b"event:\ndata: z\n\n"]);
-        assert_eq!(ev[0].event, None);
-    }
-
-    #[test]
-    fn blocks_without_data_are_not_events_but_id_and_retry_stick() {
-        let mut p = SseParser::new(1024);
-        p.push(b"id: 5\nevent: x\n\nretry: 3000\n\n");
-        assert_eq!(p.next_event().unwrap(), None);
-        assert_eq!(p.last_event_id(), "5");
-        assert_eq!(p.reconnection_time(), Some(3000));
-        // The event name of the data-less block does not leak into the next event.
-        p.push(b"data: a\n\n");
-        let e = p.next_event().unwrap().unwrap();
-        assert_eq!((e.event, e.id), (None, None));
-        assert_eq!(p.last_event_id(), "5");
-    }
-
-    #[test]
-    fn id_with_nul_is_ignored_and_empty_id_clears() {
-        let mut p = SseParser::new(1024);
-        p.push(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n");
-        assert_eq!(p.next_event().unwrap().unwrap().id.as_deref(), Some("1"));
-        assert_eq!(p.next_event().unwrap().unwrap().id, None);
-        assert_eq!(p.last_event_id(), "1");
-        p.push(b"id\ndata: c\n\n");
-        assert_eq!(p.next_event().unwrap().unwrap().id.as_deref(), Some(""));
-        assert_eq!(p.last_event_id(), "");
-    }
-
-    #[test]
-    fn retry_accepts_digits_only() {
-        for bad in [
-            &b"retry: 1a\n\n"[..],
-            b"retry: -1\n\n",
-            b"retry:\n\n",
-            b"retry: 99999999999999999999\n\n",
-        ] {
-            let mut p = SseParser::new(1024);
-            p.push(bad);
-            assert_eq!(p.next_event().unwrap(), None);
-            assert_eq!(p.reconnection_time(), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn incomplete_event_at_end_is_discarded() {
-        let mut p = SseParser::new(1024);
-        p.push(b"data: a\n\ndata: b\n");
-        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"a");
-        assert_eq!(p.next_event().unwrap(), None);
-        assert!(p.finish());
-        assert_eq!(p.next_event().unwrap(), None);
-        assert!(!p.finish());
-        // Usable for the next stream, BOM included.
-        p.push(b"\xEF\xBB\xBFdata: c\n\n");
-        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"c");
-    }
-
-    #[test]
-    fn oversized_event_is_refused_then_skipped() {
-        let mut p = SseParser::new(16);
-        p.push(b"data: 0123456789\ndata: 0123456789\nid: x\n\ndata: ok\n\n");
-        assert_eq!(p.next_event(), Err(SseError::EventTooLarge { limit: 16 }));
-        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"ok");
-        assert_eq!(p.last_event_id(), "", "fields of the skipped event do not apply");
-    }
-
-    #[test]
-    fn endless_line_is_refused_with_bounded_memory() {
-        let mut p = SseParser::new(100);
-        p.push(b"data: ");
-        let mut errors = 0;
-        for _ in 0..1000 {
-            p.push(&[b'x'; 10]);
-            loop {
-                match p.next_event() {
-                    Ok(None) => break,
-                    Ok(Some(_)) => panic!("no event expected"),
-                    Err(_) => errors += 1,
-                }
-            }
-            assert!(p.buffered_bytes() <= 110, "{}", p.buffered_bytes());
-        }
-        assert_eq!(errors, 1);
-        p.push(b"\n\ndata: after\n\n");
-        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"after");
-    }
-
-    #[test]
-    fn long_comment_costs_no_memory() {
-        let mut p = SseParser::new(8);
-        p.push(b":");
-        for _ in 0..100 {
-            p.push(&[b'c'; 100]);
-            assert_eq!(p.next_event(), Ok(None));
-            assert_eq!(p.buffered_bytes(), 0);
-        }
-        p.push(b"\ndata: a\n\n");
-        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"a");
-    }
-
-    #[test]
-    fn many_events_in_one_chunk() {
-        let ev = read_chunks(&[b"data: 1\n\ndata: 2\n\n\n\ndata: 3\n\n"]);
-        assert_eq!(datas(&ev), vec![&b"1"[..], b"2", b"3"]);
-    }
-}
+mod tests;

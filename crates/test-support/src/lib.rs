@@ -14,5 +14,6 @@ pub mod echo;
 pub mod http;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "rmcp")]
 pub mod rmcp;
 pub mod tcp;
