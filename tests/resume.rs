@@ -121,7 +121,7 @@ where
 async fn read_events<B>(body: &mut McpBody<B>, want: usize) -> (Vec<Event>, bool)
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Debug,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut buf = Vec::new();
     loop {

@@ -130,6 +130,7 @@ impl<S> Layer<S> for McpSessionLayer {
 /// | [`sse_keep_alive`](Self::sse_keep_alive) | 15 s |
 /// | [`sse_poll_after`](Self::sse_poll_after) | none (connections stay open) |
 /// | [`max_reader_lag`](Self::max_reader_lag) | 512 events |
+/// | [`sse_write_timeout`](Self::sse_write_timeout) | 30 s |
 /// | [`store_timeout`](Self::store_timeout) | 1 s |
 /// | [`rate_limit`](Self::rate_limit) | none (creation is not rate-limited) |
 /// | [`local_state_sweep`](Self::local_state_sweep) | 60 s |
@@ -387,6 +388,24 @@ impl McpSessionLayerBuilder {
     /// caught up once (a stalled client); the events stay in the log for a resume.
     pub fn max_reader_lag(mut self, events: u64) -> Self {
         self.sse.max_reader_lag = events;
+        self
+    }
+
+    /// Cut an SSE connection whose client has stopped reading: the server holds a few
+    /// frames of it unwritten (at most 12 frames or 192 KiB; more is not produced) and
+    /// none of them was written for this long (default 30 s). The body ends with an
+    /// error, so the server closes the connection; the events stay in the log for the
+    /// client's resume.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().sse_write_timeout(Duration::from_secs(10)).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn sse_write_timeout(mut self, timeout: Duration) -> Self {
+        self.sse.write_timeout = timeout;
         self
     }
 

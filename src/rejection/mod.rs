@@ -89,6 +89,13 @@ pub enum RejectionKind {
     /// `resources/subscribe` past what the session may hold (its subscriptions live in
     /// its attributes, under their bounds). 400, `-32602`.
     SubscriptionLimit,
+    /// A streamed answer in a session that holds as many unfinished streams as the
+    /// event log keeps per session: the answer cannot be made resumable, so it is not
+    /// sent raw either. 429, with `Retry-After`.
+    TooManyStreams,
+    /// The event log holds its whole memory budget and nothing finished can be dropped
+    /// to make room. 503, with `Retry-After`.
+    EventLogFull,
 }
 
 impl RejectionKind {
@@ -102,8 +109,8 @@ impl RejectionKind {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound => StatusCode::NOT_FOUND,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AtCapacity | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            AtCapacity | StoreUnavailable | EventLogFull => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
             InvalidUpstreamResponse => StatusCode::BAD_GATEWAY,
             ParseError
@@ -166,6 +173,8 @@ impl RejectionKind {
             ClientMetadataTooLarge => "client_metadata_too_large",
             UnexpectedResponse => "unexpected_response",
             SubscriptionLimit => "subscription_limit",
+            TooManyStreams => "too_many_streams",
+            EventLogFull => "event_log_full",
         }
     }
 
@@ -197,11 +206,13 @@ impl RejectionKind {
             ClientMetadataTooLarge => "Invalid params: clientInfo and capabilities are too large",
             UnexpectedResponse => "Invalid Request: no request of this session awaits this response",
             SubscriptionLimit => "Invalid params: the session holds as many subscriptions as it may",
+            TooManyStreams => "Too many open streams in this session; retry later",
+            EventLogFull => "Event log full; retry later",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 25] = {
+    pub const ALL: [Self; 27] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -229,6 +240,8 @@ impl RejectionKind {
             ClientMetadataTooLarge,
             UnexpectedResponse,
             SubscriptionLimit,
+            TooManyStreams,
+            EventLogFull,
         ]
     };
 

@@ -15,52 +15,70 @@ use tower_mcp_session::store::BoxFuture;
 
 use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
 
-/// KEYS: index, meta, list. ARGV: stream id, ttl ms, max streams, session base.
+/// KEYS: index, meta, list, numbering. ARGV: stream id, ttl ms, max streams, session
+/// base, numbering ttl ms. Returns 1, or -3 when the session holds `max streams` and none of them may go.
 ///
-/// The new stream gets a score above every other so it is never the one dropped. Keys
-/// of dropped streams are built from the session base: they share the session's hash
-/// tag, so they are in this script's slot.
+/// A stream whose keys expired unfinished and that is opened again goes on from the
+/// newest sequence number it had (kept in the numbering hash), so no event id is ever
+/// issued twice and an old cursor reads as evicted.
+///
+/// At the bound, streams whose keys expired leave the index first, then finished
+/// streams, longest finished first; an unfinished stream is never dropped to make room
+/// (it may be the standalone stream, or an answer still being produced). The new stream
+/// gets a score above every other. Keys of other streams are built from the session
+/// base: they share the session's hash tag, so they are in this script's slot.
 const OPEN: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 0 then
+  local max = tonumber(ARGV[3])
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= max then
+    local finished = {}
+    for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+      local h = redis.call('HMGET', ARGV[4] .. ':ev:' .. sid .. ':m', 'fin', 'fat')
+      if not h[1] then
+        redis.call('DEL', ARGV[4] .. ':ev:' .. sid)
+        redis.call('ZREM', KEYS[1], sid)
+        n = n - 1
+      elseif h[1] == '1' then
+        finished[#finished + 1] = {tonumber(h[2] or '0'), sid}
+      end
+    end
+    table.sort(finished, function(a, b) return a[1] < b[1] end)
+    for _, f in ipairs(finished) do
+      if n < max then break end
+      redis.call('DEL', ARGV[4] .. ':ev:' .. f[2] .. ':m', ARGV[4] .. ':ev:' .. f[2])
+      redis.call('ZREM', KEYS[1], f[2])
+      n = n - 1
+    end
+    if n >= max then return -3 end
+  end
   local t = redis.call('TIME')
   local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
-  redis.call('HSET', KEYS[2], 'last', 0, 'bytes', 0, 'fin', 0)
+  local last = redis.call('HGET', KEYS[4], ARGV[1]) or 0
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'last', last, 'bytes', 0, 'fin', 0)
   redis.call('ZADD', KEYS[1], score, ARGV[1])
-  local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-  if over > 0 then
-    local old = redis.call('ZRANGE', KEYS[1], 0, -2)
-    local keep = {}
-    for _, sid in ipairs(old) do
-      if over == 0 then break end
-      local m = ARGV[4] .. ':ev:' .. sid .. ':m'
-      local fin = redis.call('HGET', m, 'fin')
-      if (not fin) or fin == '1' then
-        redis.call('DEL', m, ARGV[4] .. ':ev:' .. sid)
-        redis.call('ZREM', KEYS[1], sid)
-        over = over - 1
-      else
-        keep[#keep + 1] = sid
-      end
-    end
-    for _, sid in ipairs(keep) do
-      if over == 0 then break end
-      redis.call('DEL', ARGV[4] .. ':ev:' .. sid .. ':m', ARGV[4] .. ':ev:' .. sid)
-      redis.call('ZREM', KEYS[1], sid)
-      over = over - 1
-    end
-  end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
 return 1
 ";
 
-/// KEYS: index, meta, list. ARGV: payload, max events, max bytes, ttl ms, '1' to finish
-/// the stream with this event. Returns the new sequence number, -1 for an unknown
-/// stream, -2 for a finished one.
+/// KEYS: index, meta, list, numbering. ARGV: payload, max events, max bytes, ttl ms,
+/// '1' to finish the stream with this event, max session bytes, session base, stream
+/// id, numbering ttl ms. Returns the new sequence number, -1 for an unknown stream, -2 for a finished one.
+///
+/// The numbering hash holds the newest sequence number of every unfinished stream (see
+/// `OPEN`); a finished stream leaves it.
+///
+/// The session bound is the memory log's: when the session's streams hold more than
+/// `max session bytes`, oldest events go from finished streams first (longest finished
+/// first), then from this stream, then from the session's other unfinished streams,
+/// largest first; an unfinished stream keeps its newest event.
 const APPEND: &str = r"
 local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
 if not m[1] then return -1 end
@@ -75,17 +93,65 @@ while len > 1 and (len > max_n or bytes > max_b) do
   len = len - 1
 end
 redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
-if ARGV[5] == '1' then redis.call('HSET', KEYS[2], 'fin', 1) end
+if ARGV[5] == '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+  redis.call('HDEL', KEYS[4], ARGV[8])
+else
+  redis.call('HSET', KEYS[4], ARGV[8], seq)
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
+local limit = tonumber(ARGV[6])
+local total = 0
+local finished, open = {}, {}
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('HMGET', ARGV[7] .. ':ev:' .. sid .. ':m', 'bytes', 'fin', 'fat')
+  if h[1] then
+    local b = tonumber(h[1])
+    total = total + b
+    if sid == ARGV[8] then
+    elseif h[2] == '1' then finished[#finished + 1] = {tonumber(h[3] or '0'), sid}
+    else open[#open + 1] = {b, sid} end
+  end
+end
+if total > limit then
+  table.sort(finished, function(a, b) return a[1] < b[1] end)
+  table.sort(open, function(a, b) return a[1] > b[1] end)
+  local order = {}
+  for _, f in ipairs(finished) do order[#order + 1] = {f[2], 0} end
+  order[#order + 1] = {ARGV[8], 1}
+  for _, o in ipairs(open) do order[#order + 1] = {o[2], 1} end
+  for _, o in ipairs(order) do
+    if total <= limit then break end
+    local list = ARGV[7] .. ':ev:' .. o[1]
+    local n = redis.call('LLEN', list)
+    local freed = 0
+    while n > o[2] and total > limit do
+      local p = #redis.call('LPOP', list)
+      freed = freed + p
+      total = total - p
+      n = n - 1
+    end
+    if freed > 0 then redis.call('HINCRBY', list .. ':m', 'bytes', -freed) end
+  end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return seq
 ";
 
-/// KEYS: index, meta, list. ARGV: ttl ms. Returns -1 for an unknown stream.
+/// KEYS: index, meta, list, numbering. ARGV: ttl ms, stream id. Returns -1 for an
+/// unknown stream. The first
+/// finish records when (`fat`, microseconds), the order in which finished streams go;
+/// written as a string, since Lua formats numbers with 14 significant digits.
 const FINISH: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('HSET', KEYS[2], 'fin', 1)
+if redis.call('HGET', KEYS[2], 'fin') ~= '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+end
+redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
@@ -117,7 +183,7 @@ local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, sid in ipairs(sids) do
   redis.call('DEL', ARGV[1] .. ':ev:' .. sid .. ':m', ARGV[1] .. ':ev:' .. sid)
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], ARGV[1] .. ':evl')
 return #sids
 ";
 
@@ -166,6 +232,7 @@ const SHARDS: usize = 64;
 /// | `…:ev:<sid>:m` | hash | `last` (newest sequence number), `bytes` (payload bytes retained), `fin` (`1` once finished) |
 /// | `…:ev:<sid>` | list | the retained payloads, oldest first |
 /// | `…:evs` | sorted set | the session's streams, scored by when they were opened |
+/// | `…:evl` | hash | stream id → newest sequence number, for unfinished streams: a stream whose keys expired and that is opened again goes on from there, so no event id is issued twice |
 ///
 /// Sequence numbers are contiguous, so the list needs no ids: the oldest retained event
 /// has number `last - LLEN + 1`, and the event after cursor `c` sits at list index
@@ -217,9 +284,11 @@ const SHARDS: usize = 64;
 /// Per stream: at most [`max_events`](RedisEventLogBuilder::max_events) events and
 /// [`max_bytes`](RedisEventLogBuilder::max_bytes) payload bytes (the newest event is
 /// always kept, even if it alone is larger). Per session: at most
-/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops a
-/// finished stream first, the oldest stream only if none has finished. Over time:
-/// the stream TTL.
+/// [`max_session_bytes`](RedisEventLogBuilder::max_session_bytes) payload bytes (oldest
+/// events of finished streams go first), and at most
+/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops
+/// the longest-finished stream, and fails with [`EventLogError::TooManyStreams`] when
+/// none has finished. Over time: the stream TTL.
 ///
 /// # Outages
 ///
@@ -293,10 +362,20 @@ struct Config {
     max_events: u64,
     max_bytes: u64,
     max_streams: u64,
+    max_session_bytes: u64,
     ttl: Duration,
     op_timeout: Duration,
     poll_min: Duration,
     poll_max: Duration,
+}
+
+impl Config {
+    /// How long the numbering of a session's unfinished streams outlives their keys: a
+    /// day (the layer's default session lifetime), or the stream TTL if longer, so a
+    /// session kept busy by other requests never sees a stream id numbered twice.
+    fn numbering_ttl(&self) -> Duration {
+        self.ttl.max(Duration::from_secs(24 * 60 * 60))
+    }
 }
 
 /// Builds a [`RedisEventLog`].
@@ -365,8 +444,10 @@ impl RedisEventLogBuilder {
         self
     }
 
-    /// The most streams a session keeps (at least 1). Opening one more drops a
-    /// finished stream, or the oldest if none has finished. Default 64.
+    /// The most streams a session keeps (at least 1). Opening one more drops the
+    /// longest-finished stream; when none has finished it fails with
+    /// [`EventLogError::TooManyStreams`] (the layer answers 429 `too_many_streams`):
+    /// an unfinished stream is never dropped to make room. Default 64.
     ///
     /// ```no_run
     /// # use tower_mcp_session_redis::RedisEventLog;
@@ -376,6 +457,25 @@ impl RedisEventLogBuilder {
     /// ```
     pub fn max_streams(mut self, max: u64) -> Self {
         self.cfg.max_streams = max.max(1);
+        self
+    }
+
+    /// The most payload bytes all streams of one session retain together. Past it the
+    /// oldest events go: from finished streams first (longest finished first), then
+    /// from the stream being appended to, then from the session's other unfinished
+    /// streams, largest first; an unfinished stream keeps its newest event. The same
+    /// bound, with the same order, as
+    /// [`MemoryEventLogBuilder::max_bytes_per_session`](tower_mcp_session::event_log::MemoryEventLogBuilder::max_bytes_per_session).
+    /// Default 4 MiB.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session_redis::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).max_session_bytes(16 << 20).build();
+    /// # }
+    /// ```
+    pub fn max_session_bytes(mut self, max: u64) -> Self {
+        self.cfg.max_session_bytes = max;
         self
     }
 
@@ -484,6 +584,7 @@ impl RedisEventLog {
                 max_events: 1000,
                 max_bytes: 1024 * 1024,
                 max_streams: 64,
+                max_session_bytes: 4 * 1024 * 1024,
                 ttl: Duration::from_secs(30 * 60),
                 op_timeout: Duration::from_secs(1),
                 poll_min: Duration::from_millis(5),
@@ -507,10 +608,11 @@ impl RedisEventLog {
     }
 }
 
-/// The keys of one stream: (session base, index, meta, list).
+/// The keys of one stream: session base, index, numbering, meta, list.
 struct Keys {
     base: String,
     index: String,
+    numbering: String,
     meta: String,
     list: String,
     stream: String,
@@ -522,6 +624,7 @@ impl Inner {
         let stream = key.stream().to_string();
         Keys {
             index: format!("{base}:evs"),
+            numbering: format!("{base}:evl"),
             meta: format!("{base}:ev:{stream}:m"),
             list: format!("{base}:ev:{stream}"),
             base,
@@ -559,11 +662,16 @@ impl Inner {
         inv.key(&k.index)
             .key(&k.meta)
             .key(&k.list)
+            .key(&k.numbering)
             .arg(&data[..])
             .arg(self.cfg.max_events)
             .arg(self.cfg.max_bytes)
             .arg(millis(self.cfg.ttl))
-            .arg(if last { "1" } else { "0" });
+            .arg(if last { "1" } else { "0" })
+            .arg(self.cfg.max_session_bytes)
+            .arg(&k.base)
+            .arg(&k.stream)
+            .arg(millis(self.cfg.numbering_ttl()));
         let seq: i64 = self.run(&inv).await?;
         match seq {
             -1 => Err(EventLogError::UnknownStream),
@@ -579,7 +687,12 @@ impl Inner {
     async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
         let k = self.keys(key);
         let mut inv = FINISH_SCRIPT.prepare_invoke();
-        inv.key(&k.index).key(&k.meta).key(&k.list).arg(millis(self.cfg.ttl));
+        inv.key(&k.index)
+            .key(&k.meta)
+            .key(&k.list)
+            .key(&k.numbering)
+            .arg(millis(self.cfg.ttl))
+            .arg(&k.stream);
         match self.run::<i64>(&inv).await? {
             -1 => Err(EventLogError::UnknownStream),
             _ => {
@@ -638,12 +751,18 @@ impl EventLog for RedisEventLog {
             inv.key(&k.index)
                 .key(&k.meta)
                 .key(&k.list)
+                .key(&k.numbering)
                 .arg(&k.stream)
                 .arg(millis(self.inner.cfg.ttl))
                 .arg(self.inner.cfg.max_streams)
-                .arg(&k.base);
-            self.inner.run::<i64>(&inv).await?;
-            Ok(())
+                .arg(&k.base)
+                .arg(millis(self.inner.cfg.numbering_ttl()));
+            match self.inner.run::<i64>(&inv).await? {
+                -3 => Err(EventLogError::TooManyStreams {
+                    limit: usize::try_from(self.inner.cfg.max_streams).unwrap_or(usize::MAX),
+                }),
+                _ => Ok(()),
+            }
         })
     }
 
