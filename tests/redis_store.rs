@@ -988,6 +988,14 @@ async fn streams_expire_by_ttl() {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(log.read_after(&k, 0, 10).await.unwrap(), ReadOutcome::UnknownStream);
+    // Only the session's stream numbering is left (a stream opened again goes on after
+    // its last number): one small hash, with a TTL of its own, gone with the session.
+    let left = server.cli(&["--scan"]);
+    let left: Vec<&str> = left.lines().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(":evl"), "{left:?}");
+    assert!(pttl(&server, left[0]) > 0);
+    log.remove_session(k.session()).await.unwrap();
     assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
 }
 

@@ -77,7 +77,7 @@ impl MemoryEventLogBuilder {
     /// Payload bytes the whole log keeps, across every session (default 256 MiB). When
     /// an append would cross it, events of finished streams are dropped, longest
     /// finished first; if that is not enough, the append (or an `open`) fails with
-    /// [`EventLogError::Full`](super::EventLogError::Full), which the layer answers
+    /// [`EventLogError::Full`](crate::event_log::EventLogError::Full), which the layer answers
     /// with 503 `event_log_full`.
     ///
     /// ```
@@ -103,7 +103,7 @@ impl MemoryEventLogBuilder {
     }
 
     /// Streams one session may hold (default 64, at least 1). Opening one more drops
-    /// the longest-finished stream, or fails with [`EventLogError::TooManyStreams`](super::EventLogError::TooManyStreams) if none finished.
+    /// the longest-finished stream, or fails with [`EventLogError::TooManyStreams`](crate::event_log::EventLogError::TooManyStreams) if none finished.
     ///
     /// ```
     /// # use tower_mcp_session::event_log::MemoryEventLog;
