@@ -31,6 +31,7 @@
 
 mod connection;
 mod event_log;
+mod event_log_scripts;
 mod store;
 
 pub use connection::RedisConnection;
