@@ -38,5 +38,5 @@ pub use metrics::Metrics;
 pub use outbound::RequestError;
 pub use rejection::RejectionKind;
 pub use session::{CloseReason, MakeSessionId, Principal, RandomSessionId, SessionId, SessionRecord};
-pub use stream::McpBody;
 pub use stream::SseControl;
+pub use stream::{McpBody, WriteTimeout};

@@ -28,6 +28,8 @@ fn memory_log(limits: conformance::LogLimits) -> MemoryEventLog {
     MemoryEventLog::builder()
         .max_events_per_stream(limits.max_events_per_stream)
         .max_bytes_per_stream(limits.max_bytes_per_stream)
+        .max_bytes_per_session(limits.max_bytes_per_session)
+        .max_streams_per_session(limits.max_streams_per_session)
         .build()
 }
 

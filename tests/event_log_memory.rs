@@ -544,3 +544,102 @@ async fn appends_to_many_streams_in_parallel_stay_exact() {
     assert_eq!(log.stream_count(), 16);
     assert_eq!(log.retained_bytes(), 16 * 200);
 }
+
+/// A stream that expired unfinished (the standalone stream of a session whose GET
+/// stream went quiet) and is opened again goes on after its last number: an old cursor
+/// reads as evicted (410), never as the new stream's events under reused ids.
+#[tokio::test(start_paused = true)]
+async fn a_stream_opened_again_after_expiring_never_reuses_its_ids() {
+    let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(60)).build();
+    let standalone = key("s", 7);
+    log.open(&standalone).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(log.append(&standalone, b(&format!("old {n}"))).await.unwrap(), n);
+    }
+    tokio::time::advance(Duration::from_secs(61)).await;
+    log.purge_expired().await.unwrap();
+    assert_eq!(outcome(&log, &standalone, 0).await, ReadOutcome::UnknownStream);
+
+    log.open(&standalone).await.unwrap();
+    for n in 4..=8 {
+        assert_eq!(log.append(&standalone, b(&format!("new {n}"))).await.unwrap(), n);
+    }
+    // A client that had event 1 missed 2 and 3: the gap is reported, not skipped.
+    assert_eq!(
+        outcome(&log, &standalone, 1).await,
+        ReadOutcome::Evicted {
+            first_retained: 4,
+            last_seq: 8
+        }
+    );
+    // One that had everything of the old stream gets exactly the new events.
+    let (got, _, _) = events(&log, &standalone, 3).await;
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+    assert_eq!(got[0].data, b("new 4"));
+
+    // Expired on access (not by the sweep) is the same.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(matches!(
+        log.append(&standalone, b("x")).await,
+        Err(EventLogError::UnknownStream)
+    ));
+    log.open(&standalone).await.unwrap();
+    assert_eq!(log.append(&standalone, b("again")).await.unwrap(), 9);
+
+    // Finished streams are never opened again and leave nothing behind; a removed
+    // session leaves nothing either.
+    log.remove_session(&sid("s")).await.unwrap();
+    log.open(&standalone).await.unwrap();
+    assert_eq!(log.append(&standalone, b("fresh")).await.unwrap(), 1);
+}
+
+/// The whole-log budget: finished streams' events go first, longest finished first,
+/// across sessions; past that, appends and new streams are refused with `Full` and the
+/// log never holds more than its budget.
+#[tokio::test]
+async fn the_total_budget_drops_finished_streams_then_refuses() {
+    // Each event costs its payload and 64 bytes, each stream 256 bytes: room for three
+    // streams of one 300-byte event, plus one 100-byte event.
+    let budget = 3 * 256 + 3 * (300 + 64) + (100 + 64);
+    let log = MemoryEventLog::builder()
+        .max_total_bytes(budget)
+        .max_bytes_per_stream(1000)
+        .build();
+    let kb = |c: u8| Bytes::from(vec![c; 300]);
+    let (old, newer) = (key("a", 1), key("b", 1));
+    for k in [&old, &newer] {
+        log.open(k).await.unwrap();
+        log.append(k, kb(b'x')).await.unwrap();
+        log.finish(k).await.unwrap();
+    }
+    let live = key("c", 1);
+    log.open(&live).await.unwrap();
+    log.append(&live, kb(b'y')).await.unwrap();
+    assert_eq!(log.retained_bytes(), 900);
+    // 300 more do not fit: the longest-finished stream's event goes, and only that.
+    log.append(&live, kb(b'z')).await.unwrap();
+    assert_eq!(log.retained_bytes(), 900);
+    assert_eq!(
+        outcome(&log, &old, 0).await,
+        ReadOutcome::Evicted {
+            first_retained: 2,
+            last_seq: 1
+        }
+    );
+    assert_eq!(events(&log, &newer, 0).await.0.len(), 1);
+    log.append(&live, kb(b'w')).await.unwrap();
+    assert_eq!(events(&log, &newer, 1).await.0.len(), 0);
+    assert_eq!(log.retained_bytes(), 900);
+    // Only unfinished streams are left: refused, nothing dropped.
+    assert!(matches!(log.append(&live, kb(b'v')).await, Err(EventLogError::Full)));
+    assert_eq!(events(&log, &live, 0).await.0.len(), 3);
+    let other = key("d", 1);
+    log.append(&live, Bytes::from(vec![b'u'; 100])).await.unwrap();
+    assert_eq!(log.retained_bytes(), 1000);
+    assert!(matches!(log.open(&other).await, Err(EventLogError::Full)));
+    assert!(log.retained_bytes() <= 1000);
+    // Opening a stream that exists is no new stream, full or not.
+    log.open(&live).await.unwrap();
+    log.remove_session(&sid("c")).await.unwrap();
+    log.open(&other).await.unwrap();
+}

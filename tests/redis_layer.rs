@@ -1218,3 +1218,59 @@ async fn attribute_bounds_hold_in_redis() {
         .expect("used_memory");
     assert!(used < 3 << 20, "Redis holds {used} bytes: the refused value reached it");
 }
+
+/// What the layer records on the client's behalf (`logging/setLevel`,
+/// `resources/subscribe`) goes through the same attribute bounds with Redis: a 3 MB
+/// level is not a level and is not stored, a 3 MB subscription URI is refused with
+/// `subscription_limit`, and neither reaches Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_state_writes_are_bounded_in_redis() {
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let conn = Backend::Single(&server).connect().await;
+    let store = RedisSessionStore::builder(conn.clone()).build();
+    let layer = McpSessionLayer::builder()
+        .store(store.clone())
+        .event_log(RedisEventLog::builder(conn).build())
+        .build();
+    let app = support::app(&layer);
+    let sid = support::initialize(&app, "2025-06-18").await;
+    let huge = "x".repeat(3 << 20);
+    let post = |body: Value| {
+        let app = app.clone();
+        let sid = sid.clone();
+        async move {
+            let response = app
+                .oneshot(support::with_body(
+                    support::post().header("mcp-session-id", &sid),
+                    &body,
+                ))
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.into_body().collect().await.unwrap().to_bytes())
+        }
+    };
+    post(request(2, "logging/setLevel", json!({"level": huge}))).await;
+    let (status, body) = post(request(3, "resources/subscribe", json!({"uri": huge}))).await;
+    support::assert_rejected(status, &body, 400, -32602, "subscription_limit");
+    let (status, _) = post(request(4, "logging/setLevel", json!({"level": "debug"}))).await;
+    assert!(status.is_success());
+
+    use tower_mcp_session::store::SessionStore;
+    let attributes = store
+        .attributes(&SessionId::parse(&sid).unwrap())
+        .await
+        .unwrap()
+        .expect("session");
+    let stored = serde_json::to_vec(&attributes.map).unwrap().len();
+    assert!(stored < 1024, "attributes hold {stored} bytes");
+    assert_eq!(attributes.map.get("mcp:logLevel"), Some(&json!("debug")));
+    let used: u64 = server
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    assert!(used < 3 << 20, "Redis holds {used} bytes: a refused value reached it");
+}

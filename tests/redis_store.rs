@@ -554,7 +554,8 @@ async fn log_core(conn: RedisConnection, other: RedisConnection, prefix: &str) {
     log.remove_session(&s2).await.unwrap();
     assert_eq!(log.read_after(&other, 0, 10).await.unwrap(), ReadOutcome::UnknownStream);
 
-    // At most `max_streams` per session: finished streams go first, then the oldest.
+    // At most `max_streams` per session: finished streams make room; an unfinished one
+    // never does, so the open is refused.
     let capped = RedisEventLog::builder(conn.clone())
         .key_prefix(prefix)
         .max_streams(3)
@@ -571,9 +572,47 @@ async fn log_core(conn: RedisConnection, other: RedisConnection, prefix: &str) {
         async move { capped.read_after(&key(&s3, n), 0, 1).await.unwrap() != ReadOutcome::UnknownStream }
     };
     assert!(alive(1).await && !alive(2).await && alive(3).await && alive(4).await);
-    capped.open(&key(&s3, 5)).await.unwrap();
-    assert!(!alive(1).await && alive(3).await && alive(4).await && alive(5).await);
+    assert!(matches!(
+        capped.open(&key(&s3, 5)).await,
+        Err(tower_mcp_session::event_log::EventLogError::TooManyStreams { limit: 3 })
+    ));
+    assert!(alive(1).await && alive(3).await && alive(4).await && !alive(5).await);
     capped.remove_session(&s3).await.unwrap();
+}
+
+/// A stream whose keys expired unfinished (the standalone stream of a session whose GET
+/// stream went quiet) and is opened again goes on after its last number: an old cursor
+/// reads as evicted, never as the new stream's events under reused ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_again_after_its_keys_expired_never_reuses_ids() {
+    let server = RedisServer::start();
+    let log = RedisEventLog::builder(single(&server).await)
+        .stream_ttl(Duration::from_millis(300))
+        .build();
+    let k = key(&random_sid(), 7);
+    log.open(&k).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(log.append(&k, Bytes::from(format!("old {n}"))).await.unwrap(), n);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(log.read_after(&k, 0, 10).await.unwrap(), ReadOutcome::UnknownStream);
+    log.open(&k).await.unwrap();
+    for n in 4..=8 {
+        assert_eq!(log.append(&k, Bytes::from(format!("new {n}"))).await.unwrap(), n);
+    }
+    assert_eq!(
+        log.read_after(&k, 1, 10).await.unwrap(),
+        ReadOutcome::Evicted {
+            first_retained: 4,
+            last_seq: 8
+        }
+    );
+    let (got, last, _) = events(log.read_after(&k, 3, 10).await.unwrap());
+    assert_eq!((got.len(), last), (5, 8));
+    // A finished stream leaves no numbering behind; nor does a removed session.
+    log.remove_session(k.session()).await.unwrap();
+    log.open(&k).await.unwrap();
+    assert_eq!(log.append(&k, Bytes::from_static(b"fresh")).await.unwrap(), 1);
 }
 
 // ---------------------------------------------------------------------------------
@@ -949,6 +988,14 @@ async fn streams_expire_by_ttl() {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(log.read_after(&k, 0, 10).await.unwrap(), ReadOutcome::UnknownStream);
+    // Only the session's stream numbering is left (a stream opened again goes on after
+    // its last number): one small hash, with a TTL of its own, gone with the session.
+    let left = server.cli(&["--scan"]);
+    let left: Vec<&str> = left.lines().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(":evl"), "{left:?}");
+    assert!(pttl(&server, left[0]) > 0);
+    log.remove_session(k.session()).await.unwrap();
     assert_eq!(server.cli(&["DBSIZE"]).trim(), "0");
 }
 
@@ -1117,6 +1164,8 @@ async fn redis_event_log_conforms() {
             .key_prefix(prefix)
             .max_events(limits.max_events_per_stream as u64)
             .max_bytes(limits.max_bytes_per_stream as u64)
+            .max_session_bytes(limits.max_bytes_per_session as u64)
+            .max_streams(limits.max_streams_per_session as u64)
             .build()
     };
     let fresh = {

@@ -121,7 +121,7 @@ where
 async fn read_events<B>(body: &mut McpBody<B>, want: usize) -> (Vec<Event>, bool)
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Debug,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut buf = Vec::new();
     loop {
@@ -509,9 +509,27 @@ async fn keep_alive_and_polling() {
     let app = app(&layer);
     let sid = initialize(&app, "2025-11-25").await;
     let mut stream = call(&app, empty(get().header("mcp-session-id", &sid))).await;
-    let priming = stream.body_mut().frame().await.unwrap().unwrap().into_data().unwrap();
+    // Frames are copied and dropped, as a server writing them would: a frame held
+    // counts as unwritten, and a stream that holds them past the write timeout is cut.
+    let priming = stream
+        .body_mut()
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+        .to_vec();
     assert!(String::from_utf8_lossy(&priming).contains("retry: 2500"));
-    let keep_alive = stream.body_mut().frame().await.unwrap().unwrap().into_data().unwrap();
+    let keep_alive = stream
+        .body_mut()
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+        .to_vec();
     assert!(keep_alive.starts_with(b":"), "comment line: {keep_alive:?}");
     let mut tail = Vec::new();
     while let Some(frame) = stream.body_mut().frame().await {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fresh_id;
-use super::{event_log_readers as readers, event_log_streams as streams};
+use super::{event_log_readers as readers, event_log_sessions as sessions, event_log_streams as streams};
 use crate::event_log::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamId, StreamKey};
 
 /// The per-stream retention bounds the suite asks of each fresh log.
@@ -18,9 +18,15 @@ use crate::event_log::{EventLog, EventLogError, ReadOutcome, StoredEvent, Stream
 /// and must make a log that honours them: a stream keeps at most
 /// `max_events_per_stream` events and at most `max_bytes_per_stream` payload bytes,
 /// and to stay within them drops its oldest events and only those (the newest event is
-/// kept even when it alone is larger than the byte bound). Every other bound of the log
-/// must leave the suite room: at least 16 streams per session, at least 1 MiB per
-/// session, and time bounds (idle streams, finished streams, TTLs) of a minute or more.
+/// kept even when it alone is larger than the byte bound). All streams of one session
+/// hold at most `max_bytes_per_session` payload bytes together (past it, the oldest
+/// events go from finished streams first, longest finished first, then from the stream
+/// appended to, then from the session's other unfinished streams, largest first; an
+/// unfinished stream keeps its newest event), and a session holds at most
+/// `max_streams_per_session` streams (opening one more drops the longest-finished one,
+/// or fails with `TooManyStreams`). Every other bound of the log must leave the suite
+/// room: time bounds (idle streams, finished streams, TTLs) of a minute or more, and a
+/// whole-log budget of at least 64 MiB.
 ///
 /// The suite makes these values itself (small ones for the retention checks, roomy ones
 /// elsewhere); a factory only reads them.
@@ -31,12 +37,18 @@ pub struct LogLimits {
     pub max_events_per_stream: usize,
     /// The most payload bytes one stream holds (bar a single newest event larger than this).
     pub max_bytes_per_stream: usize,
+    /// The most payload bytes all streams of one session hold together.
+    pub max_bytes_per_session: usize,
+    /// The most streams one session holds.
+    pub max_streams_per_session: usize,
 }
 
 /// Bounds that no check other than the retention ones comes near.
 pub(super) const ROOMY: LogLimits = LogLimits {
     max_events_per_stream: 1000,
     max_bytes_per_stream: 1 << 20,
+    max_bytes_per_session: 16 << 20,
+    max_streams_per_session: 64,
 };
 
 /// Run every check of the [`EventLog`] contract, each group on a fresh log from
@@ -54,6 +66,8 @@ pub(super) const ROOMY: LogLimits = LogLimits {
 ///     MemoryEventLog::builder()
 ///         .max_events_per_stream(limits.max_events_per_stream)
 ///         .max_bytes_per_stream(limits.max_bytes_per_stream)
+///         .max_bytes_per_session(limits.max_bytes_per_session)
+///         .max_streams_per_session(limits.max_streams_per_session)
 ///         .build()
 /// })
 /// .await;
@@ -99,6 +113,8 @@ where
 ///         MemoryEventLog::builder()
 ///             .max_events_per_stream(limits.max_events_per_stream)
 ///             .max_bytes_per_stream(limits.max_bytes_per_stream)
+///             .max_bytes_per_session(limits.max_bytes_per_session)
+///             .max_streams_per_session(limits.max_streams_per_session)
 ///             .build()
 ///     },
 ///     |log: &MemoryEventLog, _limits| {
@@ -167,6 +183,8 @@ where
         async { readers::delivery(make(ROOMY).await).await },
         async { readers::remove_session(make(ROOMY).await).await },
         async { readers::purge(make(ROOMY).await).await },
+        async { sessions::session_bytes(make(sessions::SESSION_300_BYTES).await).await },
+        async { sessions::session_streams(make(sessions::TWO_STREAMS).await).await },
     );
 }
 

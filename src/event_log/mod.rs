@@ -185,6 +185,10 @@ pub enum EventLogError {
         /// The per-session stream bound that was reached.
         limit: usize,
     },
+    /// [`EventLog::open`] or an append: the log holds its whole memory budget (across
+    /// all sessions) and dropping what its policy allows did not make room. A backend
+    /// without such a budget never answers this.
+    Full,
     /// The backend could not be reached or failed.
     Unavailable(crate::store::BoxError),
 }
@@ -195,6 +199,7 @@ impl fmt::Display for EventLogError {
             Self::UnknownStream => f.write_str("unknown event stream"),
             Self::Finished => f.write_str("event stream already finished"),
             Self::TooManyStreams { limit } => write!(f, "the session already has {limit} unfinished event streams"),
+            Self::Full => f.write_str("the event log holds its whole memory budget"),
             Self::Unavailable(_) => f.write_str("the event log is unavailable"),
         }
     }

@@ -367,6 +367,24 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// Cut an SSE connection whose client has stopped reading: the server holds a few
+    /// frames of it unwritten (at most 12 frames or 192 KiB; more is not produced) and
+    /// none of them was written for this long (default 30 s). The body ends with an
+    /// error, so the server closes the connection; the events stay in the log for the
+    /// client's resume.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().sse_write_timeout(Duration::from_secs(10)).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn sse_write_timeout(mut self, timeout: Duration) -> Self {
+        self.sse.write_timeout = timeout;
+        self
+    }
+
     /// How long a new SSE response waits for its first event so headers, priming event
     /// and first event go out together (default 20 ms).
     pub fn first_event_wait(mut self, wait: Duration) -> Self {

@@ -161,7 +161,7 @@ where
         // the future of every other request small.
         engine.ensure_maintenance();
         let related = related.opening();
-        Ok(Box::pin(resumable(
+        let made = Box::pin(resumable(
             engine.stream_setup(),
             record,
             head,
@@ -170,7 +170,8 @@ where
             (stream_id, live, related),
             format,
         ))
-        .await)
+        .await;
+        Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))
     }
 }
 

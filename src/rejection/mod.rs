@@ -94,6 +94,13 @@ pub enum RejectionKind {
     /// every later request would fail inside it with an id the layer minted. 502,
     /// `-32603`; logged once per process. Turn the inner service's sessions off.
     UpstreamSessionId,
+    /// A streamed answer in a session that holds as many unfinished streams as the
+    /// event log keeps per session: the answer cannot be made resumable, so it is not
+    /// sent raw either. 429, with `Retry-After`.
+    TooManyStreams,
+    /// The event log holds its whole memory budget and nothing finished can be dropped
+    /// to make room. 503, with `Retry-After`.
+    EventLogFull,
 }
 
 impl RejectionKind {
@@ -107,8 +114,8 @@ impl RejectionKind {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound => StatusCode::NOT_FOUND,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AtCapacity | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            AtCapacity | StoreUnavailable | EventLogFull => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
             InvalidUpstreamResponse | UpstreamSessionId => StatusCode::BAD_GATEWAY,
             ParseError
@@ -172,6 +179,8 @@ impl RejectionKind {
             UnexpectedResponse => "unexpected_response",
             SubscriptionLimit => "subscription_limit",
             UpstreamSessionId => "upstream_session_id",
+            TooManyStreams => "too_many_streams",
+            EventLogFull => "event_log_full",
         }
     }
 
@@ -204,11 +213,13 @@ impl RejectionKind {
             UnexpectedResponse => "Invalid Request: no request of this session awaits this response",
             SubscriptionLimit => "Invalid params: the session holds as many subscriptions as it may",
             UpstreamSessionId => "Internal error: the server behind the session layer keeps sessions of its own",
+            TooManyStreams => "Too many open streams in this session; retry later",
+            EventLogFull => "Event log full; retry later",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 26] = {
+    pub const ALL: [Self; 28] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -237,6 +248,8 @@ impl RejectionKind {
             UnexpectedResponse,
             SubscriptionLimit,
             UpstreamSessionId,
+            TooManyStreams,
+            EventLogFull,
         ]
     };
 

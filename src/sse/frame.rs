@@ -84,14 +84,14 @@ pub(crate) fn encode_comment(out: &mut BytesMut, text: &str) {
     out.put_slice(b"\n\n");
 }
 
-fn put_id(out: &mut BytesMut, id: EventId) {
+pub(crate) fn put_id(out: &mut BytesMut, id: EventId) {
     let mut buf = [0u8; MAX_EVENT_ID_LEN];
     out.put_slice(b"id: ");
     out.put_slice(id.encode(&mut buf));
     out.put_u8(b'\n');
 }
 
-fn put_data_line(out: &mut BytesMut, line: &[u8]) {
+pub(crate) fn put_data_line(out: &mut BytesMut, line: &[u8]) {
     if line.is_empty() {
         out.put_slice(b"data:\n");
     } else {

@@ -24,7 +24,7 @@ mod parser;
 
 pub use event_id::EventId;
 pub use frame::encode_event;
-pub(crate) use frame::{encode_comment, encode_priming, encode_retry};
+pub(crate) use frame::{encode_comment, encode_priming, encode_retry, put_data_line, put_id};
 pub use parser::{SseError, SseEvent, SseParser};
 
 #[cfg(test)]

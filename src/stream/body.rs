@@ -11,10 +11,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::decode::Decoder;
+use super::outbox::Flight;
 use super::reader::Reader;
 use crate::lifecycle::sessions::BusyGuard;
 use crate::sse::encode_event;
-use crate::store::BoxFuture;
+use crate::store::{BoxError, BoxFuture};
 
 pin_project! {
     /// Response body of [`McpSession`](crate::McpSession).
@@ -22,6 +23,9 @@ pin_project! {
     /// Modern requests and plain JSON answers carry the inner service's body unchanged;
     /// legacy SSE answers become a resumable stream of events with layer-assigned ids;
     /// refusals carry a JSON-RPC error.
+    ///
+    /// Its error is the inner body's, or [`WriteTimeout`] when the client of a
+    /// resumable stream stopped reading (the server then closes the connection).
     ///
     /// ```
     /// use http_body::Body;
@@ -44,7 +48,15 @@ pin_project! {
         Inner { #[pin] body: B },
         Full { data: Option<Bytes> },
         Prefixed { prefix: Option<Bytes>, body: Pin<Box<B>> },
-        Stream { reader: Option<Reader>, pending: Option<BoxFuture<'static, (Reader, Option<Bytes>)>> },
+        Stream {
+            reader: Option<Reader>,
+            pending: Option<BoxFuture<'static, (Reader, Option<Bytes>)>>,
+            // Frames handed to the server and not yet written.
+            flight: Arc<Flight>,
+            // Since when no frame was written while some wait: (written count, deadline).
+            stall: Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
+            write_timeout: std::time::Duration,
+        },
         Framed { decoder: Decoder, body: Pin<Box<B>>, ended: bool },
     }
 }
@@ -96,8 +108,11 @@ impl<B> McpBody<B> {
     pub(crate) fn stream(reader: Reader) -> Self {
         Self {
             kind: Kind::Stream {
+                write_timeout: reader.write_timeout(),
                 reader: Some(reader),
                 pending: None,
+                flight: Arc::default(),
+                stall: None,
             },
             busy: None,
         }
@@ -107,20 +122,49 @@ impl<B> McpBody<B> {
 impl<B> Body for McpBody<B>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = match this.kind.project() {
-            KindProj::Inner { body } => ready!(body.poll_frame(cx)),
+            KindProj::Inner { body } => ready!(body.poll_frame(cx)).map(|f| f.map_err(Into::into)),
             KindProj::Full { data } => data.take().map(|d| Ok(Frame::data(d))),
             KindProj::Prefixed { prefix, body } => match prefix.take() {
                 Some(p) => Some(Ok(Frame::data(p))),
-                None => ready!(body.as_mut().poll_frame(cx)),
+                None => ready!(body.as_mut().poll_frame(cx)).map(|f| f.map_err(Into::into)),
             },
-            KindProj::Stream { reader, pending } => {
+            KindProj::Stream {
+                reader,
+                pending,
+                flight,
+                stall,
+                write_timeout,
+            } => {
+                if flight.pending() {
+                    // The server holds frames it has not written: the client is not
+                    // reading as fast as we produce. Wait for progress while the
+                    // server's share is full; cut the connection when none comes.
+                    flight.register(cx.waker());
+                    let written = flight.written();
+                    if stall.as_ref().is_none_or(|(seen, _)| *seen != written) {
+                        *stall = Some((written, Box::pin(tokio::time::sleep(*write_timeout))));
+                    }
+                    let (_, deadline) = stall.as_mut().expect("set above");
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        reader.take();
+                        pending.take();
+                        this.busy.take();
+                        return Poll::Ready(Some(Err(Box::new(WriteTimeout))));
+                    }
+                    if flight.full() {
+                        return Poll::Pending;
+                    }
+                } else {
+                    *stall = None;
+                }
                 if pending.is_none() {
                     match reader.take() {
                         Some(r) => *pending = Some(Box::pin(r.next_chunk())),
@@ -133,7 +177,7 @@ where
                 if chunk.is_some() {
                     *reader = Some(r);
                 }
-                chunk.map(|c| Ok(Frame::data(c)))
+                chunk.map(|c| Ok(Frame::data(flight.track(c))))
             }
             KindProj::Framed { decoder, body, ended } => loop {
                 let mut out = BytesMut::new();
@@ -156,7 +200,7 @@ where
                             decoder.push(&data);
                         }
                     }
-                    Some(Err(e)) => break Some(Err(e)),
+                    Some(Err(e)) => break Some(Err(e.into())),
                     None => *ended = true,
                 }
             },
@@ -173,7 +217,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Prefixed { prefix, body } => prefix.is_none() && body.is_end_stream(),
-            Kind::Stream { reader, pending } => reader.is_none() && pending.is_none(),
+            Kind::Stream { reader, pending, .. } => reader.is_none() && pending.is_none(),
             Kind::Framed { .. } => false,
         }
     }
@@ -199,3 +243,23 @@ impl<B> fmt::Debug for McpBody<B> {
         f.debug_struct("McpBody").field("kind", &kind).finish()
     }
 }
+
+/// The error ending a resumable stream whose client stopped reading: frames handed to
+/// the server stayed unwritten for the layer's
+/// [`sse_write_timeout`](crate::McpSessionLayerBuilder::sse_write_timeout).
+///
+/// ```
+/// use tower_mcp_session::WriteTimeout;
+///
+/// assert_eq!(WriteTimeout.to_string(), "the client stopped reading the event stream");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTimeout;
+
+impl fmt::Display for WriteTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the client stopped reading the event stream")
+    }
+}
+
+impl std::error::Error for WriteTimeout {}

@@ -11,6 +11,7 @@
 
 mod body;
 pub(crate) mod decode;
+pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod pump;
 pub(crate) mod reader;
@@ -23,7 +24,7 @@ use crate::util::{FastDashMap, FastHashMap};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-pub use body::McpBody;
+pub use body::{McpBody, WriteTimeout};
 
 pub(crate) use crate::event_log::standalone_stream;
 use crate::event_log::{StreamId, StreamKey};
@@ -50,6 +51,9 @@ pub(crate) struct SseConfig {
     pub(crate) log_timeout: Duration,
     /// Events per read from the log.
     pub(crate) read_batch: usize,
+    /// How long a connection may hold unwritten frames without writing any before it
+    /// is cut (see [`outbox`]).
+    pub(crate) write_timeout: Duration,
 }
 
 impl Default for SseConfig {
@@ -63,6 +67,7 @@ impl Default for SseConfig {
             max_event_bytes: 4 << 20,
             log_timeout: Duration::from_secs(1),
             read_batch: 256,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

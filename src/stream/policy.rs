@@ -14,11 +14,11 @@ use super::decode::{Decoder, StreamFormat};
 use super::pump::pump;
 use super::reader::{Reader, Start};
 use super::{LiveStream, McpBody, SseConfig, Streams};
-use crate::event_log::{EventLog, ReadOutcome, StreamId, StreamKey};
+use crate::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey};
 use crate::headers::X_ACCEL_BUFFERING;
 use crate::lifecycle::sessions::BusyGuard;
 use crate::outbound::RelatedStream;
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, RejectionKind};
 use crate::session::SessionRecord;
 use crate::store::BoxError;
 
@@ -41,31 +41,33 @@ pub(crate) async fn resumable<B>(
     busy: Arc<BusyGuard>,
     (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
     format: StreamFormat,
-) -> Response<McpBody<B>>
+) -> Result<Response<McpBody<B>>, Rejection>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError> + Send,
 {
     let decoder = Decoder::new(format, setup.sse.max_event_bytes);
     let key = StreamKey::new(record.id().clone(), stream_id);
-    let opened = matches!(timeout(setup.timeout, setup.log.open(&key)).await, Ok(Ok(())));
+    let opened = match timeout(setup.timeout, setup.log.open(&key)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(refusal(&e)),
+        Err(_) => Err(Rejection::store_unavailable()),
+    };
     // Requests to the client made while serving this request may now go on its stream.
     if let Some(related) = related {
-        if opened {
+        if opened.is_ok() {
             related.opened();
         } else {
             related.elsewhere();
         }
     }
-    if !opened {
-        // Without a log the stream cannot be resumable; still deliver it live.
+    if let Err(rejection) = opened {
+        // A legacy session never gets an answer it could not resume: refuse it, and
+        // dropping the inner body cancels the work.
         #[cfg(feature = "tracing")]
-        tracing::warn!(session = %record.id(), "event log unavailable; stream is not resumable");
-        if format == StreamFormat::Ndjson {
-            set_sse_headers(&mut head);
-            return Response::from_parts(head, McpBody::framed(body, decoder, Some(busy)));
-        }
-        return Response::from_parts(head, McpBody::inner(body, Some(busy)));
+        tracing::debug!(session = %record.id(), reason = rejection.kind.reason(), "stream refused");
+        drop((body, busy));
+        return Err(rejection);
     }
     setup.streams.adopt(&key, &live);
     setup.streams.spawn_pump(
@@ -88,7 +90,18 @@ where
     };
     let reader = Reader::new(setup.log.clone(), key, setup.sse.clone(), attachment, start, busy);
     set_sse_headers(&mut head);
-    Response::from_parts(head, McpBody::stream(reader))
+    Ok(Response::from_parts(head, McpBody::stream(reader)))
+}
+
+/// The answer to an event-log refusal: the session's stream bound (429), the log's
+/// memory budget (503 `event_log_full`), or a log that failed (503).
+pub(crate) fn refusal(error: &EventLogError) -> Rejection {
+    let soon = Duration::from_secs(1);
+    match error {
+        EventLogError::TooManyStreams { .. } => Rejection::new(RejectionKind::TooManyStreams).retry_after(soon),
+        EventLogError::Full => Rejection::new(RejectionKind::EventLogFull).retry_after(soon),
+        _ => Rejection::store_unavailable(),
+    }
 }
 
 /// Where a `GET` without `Last-Event-ID` starts on the session's standalone stream:
@@ -98,8 +111,10 @@ where
 /// continuity.
 pub(crate) async fn fresh_cursor(setup: StreamSetup<'_>, key: &StreamKey) -> Result<u64, Rejection> {
     let wait = setup.timeout;
-    if !matches!(timeout(wait, setup.log.open(key)).await, Ok(Ok(()))) {
-        return Err(Rejection::store_unavailable());
+    match timeout(wait, setup.log.open(key)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(refusal(&e)),
+        Err(_) => return Err(Rejection::store_unavailable()),
     }
     // What this instance delivered, or what any instance recorded in a shared log.
     let local = setup.streams.live(key).delivered();

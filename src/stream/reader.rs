@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::outbox::Outbox;
 use super::{Attachment, SseConfig};
 use crate::event_log::{EventLog, ReadOutcome, StreamKey};
 use crate::lifecycle::sessions::BusyGuard;
 use crate::sse::EventId;
-use crate::sse::{encode_comment, encode_event, encode_priming, encode_retry};
+use crate::sse::{encode_comment, encode_priming, encode_retry};
 
 /// A client connection reading one stream.
 pub(crate) struct Reader {
@@ -22,12 +23,16 @@ pub(crate) struct Reader {
     close_epoch: u64,
     /// The last sequence number sent.
     cursor: u64,
-    /// Bytes that must go out first (priming, `retry`).
-    prefix: BytesMut,
+    /// What is left to send: first the priming and `retry`, then the events read,
+    /// encoded a frame at a time and sharing the log's payloads.
+    outbox: Outbox,
+    /// Whether `next_chunk` has run: the first call lets the priming and the first
+    /// events leave as one frame.
+    started: bool,
     /// Whether this reader has been level with the producer at least once: only then is
     /// falling behind a sign of a stalled client rather than of a replay in progress.
     caught_up: bool,
-    /// Whether `prefix` already carries a `retry` field (sent once per connection).
+    /// Whether the outbox already carries a `retry` field (sent once per connection).
     prefix_has_retry: bool,
     /// Whether server-initiated connection closes apply (2025-11-25 and later clients).
     polling: bool,
@@ -67,10 +72,10 @@ impl Reader {
         start: Start,
         busy: Arc<BusyGuard>,
     ) -> Self {
-        let mut prefix = BytesMut::new();
+        let mut outbox = Outbox::new(key.stream());
         if start.priming {
-            encode_priming(&mut prefix, EventId::new(key.stream(), start.cursor));
-            encode_retry(&mut prefix, millis(cfg.retry));
+            encode_priming(outbox.small(), EventId::new(key.stream(), start.cursor));
+            encode_retry(outbox.small(), millis(cfg.retry));
         }
         let poll_deadline = cfg.poll_after.filter(|_| start.polling).map(|d| Instant::now() + d);
         Self {
@@ -81,7 +86,8 @@ impl Reader {
             close_epoch: start.close_epoch,
             cursor: start.cursor,
             prefix_has_retry: start.priming,
-            prefix,
+            outbox,
+            started: false,
             caught_up: false,
             polling: start.polling,
             claim: start.claim,
@@ -97,11 +103,20 @@ impl Reader {
         (self, chunk)
     }
 
+    /// How long this connection may hold unwritten frames without progress.
+    pub(crate) fn write_timeout(&self) -> std::time::Duration {
+        self.cfg.write_timeout
+    }
+
     async fn produce(&mut self) -> Option<Bytes> {
+        // What was read is sent before anything more is read: a connection holds at
+        // most one read batch, and shares its payloads with the log.
+        if std::mem::replace(&mut self.started, true) && !self.outbox.is_empty() {
+            return self.outbox.next_frame();
+        }
         if self.done {
             return None;
         }
-        let mut out = std::mem::take(&mut self.prefix);
         let has_retry = std::mem::take(&mut self.prefix_has_retry);
         let live = self.attachment.live.clone();
         loop {
@@ -111,15 +126,15 @@ impl Reader {
             signal.as_mut().enable();
 
             if self.attachment.taken_over() {
-                return self.end(out);
+                return self.end();
             }
             let poll_due = self.poll_deadline.is_some_and(|d| Instant::now() >= d);
             if self.polling && (live.close_epoch() != self.close_epoch || poll_due) {
                 // Close the connection, not the stream: tell the client when to come back.
                 if !has_retry {
-                    encode_retry(&mut out, millis(self.cfg.retry));
+                    encode_retry(self.outbox.small(), millis(self.cfg.retry));
                 }
-                return self.end(out);
+                return self.end();
             }
             let read = timeout(
                 self.cfg.log_timeout,
@@ -134,37 +149,37 @@ impl Reader {
                 })) => (events, last_seq, finished),
                 // The stream is gone, our cursor fell out of retention, or the log failed:
                 // end this connection; a resume gets the precise answer.
-                _ => return self.end(out),
+                _ => return self.end(),
             };
             if let Some(last) = events.last() {
                 if self.caught_up && last_seq.saturating_sub(self.cursor) > self.cfg.max_reader_lag {
-                    return self.end(out);
+                    return self.end();
                 }
                 let last = last.seq;
                 if let Some(claim) = self.claim {
                     // Another instance's newer GET owns the stream now: send nothing.
                     let current = timeout(self.cfg.log_timeout, self.log.current_reader(&self.key)).await;
                     if !matches!(current, Ok(Ok(c)) if c == claim) {
-                        return self.end(out);
+                        return self.end();
                     }
                     let _ = timeout(self.cfg.log_timeout, self.log.mark_delivered(&self.key, last)).await;
                 }
-                for event in &events {
-                    encode_event(&mut out, Some(EventId::new(self.key.stream(), event.seq)), &event.data);
+                for event in events {
+                    self.outbox.push_event(event);
                 }
                 self.cursor = last;
                 live.mark_delivered(last);
                 if finished && self.cursor >= last_seq {
                     self.done = true;
                 }
-                return Some(out.freeze());
+                return self.outbox.next_frame();
             }
             if finished {
-                return self.end(out);
+                return self.end();
             }
             self.caught_up = true;
-            if !out.is_empty() {
-                return Some(out.freeze());
+            if !self.outbox.is_empty() {
+                return self.outbox.next_frame();
             }
             let keep_alive = self.cfg.keep_alive.map(|d| Instant::now() + d);
             let far = Instant::now() + std::time::Duration::from_secs(86_400);
@@ -172,17 +187,17 @@ impl Reader {
                 _ = self.log.wait_after(&self.key, self.cursor) => {}
                 _ = &mut signal => {}
                 _ = sleep_until(keep_alive.unwrap_or(far)) => {
-                    encode_comment(&mut out, "");
-                    return Some(out.freeze());
+                    encode_comment(self.outbox.small(), "");
+                    return self.outbox.next_frame();
                 }
                 _ = sleep_until(self.poll_deadline.unwrap_or(far)) => {}
             }
         }
     }
 
-    fn end(&mut self, out: BytesMut) -> Option<Bytes> {
+    fn end(&mut self) -> Option<Bytes> {
         self.done = true;
-        (!out.is_empty()).then(|| out.freeze())
+        self.outbox.next_frame()
     }
 }
 

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::{Script, Value};
-use std::sync::LazyLock;
+use redis::Value;
 use tokio::sync::Notify;
 
 use tower_mcp_session::SessionId;
@@ -15,139 +14,9 @@ use tower_mcp_session::store::BoxFuture;
 
 use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
 
-/// KEYS: index, meta, list. ARGV: stream id, ttl ms, max streams, session base.
-///
-/// The new stream gets a score above every other so it is never the one dropped. Keys
-/// of dropped streams are built from the session base: they share the session's hash
-/// tag, so they are in this script's slot.
-const OPEN: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
-  redis.call('HSET', KEYS[2], 'last', 0, 'bytes', 0, 'fin', 0)
-  redis.call('ZADD', KEYS[1], score, ARGV[1])
-  local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-  if over > 0 then
-    local old = redis.call('ZRANGE', KEYS[1], 0, -2)
-    local keep = {}
-    for _, sid in ipairs(old) do
-      if over == 0 then break end
-      local m = ARGV[4] .. ':ev:' .. sid .. ':m'
-      local fin = redis.call('HGET', m, 'fin')
-      if (not fin) or fin == '1' then
-        redis.call('DEL', m, ARGV[4] .. ':ev:' .. sid)
-        redis.call('ZREM', KEYS[1], sid)
-        over = over - 1
-      else
-        keep[#keep + 1] = sid
-      end
-    end
-    for _, sid in ipairs(keep) do
-      if over == 0 then break end
-      redis.call('DEL', ARGV[4] .. ':ev:' .. sid .. ':m', ARGV[4] .. ':ev:' .. sid)
-      redis.call('ZREM', KEYS[1], sid)
-      over = over - 1
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return 1
-";
-
-/// KEYS: index, meta, list. ARGV: payload, max events, max bytes, ttl ms, '1' to finish
-/// the stream with this event. Returns the new sequence number, -1 for an unknown
-/// stream, -2 for a finished one.
-const APPEND: &str = r"
-local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
-if not m[1] then return -1 end
-if m[3] == '1' then return -2 end
-local seq = tonumber(m[1]) + 1
-local bytes = tonumber(m[2]) + #ARGV[1]
-local len = redis.call('RPUSH', KEYS[3], ARGV[1])
-local max_n = tonumber(ARGV[2])
-local max_b = tonumber(ARGV[3])
-while len > 1 and (len > max_n or bytes > max_b) do
-  bytes = bytes - #redis.call('LPOP', KEYS[3])
-  len = len - 1
-end
-redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
-if ARGV[5] == '1' then redis.call('HSET', KEYS[2], 'fin', 1) end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
-return seq
-";
-
-/// KEYS: index, meta, list. ARGV: ttl ms. Returns -1 for an unknown stream.
-const FINISH: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('HSET', KEYS[2], 'fin', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-return 1
-";
-
-/// KEYS: meta, list. ARGV: cursor, max.
-/// Returns {-1} (unknown), {-2, last, first} (evicted) or {last, fin, payload...}.
-const READ: &str = r"
-local m = redis.call('HMGET', KEYS[1], 'last', 'fin')
-if not m[1] then return {-1} end
-local last = tonumber(m[1])
-local after = tonumber(ARGV[1])
-local first = last - redis.call('LLEN', KEYS[2]) + 1
-if after > last or after + 1 < first then return {-2, last, first} end
-local out = {last, (m[2] == '1') and 1 or 0}
-local max = tonumber(ARGV[2])
-if after < last and max > 0 then
-  local start = after + 1 - first
-  local items = redis.call('LRANGE', KEYS[2], start, start + max - 1)
-  for i = 1, #items do out[#out + 1] = items[i] end
-end
-return out
-";
-
-/// KEYS: index. ARGV: session base.
-const REMOVE_SESSION: &str = r"
-local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, sid in ipairs(sids) do
-  redis.call('DEL', ARGV[1] .. ':ev:' .. sid .. ':m', ARGV[1] .. ':ev:' .. sid)
-end
-redis.call('DEL', KEYS[1])
-return #sids
-";
-
-static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
-static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
-static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
-static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
-
-/// KEYS: meta. ARGV: op, value. Per-stream reader state kept beside the events, so
-/// every instance sees it: `dlv` (highest sequence number delivered to a client) and
-/// `rdr` (newest reader claim). Returns -1 for an unknown stream, else the field's value
-/// after the operation. Never creates the hash: its TTL belongs to append and open.
-const READER_STATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local op = ARGV[1]
-if op == 'mark' then
-  local cur = tonumber(redis.call('HGET', KEYS[1], 'dlv') or '0')
-  local seq = tonumber(ARGV[2])
-  if seq > cur then redis.call('HSET', KEYS[1], 'dlv', seq) return seq end
-  return cur
-elseif op == 'claim' then
-  return redis.call('HINCRBY', KEYS[1], 'rdr', 1)
-elseif op == 'dlv' or op == 'rdr' then
-  return tonumber(redis.call('HGET', KEYS[1], op) or '0')
-end
-return -1
-";
-
-static READER_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READER_STATE));
-static REMOVE_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SESSION));
+use crate::event_log_scripts::{
+    APPEND_SCRIPT, FINISH_SCRIPT, OPEN_SCRIPT, READ_SCRIPT, READER_STATE_SCRIPT, REMOVE_SESSION_SCRIPT,
+};
 
 /// In-process notifiers, shared by streams whose ids fall in the same shard.
 const SHARDS: usize = 64;
@@ -166,6 +35,7 @@ const SHARDS: usize = 64;
 /// | `…:ev:<sid>:m` | hash | `last` (newest sequence number), `bytes` (payload bytes retained), `fin` (`1` once finished) |
 /// | `…:ev:<sid>` | list | the retained payloads, oldest first |
 /// | `…:evs` | sorted set | the session's streams, scored by when they were opened |
+/// | `…:evl` | hash | stream id → newest sequence number, for unfinished streams: a stream whose keys expired and that is opened again goes on from there, so no event id is issued twice |
 ///
 /// Sequence numbers are contiguous, so the list needs no ids: the oldest retained event
 /// has number `last - LLEN + 1`, and the event after cursor `c` sits at list index
@@ -217,9 +87,11 @@ const SHARDS: usize = 64;
 /// Per stream: at most [`max_events`](RedisEventLogBuilder::max_events) events and
 /// [`max_bytes`](RedisEventLogBuilder::max_bytes) payload bytes (the newest event is
 /// always kept, even if it alone is larger). Per session: at most
-/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops a
-/// finished stream first, the oldest stream only if none has finished. Over time:
-/// the stream TTL.
+/// [`max_session_bytes`](RedisEventLogBuilder::max_session_bytes) payload bytes (oldest
+/// events of finished streams go first), and at most
+/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops
+/// the longest-finished stream, and fails with [`EventLogError::TooManyStreams`] when
+/// none has finished. Over time: the stream TTL.
 ///
 /// # Outages
 ///
@@ -293,10 +165,20 @@ struct Config {
     max_events: u64,
     max_bytes: u64,
     max_streams: u64,
+    max_session_bytes: u64,
     ttl: Duration,
     op_timeout: Duration,
     poll_min: Duration,
     poll_max: Duration,
+}
+
+impl Config {
+    /// How long the numbering of a session's unfinished streams outlives their keys: a
+    /// day (the layer's default session lifetime), or the stream TTL if longer, so a
+    /// session kept busy by other requests never sees a stream id numbered twice.
+    fn numbering_ttl(&self) -> Duration {
+        self.ttl.max(Duration::from_secs(24 * 60 * 60))
+    }
 }
 
 /// Builds a [`RedisEventLog`].
@@ -365,8 +247,10 @@ impl RedisEventLogBuilder {
         self
     }
 
-    /// The most streams a session keeps (at least 1). Opening one more drops a
-    /// finished stream, or the oldest if none has finished. Default 64.
+    /// The most streams a session keeps (at least 1). Opening one more drops the
+    /// longest-finished stream; when none has finished it fails with
+    /// [`EventLogError::TooManyStreams`] (the layer answers 429 `too_many_streams`):
+    /// an unfinished stream is never dropped to make room. Default 64.
     ///
     /// ```no_run
     /// # use tower_mcp_session_redis::RedisEventLog;
@@ -376,6 +260,25 @@ impl RedisEventLogBuilder {
     /// ```
     pub fn max_streams(mut self, max: u64) -> Self {
         self.cfg.max_streams = max.max(1);
+        self
+    }
+
+    /// The most payload bytes all streams of one session retain together. Past it the
+    /// oldest events go: from finished streams first (longest finished first), then
+    /// from the stream being appended to, then from the session's other unfinished
+    /// streams, largest first; an unfinished stream keeps its newest event. The same
+    /// bound, with the same order, as
+    /// [`MemoryEventLogBuilder::max_bytes_per_session`](tower_mcp_session::event_log::MemoryEventLogBuilder::max_bytes_per_session).
+    /// Default 4 MiB.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_session_redis::RedisEventLog;
+    /// # async fn run(conn: redis::aio::ConnectionManager) {
+    /// let log = RedisEventLog::builder(conn).max_session_bytes(16 << 20).build();
+    /// # }
+    /// ```
+    pub fn max_session_bytes(mut self, max: u64) -> Self {
+        self.cfg.max_session_bytes = max;
         self
     }
 
@@ -484,6 +387,7 @@ impl RedisEventLog {
                 max_events: 1000,
                 max_bytes: 1024 * 1024,
                 max_streams: 64,
+                max_session_bytes: 4 * 1024 * 1024,
                 ttl: Duration::from_secs(30 * 60),
                 op_timeout: Duration::from_secs(1),
                 poll_min: Duration::from_millis(5),
@@ -507,10 +411,11 @@ impl RedisEventLog {
     }
 }
 
-/// The keys of one stream: (session base, index, meta, list).
+/// The keys of one stream: session base, index, numbering, meta, list.
 struct Keys {
     base: String,
     index: String,
+    numbering: String,
     meta: String,
     list: String,
     stream: String,
@@ -522,6 +427,7 @@ impl Inner {
         let stream = key.stream().to_string();
         Keys {
             index: format!("{base}:evs"),
+            numbering: format!("{base}:evl"),
             meta: format!("{base}:ev:{stream}:m"),
             list: format!("{base}:ev:{stream}"),
             base,
@@ -559,11 +465,16 @@ impl Inner {
         inv.key(&k.index)
             .key(&k.meta)
             .key(&k.list)
+            .key(&k.numbering)
             .arg(&data[..])
             .arg(self.cfg.max_events)
             .arg(self.cfg.max_bytes)
             .arg(millis(self.cfg.ttl))
-            .arg(if last { "1" } else { "0" });
+            .arg(if last { "1" } else { "0" })
+            .arg(self.cfg.max_session_bytes)
+            .arg(&k.base)
+            .arg(&k.stream)
+            .arg(millis(self.cfg.numbering_ttl()));
         let seq: i64 = self.run(&inv).await?;
         match seq {
             -1 => Err(EventLogError::UnknownStream),
@@ -579,7 +490,12 @@ impl Inner {
     async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
         let k = self.keys(key);
         let mut inv = FINISH_SCRIPT.prepare_invoke();
-        inv.key(&k.index).key(&k.meta).key(&k.list).arg(millis(self.cfg.ttl));
+        inv.key(&k.index)
+            .key(&k.meta)
+            .key(&k.list)
+            .key(&k.numbering)
+            .arg(millis(self.cfg.ttl))
+            .arg(&k.stream);
         match self.run::<i64>(&inv).await? {
             -1 => Err(EventLogError::UnknownStream),
             _ => {
@@ -638,12 +554,18 @@ impl EventLog for RedisEventLog {
             inv.key(&k.index)
                 .key(&k.meta)
                 .key(&k.list)
+                .key(&k.numbering)
                 .arg(&k.stream)
                 .arg(millis(self.inner.cfg.ttl))
                 .arg(self.inner.cfg.max_streams)
-                .arg(&k.base);
-            self.inner.run::<i64>(&inv).await?;
-            Ok(())
+                .arg(&k.base)
+                .arg(millis(self.inner.cfg.numbering_ttl()));
+            match self.inner.run::<i64>(&inv).await? {
+                -3 => Err(EventLogError::TooManyStreams {
+                    limit: usize::try_from(self.inner.cfg.max_streams).unwrap_or(usize::MAX),
+                }),
+                _ => Ok(()),
+            }
         })
     }
 

@@ -1,11 +1,15 @@
 //! The in-process event log.
 
+mod builder;
+mod state;
+
+pub use builder::MemoryEventLogBuilder;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::util::{FastDashMap, FastHashMap};
 use bytes::Bytes;
@@ -15,6 +19,8 @@ use tokio::time::Instant;
 use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamId, StreamKey};
 use crate::session::SessionId;
 use crate::store::BoxFuture;
+use builder::Limits;
+use state::{EVENT_COST, STREAM_COST, SessionStreams, Stream, StreamState, WaiterCount, lock, read, write};
 
 /// An [`EventLog`] kept in this process's memory, bounded in events, bytes, streams and
 /// time.
@@ -33,9 +39,14 @@ use crate::store::BoxFuture;
 /// | events per stream | 1024 | the stream's oldest events are dropped |
 /// | bytes per stream | 1 MiB | the stream's oldest events are dropped |
 /// | bytes per session | 4 MiB | oldest events dropped: finished streams first, then the appending stream, then the session's other streams |
+/// | bytes in the whole log | 256 MiB | events of finished streams dropped, longest finished first, across sessions; if that does not make room, the append (or `open`) fails with [`EventLogError::Full`] |
 /// | streams per session | 64 | `open` drops the session's longest-finished stream, or fails if none has finished |
 /// | finished stream retention | 5 min | the stream is dropped (reads say `UnknownStream`) |
 /// | idle unfinished stream | 30 min without an append | the stream is dropped |
+///
+/// The whole-log budget counts what the log allocates, not only payloads: each event
+/// costs its payload plus 64 bytes, each stream 256 bytes, so many tiny events or empty
+/// streams cannot exceed it either.
 ///
 /// Bytes are payload bytes. The newest event of an unfinished stream is never dropped
 /// by the byte or count bounds, so a reader attached to a live stream does not lose the
@@ -44,7 +55,13 @@ use crate::store::BoxFuture;
 /// event per unfinished stream.
 ///
 /// When `open` would exceed the stream bound and no stream of the session has finished,
-/// it fails with [`EventLogError::TooManyStreams`].
+/// it fails with [`EventLogError::TooManyStreams`]: an unfinished stream (the session's
+/// standalone stream, an answer still being produced) is never dropped to make room.
+///
+/// Sequence numbers are never issued twice for one stream of a session: a stream that
+/// expired unfinished and is opened again goes on after its last number, so a cursor
+/// from before reads as [`ReadOutcome::Evicted`] (410 for a resume), never as events
+/// of the new stream.
 ///
 /// # Cursors
 ///
@@ -92,131 +109,11 @@ pub struct MemoryEventLog {
     inner: Arc<Inner>,
 }
 
-/// Settings for a [`MemoryEventLog`]; see its documentation for what each bound does.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_mcp_session::event_log::MemoryEventLog;
-///
-/// let log = MemoryEventLog::builder()
-///     .max_events_per_stream(256)
-///     .max_bytes_per_session(16 << 20)
-///     .finished_retention(Duration::from_secs(60))
-///     .build();
-/// # drop(log);
-/// ```
-#[derive(Debug, Clone)]
-pub struct MemoryEventLogBuilder {
-    limits: Limits,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    stream_events: usize,
-    stream_bytes: usize,
-    session_bytes: usize,
-    session_streams: usize,
-    finished_retention: Duration,
-    idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            stream_events: 1024,
-            stream_bytes: 1 << 20,
-            session_bytes: 4 << 20,
-            session_streams: 64,
-            finished_retention: Duration::from_secs(5 * 60),
-            idle_timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
 struct Inner {
     limits: Limits,
     sessions: FastDashMap<SessionId, Arc<SessionStreams>>,
-}
-
-/// One session's streams. Lock order, everywhere: the `sessions` map shard, then
-/// `streams`, then a stream's `state`; never the other way round.
-struct SessionStreams {
-    streams: RwLock<FastHashMap<StreamId, Arc<Stream>>>,
-    /// Streams in the order they finished, so making room at the stream cap takes the
-    /// longest-finished one without scanning (and locking) every stream. Entries of
-    /// streams already gone are skipped when met.
-    finished: Mutex<VecDeque<StreamId>>,
-    /// Payload bytes held by all streams of the session; changed only while holding the
-    /// state lock of the stream whose bytes change, so removals subtract exactly what
-    /// was added.
-    bytes: AtomicUsize,
-}
-
-struct Stream {
-    state: Mutex<StreamState>,
-    changed: Notify,
-}
-
-struct StreamState {
-    events: VecDeque<Bytes>,
-    /// Sequence number of `events[0]`; `last_seq + 1` when nothing is held.
-    first_seq: u64,
-    last_seq: u64,
-    bytes: usize,
-    finished_at: Option<Instant>,
-    last_append: Instant,
-    /// Removed or expired. The `Arc` can outlive its map entry in a concurrent call, and
-    /// that call must see the stream as unknown.
-    gone: bool,
-    /// Tasks inside `wait_after`; appends skip the notification when there are none.
-    waiters: usize,
-    /// The highest sequence number a reader delivered (`mark_delivered`).
-    delivered: u64,
-    /// The newest reader claim (`claim_reader`).
-    claim: u64,
-}
-
-impl StreamState {
-    fn new(now: Instant) -> Self {
-        Self {
-            events: VecDeque::new(),
-            first_seq: 1,
-            last_seq: 0,
-            bytes: 0,
-            finished_at: None,
-            last_append: now,
-            gone: false,
-            waiters: 0,
-            delivered: 0,
-            claim: 0,
-        }
-    }
-
-    fn expired(&self, now: Instant, limits: &Limits) -> bool {
-        match self.finished_at {
-            Some(at) => now.saturating_duration_since(at) >= limits.finished_retention,
-            None => now.saturating_duration_since(self.last_append) >= limits.idle_timeout,
-        }
-    }
-
-    /// Drop the oldest event, keeping the session total in step.
-    fn pop_oldest(&mut self, session: &SessionStreams) {
-        if let Some(data) = self.events.pop_front() {
-            self.first_seq += 1;
-            self.bytes -= data.len();
-            session.bytes.fetch_sub(data.len(), Ordering::Relaxed);
-        }
-    }
-
-    /// Free everything and mark the stream gone.
-    fn clear(&mut self, session: &SessionStreams) {
-        session.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
-        self.bytes = 0;
-        // A fresh deque, so the old buffer's capacity is returned too.
-        self.events = VecDeque::new();
-        self.first_seq = self.last_seq + 1;
-        self.gone = true;
-    }
+    /// Payload bytes held by every stream of every session.
+    total: Arc<AtomicUsize>,
 }
 
 impl MemoryEventLog {
@@ -309,10 +206,11 @@ impl MemoryEventLog {
             if any_expired {
                 let mut dropped = Vec::new();
                 let mut streams = write(&session.streams);
-                streams.retain(|_, stream| {
+                streams.retain(|id, stream| {
                     let mut state = lock(&stream.state);
                     // Checked again under the write lock: an append may have just revived it.
                     if state.expired(now, limits) {
+                        session.retire(*id, &state);
                         state.clear(&session);
                         dropped.push(Arc::clone(stream));
                         false
@@ -327,7 +225,7 @@ impl MemoryEventLog {
             }
             self.inner
                 .sessions
-                .remove_if(&id, |_, s| Arc::ptr_eq(s, &session) && read(&s.streams).is_empty());
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &session) && s.is_empty());
         }
     }
 
@@ -346,18 +244,24 @@ impl MemoryEventLog {
             }
             let mut state = lock(&stream.state);
             if !state.gone {
+                session.retire(key.stream(), &state);
                 state.clear(session);
             }
         }
         stream.changed.notify_waiters();
-        self.inner.sessions.remove_if(key.session(), |_, s| {
-            Arc::ptr_eq(s, session) && read(&s.streams).is_empty()
-        });
+        self.inner
+            .sessions
+            .remove_if(key.session(), |_, s| Arc::ptr_eq(s, session) && s.is_empty());
     }
 
     fn open_now(&self, key: &StreamKey) -> Result<(), EventLogError> {
         let now = Instant::now();
         let limits = &self.inner.limits;
+        // A full log takes no new stream it could not append to. Checked before the
+        // session's entry is locked: making room visits every session.
+        if self.lookup(key).is_none() && !self.make_room(STREAM_COST) {
+            return Err(EventLogError::Full);
+        }
         // The map entry stays locked until the stream is in: a concurrent sweep cannot
         // drop the (possibly new, still empty) session in between.
         let entry = self.inner.sessions.entry(key.session().clone()).or_insert_with(|| {
@@ -365,6 +269,8 @@ impl MemoryEventLog {
                 streams: RwLock::new(FastHashMap::default()),
                 finished: Mutex::new(VecDeque::new()),
                 bytes: AtomicUsize::new(0),
+                total: Arc::clone(&self.inner.total),
+                retired: Mutex::default(),
             })
         });
         let session = entry.value();
@@ -375,6 +281,7 @@ impl MemoryEventLog {
             if !state.expired(now, limits) {
                 return Ok(());
             }
+            session.retire(key.stream(), &state);
             state.clear(session);
             drop(state);
             dropped.extend(streams.remove(&key.stream()));
@@ -413,10 +320,16 @@ impl MemoryEventLog {
                 dropped.push(stream);
             }
         }
+        let mut state = StreamState::new(now);
+        if let Some(last) = lock(&session.retired).remove(&key.stream()) {
+            state.last_seq = last;
+            state.first_seq = last + 1;
+        }
+        session.total.fetch_add(STREAM_COST, Ordering::Relaxed);
         streams.insert(
             key.stream(),
             Arc::new(Stream {
-                state: Mutex::new(StreamState::new(now)),
+                state: Mutex::new(state),
                 changed: Notify::new(),
             }),
         );
@@ -433,6 +346,9 @@ impl MemoryEventLog {
         let now = Instant::now();
         let limits = &self.inner.limits;
         let len = data.len();
+        if !self.make_room(len + EVENT_COST) {
+            return Err(EventLogError::Full);
+        }
         let mut state = lock(&stream.state);
         if state.gone {
             return Err(EventLogError::UnknownStream);
@@ -449,7 +365,7 @@ impl MemoryEventLog {
         state.last_append = now;
         state.events.push_back(data);
         state.bytes += len;
-        let total = session.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        let total = session.add(len);
         while state.events.len() > 1 && (state.events.len() > limits.stream_events || state.bytes > limits.stream_bytes)
         {
             state.pop_oldest(&session);
@@ -503,6 +419,43 @@ impl MemoryEventLog {
                 state.pop_oldest(session);
             }
         }
+    }
+
+    /// Whether `need` more bytes fit the log's budget, after dropping the events of
+    /// finished streams (longest finished first, across sessions) if they did not. The
+    /// streams themselves stay, so their cursors read as evicted (410), never unknown.
+    /// Called with no lock held.
+    fn make_room(&self, need: usize) -> bool {
+        let budget = self.inner.limits.total_bytes;
+        let fits = || self.inner.total.load(Ordering::Relaxed).saturating_add(need) <= budget;
+        if fits() {
+            return true;
+        }
+        self.drop_finished(fits)
+    }
+
+    #[cold]
+    fn drop_finished(&self, fits: impl Fn() -> bool) -> bool {
+        let mut finished = Vec::new();
+        for entry in self.inner.sessions.iter() {
+            for stream in read(&entry.value().streams).values() {
+                let state = lock(&stream.state);
+                if let Some(at) = state.finished_at.filter(|_| state.bytes > 0) {
+                    finished.push((at, Arc::clone(entry.value()), Arc::clone(stream)));
+                }
+            }
+        }
+        finished.sort_by_key(|(at, _, _)| *at);
+        for (_, session, stream) in finished {
+            if fits() {
+                return true;
+            }
+            let mut state = lock(&stream.state);
+            while !state.events.is_empty() && !fits() {
+                state.pop_oldest(&session);
+            }
+        }
+        fits()
     }
 
     fn finish_now(&self, key: &StreamKey) -> Result<(), EventLogError> {
@@ -692,128 +645,4 @@ impl fmt::Debug for MemoryEventLog {
             .field("sessions", &self.inner.sessions.len())
             .finish_non_exhaustive()
     }
-}
-
-impl MemoryEventLogBuilder {
-    /// Events one stream keeps (default 1024, at least 1); older ones are dropped.
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().max_events_per_stream(100).build();
-    /// # drop(log);
-    /// ```
-    pub fn max_events_per_stream(mut self, events: usize) -> Self {
-        self.limits.stream_events = events.max(1);
-        self
-    }
-
-    /// Payload bytes one stream keeps (default 1 MiB); older events are dropped.
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().max_bytes_per_stream(256 << 10).build();
-    /// # drop(log);
-    /// ```
-    pub fn max_bytes_per_stream(mut self, bytes: usize) -> Self {
-        self.limits.stream_bytes = bytes;
-        self
-    }
-
-    /// Payload bytes all streams of one session keep together (default 4 MiB).
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().max_bytes_per_session(8 << 20).build();
-    /// # drop(log);
-    /// ```
-    pub fn max_bytes_per_session(mut self, bytes: usize) -> Self {
-        self.limits.session_bytes = bytes;
-        self
-    }
-
-    /// Streams one session may hold (default 64, at least 1). Opening one more drops
-    /// the longest-finished stream, or fails with [`EventLogError::TooManyStreams`](super::EventLogError::TooManyStreams) if none finished.
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().max_streams_per_session(16).build();
-    /// # drop(log);
-    /// ```
-    pub fn max_streams_per_session(mut self, streams: usize) -> Self {
-        self.limits.session_streams = streams.max(1);
-        self
-    }
-
-    /// How long a finished stream stays readable (default 5 minutes), for clients that
-    /// reconnect after the response was written.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().finished_retention(Duration::from_secs(60)).build();
-    /// # drop(log);
-    /// ```
-    pub fn finished_retention(mut self, retention: Duration) -> Self {
-        self.limits.finished_retention = retention;
-        self
-    }
-
-    /// How long an unfinished stream lives without an append (default 30 minutes).
-    /// Readers do not keep a stream alive; only its producer does.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().idle_timeout(Duration::from_secs(600)).build();
-    /// # drop(log);
-    /// ```
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.idle_timeout = timeout;
-        self
-    }
-
-    /// The log.
-    ///
-    /// ```
-    /// # use tower_mcp_session::event_log::MemoryEventLog;
-    /// let log = MemoryEventLog::builder().build();
-    /// # drop(log);
-    /// ```
-    pub fn build(self) -> MemoryEventLog {
-        MemoryEventLog {
-            inner: Arc::new(Inner {
-                limits: self.limits,
-                sessions: FastDashMap::default(),
-            }),
-        }
-    }
-}
-
-impl Default for MemoryEventLogBuilder {
-    fn default() -> Self {
-        MemoryEventLog::builder()
-    }
-}
-
-/// Keeps `StreamState::waiters` right even when a waiting future is dropped.
-struct WaiterCount<'a>(&'a Stream);
-
-impl Drop for WaiterCount<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.state).waiters -= 1;
-    }
-}
-
-// No code panics while holding these locks; recovering from poison keeps one panicking
-// caller elsewhere from wedging the log for everyone.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
 }

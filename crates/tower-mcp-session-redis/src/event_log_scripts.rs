@@ -1,0 +1,206 @@
+//! The Lua scripts of [`RedisEventLog`](crate::RedisEventLog): each operation is one
+//! script on one node, atomic.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: index, meta, list, numbering. ARGV: stream id, ttl ms, max streams, session
+/// base, numbering ttl ms. Returns 1, or -3 when the session holds `max streams` and none of them may go.
+///
+/// A stream whose keys expired unfinished and that is opened again goes on from the
+/// newest sequence number it had (kept in the numbering hash), so no event id is ever
+/// issued twice and an old cursor reads as evicted.
+///
+/// At the bound, streams whose keys expired leave the index first, then finished
+/// streams, longest finished first; an unfinished stream is never dropped to make room
+/// (it may be the standalone stream, or an answer still being produced). The new stream
+/// gets a score above every other. Keys of other streams are built from the session
+/// base: they share the session's hash tag, so they are in this script's slot.
+const OPEN: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local max = tonumber(ARGV[3])
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= max then
+    local finished = {}
+    for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+      local h = redis.call('HMGET', ARGV[4] .. ':ev:' .. sid .. ':m', 'fin', 'fat')
+      if not h[1] then
+        redis.call('DEL', ARGV[4] .. ':ev:' .. sid)
+        redis.call('ZREM', KEYS[1], sid)
+        n = n - 1
+      elseif h[1] == '1' then
+        finished[#finished + 1] = {tonumber(h[2] or '0'), sid}
+      end
+    end
+    table.sort(finished, function(a, b) return a[1] < b[1] end)
+    for _, f in ipairs(finished) do
+      if n < max then break end
+      redis.call('DEL', ARGV[4] .. ':ev:' .. f[2] .. ':m', ARGV[4] .. ':ev:' .. f[2])
+      redis.call('ZREM', KEYS[1], f[2])
+      n = n - 1
+    end
+    if n >= max then return -3 end
+  end
+  local t = redis.call('TIME')
+  local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+  local last = redis.call('HGET', KEYS[4], ARGV[1]) or 0
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'last', last, 'bytes', 0, 'fin', 0)
+  redis.call('ZADD', KEYS[1], score, ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
+return 1
+";
+
+/// KEYS: index, meta, list, numbering. ARGV: payload, max events, max bytes, ttl ms,
+/// '1' to finish the stream with this event, max session bytes, session base, stream
+/// id, numbering ttl ms. Returns the new sequence number, -1 for an unknown stream, -2 for a finished one.
+///
+/// The numbering hash holds the newest sequence number of every unfinished stream (see
+/// `OPEN`); a finished stream leaves it.
+///
+/// The session bound is the memory log's: when the session's streams hold more than
+/// `max session bytes`, oldest events go from finished streams first (longest finished
+/// first), then from this stream, then from the session's other unfinished streams,
+/// largest first; an unfinished stream keeps its newest event.
+const APPEND: &str = r"
+local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
+if not m[1] then return -1 end
+if m[3] == '1' then return -2 end
+local seq = tonumber(m[1]) + 1
+local bytes = tonumber(m[2]) + #ARGV[1]
+local len = redis.call('RPUSH', KEYS[3], ARGV[1])
+local max_n = tonumber(ARGV[2])
+local max_b = tonumber(ARGV[3])
+while len > 1 and (len > max_n or bytes > max_b) do
+  bytes = bytes - #redis.call('LPOP', KEYS[3])
+  len = len - 1
+end
+redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
+if ARGV[5] == '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+  redis.call('HDEL', KEYS[4], ARGV[8])
+else
+  redis.call('HSET', KEYS[4], ARGV[8], seq)
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
+local limit = tonumber(ARGV[6])
+local total = 0
+local finished, open = {}, {}
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('HMGET', ARGV[7] .. ':ev:' .. sid .. ':m', 'bytes', 'fin', 'fat')
+  if h[1] then
+    local b = tonumber(h[1])
+    total = total + b
+    if sid == ARGV[8] then
+    elseif h[2] == '1' then finished[#finished + 1] = {tonumber(h[3] or '0'), sid}
+    else open[#open + 1] = {b, sid} end
+  end
+end
+if total > limit then
+  table.sort(finished, function(a, b) return a[1] < b[1] end)
+  table.sort(open, function(a, b) return a[1] > b[1] end)
+  local order = {}
+  for _, f in ipairs(finished) do order[#order + 1] = {f[2], 0} end
+  order[#order + 1] = {ARGV[8], 1}
+  for _, o in ipairs(open) do order[#order + 1] = {o[2], 1} end
+  for _, o in ipairs(order) do
+    if total <= limit then break end
+    local list = ARGV[7] .. ':ev:' .. o[1]
+    local n = redis.call('LLEN', list)
+    local freed = 0
+    while n > o[2] and total > limit do
+      local p = #redis.call('LPOP', list)
+      freed = freed + p
+      total = total - p
+      n = n - 1
+    end
+    if freed > 0 then redis.call('HINCRBY', list .. ':m', 'bytes', -freed) end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return seq
+";
+
+/// KEYS: index, meta, list, numbering. ARGV: ttl ms, stream id. Returns -1 for an
+/// unknown stream. The first
+/// finish records when (`fat`, microseconds), the order in which finished streams go;
+/// written as a string, since Lua formats numbers with 14 significant digits.
+const FINISH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if redis.call('HGET', KEYS[2], 'fin') ~= '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+end
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return 1
+";
+
+/// KEYS: meta, list. ARGV: cursor, max.
+/// Returns {-1} (unknown), {-2, last, first} (evicted) or {last, fin, payload...}.
+const READ: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'last', 'fin')
+if not m[1] then return {-1} end
+local last = tonumber(m[1])
+local after = tonumber(ARGV[1])
+local first = last - redis.call('LLEN', KEYS[2]) + 1
+if after > last or after + 1 < first then return {-2, last, first} end
+local out = {last, (m[2] == '1') and 1 or 0}
+local max = tonumber(ARGV[2])
+if after < last and max > 0 then
+  local start = after + 1 - first
+  local items = redis.call('LRANGE', KEYS[2], start, start + max - 1)
+  for i = 1, #items do out[#out + 1] = items[i] end
+end
+return out
+";
+
+/// KEYS: index. ARGV: session base.
+const REMOVE_SESSION: &str = r"
+local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, sid in ipairs(sids) do
+  redis.call('DEL', ARGV[1] .. ':ev:' .. sid .. ':m', ARGV[1] .. ':ev:' .. sid)
+end
+redis.call('DEL', KEYS[1], ARGV[1] .. ':evl')
+return #sids
+";
+
+pub(crate) static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
+pub(crate) static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
+pub(crate) static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
+pub(crate) static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+
+/// KEYS: meta. ARGV: op, value. Per-stream reader state kept beside the events, so
+/// every instance sees it: `dlv` (highest sequence number delivered to a client) and
+/// `rdr` (newest reader claim). Returns -1 for an unknown stream, else the field's value
+/// after the operation. Never creates the hash: its TTL belongs to append and open.
+const READER_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local op = ARGV[1]
+if op == 'mark' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'dlv') or '0')
+  local seq = tonumber(ARGV[2])
+  if seq > cur then redis.call('HSET', KEYS[1], 'dlv', seq) return seq end
+  return cur
+elseif op == 'claim' then
+  return redis.call('HINCRBY', KEYS[1], 'rdr', 1)
+elseif op == 'dlv' or op == 'rdr' then
+  return tonumber(redis.call('HGET', KEYS[1], op) or '0')
+end
+return -1
+";
+
+pub(crate) static READER_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READER_STATE));
+pub(crate) static REMOVE_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SESSION));
