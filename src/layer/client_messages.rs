@@ -35,6 +35,16 @@ const LOG_LEVELS: [&str; 8] = [
     "emergency",
 ];
 
+/// `Some(false)` for a response, `Some(true)` for `notifications/cancelled`: the two
+/// kinds of message that can be meant for the layer's own requests. `None` otherwise.
+fn cancels_or_answers(message: &Peeked) -> Option<bool> {
+    match &message.kind {
+        MessageKind::Response => Some(false),
+        MessageKind::Notification { method } if method == "notifications/cancelled" => Some(true),
+        _ => None,
+    }
+}
+
 /// The minted id `message` answers, when it is a response to a request the layer sent
 /// or the client's `notifications/cancelled` for one. Only those two kinds of message
 /// pay for the second look at the body.
@@ -51,11 +61,7 @@ pub(super) fn minted_answer(message: &Peeked, bytes: &[u8]) -> Option<String> {
         #[serde(borrow, default, rename = "requestId")]
         request_id: Option<&'a RawValue>,
     }
-    let cancels = match &message.kind {
-        MessageKind::Response => false,
-        MessageKind::Notification { method } if method == "notifications/cancelled" => true,
-        _ => return None,
-    };
+    let cancels = cancels_or_answers(message)?;
     let reply: Reply<'_> = serde_json::from_slice(bytes).ok()?;
     let id = if cancels { reply.params?.request_id? } else { reply.id? };
     minted(id).map(str::to_owned)
@@ -80,12 +86,7 @@ pub(super) async fn take_batch_answers(
     bytes: Bytes,
     items: Vec<Peeked>,
 ) -> Result<BatchRest, Rejection> {
-    let may_answer = |m: &Peeked| match &m.kind {
-        MessageKind::Response => true,
-        MessageKind::Notification { method } => method == "notifications/cancelled",
-        MessageKind::Request { .. } => false,
-    };
-    if !items.iter().any(may_answer) {
+    if !items.iter().any(|m| cancels_or_answers(m).is_some()) {
         return Ok(BatchRest::Items(bytes, items));
     }
     // The body was peeked as a batch already, so it parses; `RawValue`s borrow from it.

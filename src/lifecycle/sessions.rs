@@ -18,6 +18,14 @@ use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::store::{Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError};
 use crate::util::{FastDashMap, run_detached};
 
+/// Where a walk of every live session (page after page of [`SessionStore::list`])
+/// stands; [`Sessions::next_page`] moves it on.
+#[derive(Debug, Default)]
+pub(crate) struct Walk {
+    cursor: Option<String>,
+    done: bool,
+}
+
 /// Told once for every session that ends, with the reason.
 pub(crate) type CloseListener = Arc<dyn Fn(&SessionId, CloseReason) + Send + Sync>;
 
@@ -289,6 +297,17 @@ impl Sessions {
     /// One page of the live sessions (see [`SessionStore::list`]).
     pub(crate) async fn list(&self, cursor: Option<&str>, max: usize) -> Result<SessionPage, StoreError> {
         self.call(self.store.list(cursor, max)).await
+    }
+
+    /// The next page of `walk`, pages of at most `max`; `None` once the walk is over.
+    pub(crate) async fn next_page(&self, walk: &mut Walk, max: usize) -> Result<Option<Vec<SessionId>>, StoreError> {
+        if walk.done {
+            return Ok(None);
+        }
+        let page = self.list(walk.cursor.as_deref(), max).await?;
+        walk.done = page.next.is_none();
+        walk.cursor = page.next;
+        Ok(Some(page.sessions))
     }
 
     /// The record of the live session `id`, without counting as activity.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::Engine;
 use crate::lifecycle::SessionError;
+use crate::lifecycle::sessions::Walk;
 use crate::session::{CloseReason, Principal, SessionId, SessionRecord};
 use crate::store::SessionPage;
 
@@ -121,16 +122,17 @@ impl SessionAdmin {
     /// # }
     /// ```
     pub async fn count(&self) -> Result<usize, SessionError> {
+        let sessions = self.engine.sessions();
+        let mut walk = Walk::default();
         let mut total = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.list(cursor.as_deref(), WALK_PAGE).await?;
-            total += page.sessions.len();
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(total),
-            }
+        while let Some(ids) = sessions
+            .next_page(&mut walk, WALK_PAGE)
+            .await
+            .map_err(SessionError::Store)?
+        {
+            total += ids.len();
         }
+        Ok(total)
     }
 
     /// The live session `id`, or `None`. Reading is not activity.
@@ -195,11 +197,14 @@ impl SessionAdmin {
     /// ```
     pub async fn terminate_principal(&self, principal: &Principal) -> Result<usize, SessionError> {
         let sessions = self.engine.sessions();
+        let mut walk = Walk::default();
         let mut ended = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.list(cursor.as_deref(), WALK_PAGE).await?;
-            for id in &page.sessions {
+        while let Some(ids) = sessions
+            .next_page(&mut walk, WALK_PAGE)
+            .await
+            .map_err(SessionError::Store)?
+        {
+            for id in &ids {
                 let record = sessions.record(id).await.map_err(SessionError::Store)?;
                 if record.is_some_and(|r| r.principal() == Some(principal))
                     && sessions
@@ -210,11 +215,8 @@ impl SessionAdmin {
                     ended += 1;
                 }
             }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(ended),
-            }
         }
+        Ok(ended)
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::SendError;
 use crate::engine::Engine;
 use crate::lifecycle::client_state::is_subscribed;
+use crate::lifecycle::sessions::Walk;
 use crate::session::SessionId;
 
 /// Sessions asked for per page, and appends in flight at once.
@@ -32,16 +33,16 @@ pub(super) enum Audience {
 /// Queue `message` once for each session of `audience`; how many got it. Stops at the
 /// first store failure (sessions already reached keep the message).
 pub(super) async fn fan_out(engine: &Arc<Engine>, audience: Audience, message: Bytes) -> Result<usize, SendError> {
-    let mut cursor: Option<String> = None;
+    let mut walk = Walk::default();
     let mut sent = 0;
-    loop {
-        let page = engine
-            .sessions()
-            .list(cursor.as_deref(), PAGE)
-            .await
-            .map_err(|_| SendError::Unavailable)?;
+    while let Some(ids) = engine
+        .sessions()
+        .next_page(&mut walk, PAGE)
+        .await
+        .map_err(|_| SendError::Unavailable)?
+    {
         let mut appends = JoinSet::new();
-        for id in page.sessions {
+        for id in ids {
             appends.spawn(reach(Arc::clone(engine), audience.clone(), id, message.clone()));
         }
         while let Some(done) = appends.join_next().await {
@@ -56,11 +57,8 @@ pub(super) async fn fan_out(engine: &Arc<Engine>, audience: Audience, message: B
                 Err(_) => {}
             }
         }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(sent),
-        }
     }
+    Ok(sent)
 }
 
 /// Append `message` to `id`'s standalone stream if it is in `audience`; whether it was.
