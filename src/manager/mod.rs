@@ -12,6 +12,7 @@ use serde_json::Value;
 pub use self::admin::{SessionAdmin, SessionInfo};
 use self::fanout::{Audience, fan_out};
 use crate::engine::Engine;
+use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
@@ -33,6 +34,19 @@ pub enum SendError {
     InvalidMessage,
     /// The store or event log failed or timed out.
     Unavailable,
+    /// The event log is at its memory budget and nothing it holds can go to make room
+    /// (see [`MemoryEventLog`](crate::event_log::MemoryEventLog)); retry later.
+    Full,
+}
+
+impl SendError {
+    /// What a failed append of the event log means to a sender.
+    pub(crate) fn from_log(error: EventLogError) -> Self {
+        match error {
+            EventLogError::Full => Self::Full,
+            _ => Self::Unavailable,
+        }
+    }
 }
 
 impl fmt::Display for SendError {
@@ -41,6 +55,7 @@ impl fmt::Display for SendError {
             Self::UnknownSession => "no such session",
             Self::InvalidMessage => "message is not a single JSON value",
             Self::Unavailable => "session store or event log unavailable",
+            Self::Full => "event log full",
         })
     }
 }
@@ -101,7 +116,7 @@ impl SessionManager {
         }
         match self.engine.outbound().push(session, message).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(SendError::Unavailable),
+            Err(e) => Err(SendError::from_log(e)),
         }
     }
 
