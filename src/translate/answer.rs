@@ -96,7 +96,7 @@ pub(crate) fn shape(result: &RawObject<'_>, method: &str) -> Result<AnswerShape,
     };
     let request_state = match result.get("requestState") {
         None => None,
-        Some(state) if state.get().starts_with('"') => Some(state.to_owned()),
+        Some(state) if state.get().trim_start().starts_with('"') => Some(state.to_owned()),
         Some(_) => return Err(TranslateError::InvalidInputRequired),
     };
     if requests.is_none() && request_state.is_none() {
@@ -346,6 +346,21 @@ mod tests {
             answer(mismatch, "tools/call", "5")["error"],
             json!({"code": -32603, "message": "Internal error"})
         );
+    }
+
+    #[test]
+    fn unusable_error_objects_become_internal_errors() {
+        for error in [
+            json!({"code": "x", "message": "m"}),
+            json!({"message": "m"}),
+            json!({"code": 1.5}),
+        ] {
+            let modern = json!({"jsonrpc": "2.0", "id": 1, "error": error});
+            assert_eq!(
+                answer(modern, "tools/call", "1")["error"],
+                json!({"code": -32603, "message": "Internal error"})
+            );
+        }
     }
 
     #[test]

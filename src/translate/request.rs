@@ -59,6 +59,8 @@ pub(crate) enum LocalKind {
 }
 
 /// Route a legacy message by its method; `is_request` says whether it has an id.
+/// Responses (the client's answers to the layer's own requests) are not routed here:
+/// the layer takes them before any translation.
 pub(crate) fn route(method: &str, is_request: bool) -> LegacyRoute {
     use LocalKind::*;
     let local = |kind| LegacyRoute::ServeLocally(kind);

@@ -159,6 +159,39 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
+    fn request_state_is_echoed_exactly(state in any::<String>(), key in ".{0,10}", id in any::<u64>()) {
+        let result = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "resultType": "input_required", "requestState": state,
+            "inputRequests": {key.clone(): {"method": "roots/list"}}}});
+        let client_id = RawValue::from_string(id.to_string()).unwrap();
+        let to = AnswerTo { method: "tools/call", client_id: &client_id };
+        let message = serde_json::to_vec(&result).unwrap();
+        let Ok(LegacyMessage::InputRequired(AnswerShape::InputRequired { input_requests, request_state })) = to_legacy(&message, &to) else {
+            panic!("not input required");
+        };
+        prop_assert_eq!(input_requests.len(), 1);
+        prop_assert_eq!(&input_requests[0].key, &key);
+        let original = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+        let responses = vec![(key.clone(), RawValue::from_string(r#"{"roots":[]}"#.into()).unwrap())];
+        let retry = retry_request(original, &client_id, &responses, request_state.as_deref()).unwrap();
+        let v: Value = serde_json::from_slice(&retry).unwrap();
+        prop_assert_eq!(&v["params"]["requestState"], &Value::String(state));
+        prop_assert_eq!(&v["params"]["inputResponses"][&key], &serde_json::json!({"roots": []}));
+        prop_assert_eq!(&v["id"], &Value::from(id));
+    }
+
+    #[test]
+    fn header_names_round_trip(name in any::<String>()) {
+        let value = super::header::name_value(&name);
+        let text = value.to_str().unwrap();
+        let decoded = match text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
+            Some(encoded) if super::header::needs_encoding(&name) => String::from_utf8(base64_decode(encoded)).unwrap(),
+            _ => text.to_owned(),
+        };
+        prop_assert_eq!(decoded, name);
+    }
+
+    #[test]
     fn random_json_never_panics(value in json_value()) {
         let bytes = serde_json::to_vec(&value).unwrap();
         exercise(&bytes, Some(&value));
@@ -208,4 +241,56 @@ fn deep_nesting_is_carried_without_recursion() {
         "{}",
         &text[text.len() - 300..]
     );
+}
+
+/// A test-only decoder for the sentinel encoding.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let pad = chunk.iter().filter(|&&c| c == b'=').count();
+        let n = chunk
+            .iter()
+            .map(|&c| if c == b'=' { 0 } else { u32::from(value(c)) })
+            .fold(0u32, |acc, v| (acc << 6) | v);
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    out
+}
+
+#[test]
+fn every_error_has_a_message_and_a_code() {
+    use super::TranslateError::*;
+    let all = [
+        NotJson,
+        NotJsonRpc,
+        ParamsNotObject,
+        MetaNotObject,
+        MissingName,
+        MethodNotHeaderSafe,
+        UnknownResultType,
+        InputRequiredNotAllowed,
+        InvalidInputRequired,
+        UnsupportedInputRequest,
+        UndeclaredCapability("roots"),
+        InvalidDiscover,
+        NoModernVersion,
+    ];
+    let texts: std::collections::HashSet<String> = all.iter().map(ToString::to_string).collect();
+    assert_eq!(texts.len(), all.len(), "messages are distinct");
+    assert_eq!(
+        UndeclaredCapability("roots").to_string(),
+        "client did not declare capability roots"
+    );
+    for e in &all {
+        assert!([-32700, -32600, -32602, -32603].contains(&e.code()), "{e:?}");
+    }
 }
