@@ -46,14 +46,18 @@ pub(crate) enum AnswerShape {
     /// The final result (`resultType` `"complete"`, or absent as from an older server).
     Complete,
     /// An `InputRequiredResult`: answer the input requests, then retry.
-    InputRequired {
-        /// The `inputRequests` entries, in the server's order.
-        input_requests: Vec<InputRequest>,
-        /// The exact `requestState` token (a JSON string, never unescaped or parsed),
-        /// to echo in the retry; `None` when the server sent none (and the retry must
-        /// then carry none).
-        request_state: Option<Box<RawValue>>,
-    },
+    InputRequired(InputRequired),
+}
+
+/// The parts of an `InputRequiredResult` a round needs.
+#[derive(Debug, Clone)]
+pub(crate) struct InputRequired {
+    /// The `inputRequests` entries, in the server's order.
+    pub(crate) input_requests: Vec<InputRequest>,
+    /// The exact `requestState` token (a JSON string, never unescaped or parsed), to
+    /// echo in the retry; `None` when the server sent none (and the retry must then
+    /// carry none).
+    pub(crate) request_state: Option<Box<RawValue>>,
 }
 
 /// A modern message, translated for the legacy client.
@@ -64,7 +68,7 @@ pub(crate) enum LegacyMessage {
     /// A notification to relay (progress, log message, change notification).
     Notification(Bytes),
     /// The inner service needs input: run an MRTR round ([`super::mrtr`]).
-    InputRequired(AnswerShape),
+    InputRequired(InputRequired),
     /// Nothing to relay (the listen stream's acknowledgment, or a request on a
     /// response stream, which 2026-07-28 forbids and no legacy client expects).
     Drop,
@@ -76,13 +80,13 @@ const MRTR_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
 
 /// The shape of `result`, a 2026-07-28 result object answering `method`.
 pub(crate) fn shape(result: &RawObject<'_>, method: &str) -> Result<AnswerShape, TranslateError> {
-    match result.get("resultType") {
-        None => return Ok(AnswerShape::Complete),
-        Some(kind) => match serde_json::from_str::<&str>(kind.get()).ok() {
-            Some("complete") => return Ok(AnswerShape::Complete),
-            Some("input_required") => {}
-            _ => return Err(TranslateError::UnknownResultType),
-        },
+    if result.get("resultType").is_none() {
+        return Ok(AnswerShape::Complete);
+    }
+    match result.get_str("resultType").as_deref() {
+        Some("complete") => return Ok(AnswerShape::Complete),
+        Some("input_required") => {}
+        _ => return Err(TranslateError::UnknownResultType),
     }
     if !MRTR_METHODS.contains(&method) {
         return Err(TranslateError::InputRequiredNotAllowed);
@@ -103,10 +107,10 @@ pub(crate) fn shape(result: &RawObject<'_>, method: &str) -> Result<AnswerShape,
         // The spec requires at least one of the two.
         return Err(TranslateError::InvalidInputRequired);
     }
-    Ok(AnswerShape::InputRequired {
+    Ok(AnswerShape::InputRequired(InputRequired {
         input_requests,
         request_state,
-    })
+    }))
 }
 
 /// Translate one message the inner service sent in answer to `to`.
@@ -120,8 +124,8 @@ pub(crate) fn to_legacy(message: &[u8], to: &AnswerTo<'_>) -> Result<LegacyMessa
     }
     if obj.contains("result") {
         let mut result = obj.object("result").ok().flatten().ok_or(TranslateError::NotJsonRpc)?;
-        if let shape @ AnswerShape::InputRequired { .. } = shape(&result, to.method)? {
-            return Ok(LegacyMessage::InputRequired(shape));
+        if let AnswerShape::InputRequired(input) = shape(&result, to.method)? {
+            return Ok(LegacyMessage::InputRequired(input));
         }
         clean_result(&mut result, to);
         obj.set_object("result", &result);
@@ -393,11 +397,37 @@ mod tests {
     }
 
     #[test]
+    fn shape_reads_the_result_type() {
+        let shape_of = |text: &str, method: &str| shape(&RawObject::from_slice(text.as_bytes()).unwrap(), method);
+        assert!(matches!(shape_of(r#"{}"#, "tools/list"), Ok(AnswerShape::Complete)));
+        assert!(matches!(
+            shape_of(r#"{"resultType":"complete"}"#, "tools/list"),
+            Ok(AnswerShape::Complete)
+        ));
+        // Escapes spell the same string.
+        assert!(matches!(
+            shape_of(r#"{"resultType":"\u0063omplete"}"#, "x"),
+            Ok(AnswerShape::Complete)
+        ));
+        assert!(matches!(
+            shape_of(
+                r#"{"resultType":"input_required","requestState":"s"}"#,
+                "resources/read"
+            ),
+            Ok(AnswerShape::InputRequired(_))
+        ));
+        assert_eq!(
+            shape_of(r#"{"resultType":null}"#, "x").err(),
+            Some(TranslateError::UnknownResultType)
+        );
+    }
+
+    #[test]
     fn input_required_is_classified() {
         let modern = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required",
             "inputRequests": {"github_login": {"method": "elicitation/create", "params": {"mode": "form", "message": "m", "requestedSchema": {"type": "object"}}}},
             "requestState": "AEAD\u{0}-protected blob"}});
-        let LegacyMessage::InputRequired(AnswerShape::InputRequired {
+        let LegacyMessage::InputRequired(InputRequired {
             input_requests,
             request_state,
         }) = translate(modern, "tools/call", "1").unwrap()
@@ -412,7 +442,7 @@ mod tests {
         // State only (load shedding).
         let modern =
             json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "requestState": "s"}});
-        let LegacyMessage::InputRequired(AnswerShape::InputRequired {
+        let LegacyMessage::InputRequired(InputRequired {
             input_requests,
             request_state,
         }) = translate(modern, "prompts/get", "1").unwrap()

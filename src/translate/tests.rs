@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::answer::{AnswerShape, AnswerTo, LegacyMessage, to_legacy};
+use super::answer::{AnswerTo, InputRequired, LegacyMessage, to_legacy};
 use super::context::LegacyContext;
 use super::discover::{LayerCapabilities, initialize_result};
 use super::http_error::{LegacyHttpError, http_error_to_legacy};
@@ -106,7 +106,7 @@ fn exercise(input: &[u8], value: Option<&Value>) {
         for method in ["tools/call", "resources/read", "tools/list", "prompts/get", "x"] {
             match to_legacy(input, &AnswerTo { method, client_id: &id }) {
                 Ok(LegacyMessage::Answer(b) | LegacyMessage::Notification(b)) => assert_json(&b),
-                Ok(LegacyMessage::InputRequired(AnswerShape::InputRequired {
+                Ok(LegacyMessage::InputRequired(InputRequired {
                     input_requests,
                     request_state,
                 })) => {
@@ -166,7 +166,7 @@ proptest! {
         let client_id = RawValue::from_string(id.to_string()).unwrap();
         let to = AnswerTo { method: "tools/call", client_id: &client_id };
         let message = serde_json::to_vec(&result).unwrap();
-        let Ok(LegacyMessage::InputRequired(AnswerShape::InputRequired { input_requests, request_state })) = to_legacy(&message, &to) else {
+        let Ok(LegacyMessage::InputRequired(InputRequired { input_requests, request_state })) = to_legacy(&message, &to) else {
             panic!("not input required");
         };
         prop_assert_eq!(input_requests.len(), 1);
