@@ -18,6 +18,9 @@
 //!
 //! With `--redis`, `--max-sessions` caps the sessions of every instance sharing that
 //! Redis together, and applies only when given.
+//!
+//! `--stateless` serves the echo handler with no layer at all: a stateless upstream
+//! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
 
 use mcp_test_support::echo as common;
 
@@ -44,6 +47,7 @@ struct Args {
     create_per_second: Option<NonZeroU32>,
     sse_all: bool,
     strict_modern: bool,
+    stateless: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         create_per_second: None,
         sse_all: false,
         strict_modern: false,
+        stateless: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,13 +72,14 @@ fn parse_args() -> Result<Args, String> {
             "--sse" => args.sse_tool_calls = true,
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
+            "--stateless" => args.stateless = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--create-burst N] [--create-per-second R]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--create-burst N] [--create-per-second R]"
                 );
                 std::process::exit(0);
             }
@@ -116,7 +122,9 @@ async fn main() {
     if args.sse_all {
         app = app.layer(axum::middleware::map_response(json_as_sse));
     }
-    let app = app.layer(layer);
+    if !args.stateless {
+        app = app.layer(layer);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
         eprintln!("echo_server: cannot bind {}: {e}", args.addr);
         std::process::exit(1);

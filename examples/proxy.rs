@@ -12,7 +12,9 @@
 //! above). `--redis URL` keeps sessions and streams in Redis, so several proxies share
 //! them; `--max-sessions N` caps live sessions (default 10,000); `--allow-host NAME`
 //! (repeatable) admits a public host name besides the loopback ones; `--response-timeout
-//! SECONDS` bounds the wait for the upstream's answer head (default 30; then 504).
+//! SECONDS` bounds the wait for the upstream's answer head (default 30; then 504);
+//! `--strict-modern` has the layer check 2026-07-28 headers and `_meta` itself, for an
+//! upstream that does not.
 //! Upstream failures reach the client as 502/504 with a JSON-RPC error answer. The
 //! proxy stops on Ctrl-C or SIGTERM, finishing the requests in flight.
 
@@ -34,10 +36,11 @@ struct Args {
     max_sessions: usize,
     allow_hosts: Vec<String>,
     response_timeout: Duration,
+    strict_modern: bool,
 }
 
 const USAGE: &str = "usage: proxy --upstream URL [--addr IP:PORT] [--redis URL] [--max-sessions N] \
-                     [--allow-host NAME]... [--response-timeout SECONDS]";
+                     [--allow-host NAME]... [--response-timeout SECONDS] [--strict-modern]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         max_sessions: 10_000,
         allow_hosts: Vec::new(),
         response_timeout: Duration::from_secs(30),
+        strict_modern: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--redis" => args.redis = Some(value()?),
             "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
             "--allow-host" => args.allow_hosts.push(value()?),
+            "--strict-modern" => args.strict_modern = true,
             "--response-timeout" => {
                 let secs: f64 = value()?.parse().map_err(|e| format!("--response-timeout: {e}"))?;
                 args.response_timeout =
@@ -92,7 +97,9 @@ async fn main() {
         .map(|u| u.path().to_owned())
         .unwrap_or_else(|_| "/".to_owned());
 
-    let mut builder = McpSessionLayer::builder().max_sessions(Some(args.max_sessions));
+    let mut builder = McpSessionLayer::builder()
+        .max_sessions(Some(args.max_sessions))
+        .strict_modern_headers(args.strict_modern);
     for host in &args.allow_hosts {
         builder = builder.allow_host(host.clone());
     }
