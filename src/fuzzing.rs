@@ -125,7 +125,12 @@ impl Translation {
     /// A legacy request → (modern body, header values).
     pub fn request(&self, body: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), i64> {
         crate::translate::request::translate_request(body, &self.context())
-            .map(|m| (m.body.to_vec(), m.headers.values().map(|v| v.as_bytes().to_vec()).collect()))
+            .map(|m| {
+                (
+                    m.body.to_vec(),
+                    m.headers.values().map(|v| v.as_bytes().to_vec()).collect(),
+                )
+            })
             .map_err(|e| e.code())
     }
 
@@ -133,10 +138,7 @@ impl Translation {
     pub fn answer(&self, message: &[u8], method: &str, client_id: &str) -> Result<Option<Vec<u8>>, i64> {
         use crate::translate::answer::{AnswerTo, LegacyMessage, to_legacy};
         let id = serde_json::value::RawValue::from_string(client_id.to_owned()).map_err(|_| 0)?;
-        let to = AnswerTo {
-            method,
-            client_id: &id,
-        };
+        let to = AnswerTo { method, client_id: &id };
         match to_legacy(message, &to).map_err(|e| e.code())? {
             LegacyMessage::Answer(b) | LegacyMessage::Notification(b) => Ok(Some(b.to_vec())),
             LegacyMessage::InputRequired(_) | LegacyMessage::Drop => Ok(None),

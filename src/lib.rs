@@ -28,8 +28,9 @@ pub mod session;
 pub mod sse;
 pub mod store;
 mod stream;
-// Translation mode (issue 14), first step: the pure mappings, not called by the layer
-// yet; the allowance goes when `layer/` wires them in.
+// Translation mode's mappings. The multi round-trip ones (`mrtr`) and the answer
+// shape's input requests are not called by the layer yet; the allowance goes when
+// `layer/` runs MRTR rounds.
 #[allow(dead_code)]
 mod translate;
 mod util;

@@ -22,6 +22,7 @@ use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, Ses
 use crate::store::SessionStore;
 use crate::stream::policy::StreamSetup;
 use crate::stream::{SseConfig, Streams};
+use crate::translate::cache::DiscoverCache;
 use crate::util::run_detached;
 
 /// Told about every session the layer creates.
@@ -37,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) client_termination: bool,
     pub(crate) bind_principal: bool,
     pub(crate) modern_only: bool,
+    /// Translation mode: the inner service speaks only 2026-07-28.
+    pub(crate) translate: bool,
     pub(crate) strict_modern_headers: bool,
     pub(crate) modern_versions: Vec<ProtocolVersion>,
     pub(crate) legacy_versions: Vec<ProtocolVersion>,
@@ -62,6 +65,7 @@ impl Default for Config {
             client_termination: true,
             bind_principal: true,
             modern_only: false,
+            translate: false,
             strict_modern_headers: false,
             modern_versions: vec![ProtocolVersion::V2026_07_28],
             legacy_versions: ProtocolVersion::LEGACY.to_vec(),
@@ -83,6 +87,7 @@ pub(crate) struct Engine {
     outbound: Arc<Outbound>,
     streams: Streams,
     counters: Counters,
+    discoveries: DiscoverCache,
     keep_alive: Periodic<Engine>,
     expiry_sweep: Periodic<Engine>,
     local_sweep: Periodic<Engine>,
@@ -118,6 +123,7 @@ impl Engine {
                 log,
                 streams: Streams::default(),
                 counters: Counters::default(),
+                discoveries: DiscoverCache::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
                     Box::pin(async move { engine.sessions.keep_alive().await })
                 }),
@@ -171,6 +177,11 @@ impl Engine {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Recent `server/discover` answers of the inner service (translation mode).
+    pub(crate) fn discoveries(&self) -> &DiscoverCache {
+        &self.discoveries
     }
 
     /// The layer's counters.

@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::client_messages::minted_answer;
 use super::negotiate::accepts_all;
 use super::service::{Answer, Handler};
+use super::translated::{Translated, translated_answer};
 use crate::SessionRecord as Record;
 use crate::engine::Engine;
 use crate::era::{Era, VersionHeader, classify};
@@ -25,7 +26,7 @@ use crate::lifecycle::sessions::BusyGuard;
 use crate::outbound::RelatedStream;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
-use crate::stream::decode::StreamFormat;
+use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::policy::resumable;
 use crate::stream::{LiveStream, McpBody, SseControl};
 
@@ -80,6 +81,8 @@ where
                 }
                 if single.is_initialize() {
                     Box::pin(self.initialize(parts, bytes, single)).await
+                } else if self.engine.config().translate {
+                    Box::pin(self.translated(parts, bytes, single)).await
                 } else {
                     self.legacy_message(parts, bytes, single).await
                 }
@@ -118,7 +121,7 @@ where
             return Ok(self.reject(rejection.with_id(message.id())));
         }
         let is_request = matches!(message.kind, MessageKind::Request { .. });
-        self.call_in_session(parts, bytes, record, busy, is_request).await
+        self.call_in_session(parts, bytes, record, busy, is_request, None).await
     }
 
     /// Call the inner service for a request of an established session and turn an SSE
@@ -130,6 +133,7 @@ where
         record: Arc<Record>,
         busy: BusyGuard,
         expects_answer: bool,
+        translated: Option<Arc<Translated>>,
     ) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
@@ -154,6 +158,13 @@ where
         let (head, body) = response.into_parts();
         let busy = Arc::new(busy);
         let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
+        if let Some(translated) = &translated
+            && format.is_none()
+        {
+            let answer = translated_answer(&engine, translated, head, body).await;
+            drop(busy);
+            return Ok(answer);
+        }
         let (Some((stream_id, live)), Some(format)) = (stream, format) else {
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         };
@@ -168,7 +179,7 @@ where
             body,
             busy,
             (stream_id, live, related),
-            format,
+            Decoder::new(format, engine.config().sse.max_event_bytes).with_map(Translated::map_of(translated.as_ref())),
         ))
         .await;
         Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))

@@ -10,7 +10,7 @@ use http::{HeaderValue, Response};
 use http_body::Body;
 use tokio::time::timeout;
 
-use super::decode::{Decoder, StreamFormat};
+use super::decode::Decoder;
 use super::pump::pump;
 use super::reader::{Reader, Start};
 use super::{LiveStream, McpBody, SseConfig, Streams};
@@ -40,13 +40,12 @@ pub(crate) async fn resumable<B>(
     body: B,
     busy: Arc<BusyGuard>,
     (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
-    format: StreamFormat,
+    decoder: Decoder,
 ) -> Result<Response<McpBody<B>>, Rejection>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let decoder = Decoder::new(format, setup.sse.max_event_bytes);
     let key = StreamKey::new(record.id().clone(), stream_id);
     let opened = match timeout(setup.timeout, setup.log.open(&key)).await {
         Ok(Ok(())) => Ok(()),

@@ -17,7 +17,7 @@ use crate::ProtocolVersion;
 use crate::session::SessionRecord;
 
 /// The log levels of both eras (RFC 5424 severities, `LoggingLevel` in every schema).
-const LOG_LEVELS: [&str; 8] = [
+pub(crate) const LOG_LEVELS: [&str; 8] = [
     "debug",
     "info",
     "notice",

@@ -1,10 +1,10 @@
 //! Era translation: the pure mappings between the 2025-era wire format a legacy
 //! client speaks and the 2026-07-28 format a modern-only inner service speaks.
 //!
-//! **Not wired yet.** This is the first step of translation mode (issue 14): the
-//! functions the layer will call, with no I/O and no state of their own. Nothing in
-//! `layer/` calls them yet, so the module is `#[allow(dead_code)]` in `lib.rs` until
-//! it is wired.
+//! The functions the layer calls in translation mode (`layer/translated.rs`), with no
+//! I/O of their own (the [`cache`] of discoveries is the one piece of state). The
+//! multi round-trip mappings ([`mrtr`]) are not called by the layer yet, so the module
+//! is `#[allow(dead_code)]` in `lib.rs` until MRTR rounds are run.
 //!
 //! One file per direction or concern:
 //! - [`context`]: what a legacy session contributes to every modern request
@@ -20,6 +20,7 @@
 //! - [`mrtr`]: multi round-trip requests ↔ legacy server → client requests, and the
 //!   retry of the original request.
 //! - [`raw`]: the order- and byte-preserving JSON object every mapping edits.
+//! - [`cache`]: recent `server/discover` answers.
 //!
 //! Every mapping keeps what it does not need to change byte for byte (see [`raw`]):
 //! ids, arguments and results can hold integers wider than 64 bits, which a round trip
@@ -27,6 +28,7 @@
 //! layer's body limit; no input can make a mapping panic (see `tests.rs`).
 
 pub(crate) mod answer;
+pub(crate) mod cache;
 pub(crate) mod context;
 pub(crate) mod discover;
 pub(crate) mod header;
