@@ -7,6 +7,7 @@
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod drain;
 mod engine;
 mod era;
 pub mod event_log;
@@ -30,6 +31,7 @@ pub mod store;
 mod stream;
 mod util;
 
+pub use drain::DrainReport;
 pub use era::{InvalidProtocolVersion, ProtocolVersion};
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};

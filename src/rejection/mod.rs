@@ -101,6 +101,11 @@ pub enum RejectionKind {
     /// The event log holds its whole memory budget and nothing finished can be dropped
     /// to make room. 503, with `Retry-After`.
     EventLogFull,
+    /// `initialize` on an instance that is draining
+    /// ([`SessionManager::drain`](crate::SessionManager::drain)): it creates no new
+    /// sessions, so the client should try again, through the balancer, elsewhere. 503,
+    /// with `Retry-After`.
+    Draining,
 }
 
 impl RejectionKind {
@@ -115,7 +120,7 @@ impl RejectionKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound => StatusCode::NOT_FOUND,
             RateLimited | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
-            AtCapacity | StoreUnavailable | EventLogFull => StatusCode::SERVICE_UNAVAILABLE,
+            AtCapacity | StoreUnavailable | EventLogFull | Draining => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
             InvalidUpstreamResponse | UpstreamSessionId => StatusCode::BAD_GATEWAY,
             ParseError
@@ -181,6 +186,7 @@ impl RejectionKind {
             UpstreamSessionId => "upstream_session_id",
             TooManyStreams => "too_many_streams",
             EventLogFull => "event_log_full",
+            Draining => "draining",
         }
     }
 
@@ -215,11 +221,12 @@ impl RejectionKind {
             UpstreamSessionId => "Internal error: the server behind the session layer keeps sessions of its own",
             TooManyStreams => "Too many open streams in this session; retry later",
             EventLogFull => "Event log full; retry later",
+            Draining => "Server instance shutting down; retry later",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 28] = {
+    pub const ALL: [Self; 29] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -250,6 +257,7 @@ impl RejectionKind {
             UpstreamSessionId,
             TooManyStreams,
             EventLogFull,
+            Draining,
         ]
     };
 
