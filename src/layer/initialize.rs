@@ -46,6 +46,9 @@ where
         {
             // Checked before anything is reserved: a refusal leaves no state behind.
             let mut rejection = Rejection::new(RejectionKind::RateLimited).with_id(message.id());
+            if limited.draft_error() {
+                rejection = rejection.draft_rate_limited(limited.retry_after());
+            }
             for (name, value) in limited.headers() {
                 rejection = rejection.header(name, value);
             }

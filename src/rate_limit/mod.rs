@@ -142,6 +142,7 @@ struct Config {
     global: Option<Quota>,
     per_key: Option<(Quota, Arc<dyn KeyExtractor>)>,
     headers: bool,
+    draft_error: bool,
     sweep_interval: Duration,
 }
 
@@ -174,6 +175,7 @@ impl CreationLimit {
             global: None,
             per_key: None,
             headers: false,
+            draft_error: false,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         })
     }
@@ -271,6 +273,25 @@ impl CreationLimit {
     /// ```
     pub fn rate_limit_headers(self, enabled: bool) -> Self {
         self.reconfigure(|c| c.headers = enabled)
+    }
+
+    /// Answer refusals with the draft MCP rate-limit error as well (default off): the
+    /// JSON-RPC error code becomes `-32023` and `error.data.retryAfterMs` says when to
+    /// try again; the status stays 429 with `Retry-After` and the reason `rate_limited`.
+    /// Off by default while the code is a draft: clients written against the released
+    /// revisions expect `-32000`.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
+    ///
+    /// let limit = CreationLimit::new()
+    ///     .global(Quota::per_minute(NonZeroU32::new(10).unwrap()))
+    ///     .draft_error_code(true);
+    /// # let _ = limit;
+    /// ```
+    pub fn draft_error_code(self, enabled: bool) -> Self {
+        self.reconfigure(|c| c.draft_error = enabled)
     }
 
     /// How often stale per-key entries are removed (default 60 s; at least 1 ms).
@@ -402,6 +423,7 @@ impl Inner {
             retry_after,
             scope,
             policy,
+            draft_error: self.config.draft_error,
         }
     }
 
@@ -470,6 +492,7 @@ pub struct RateLimited {
     retry_after: Duration,
     scope: LimitScope,
     policy: Option<HeaderValue>,
+    draft_error: bool,
 }
 
 impl RateLimited {
@@ -481,6 +504,12 @@ impl RateLimited {
     /// Which quota refused the request.
     pub fn scope(&self) -> LimitScope {
         self.scope
+    }
+
+    /// Whether the refusal is answered with the draft code
+    /// ([`CreationLimit::draft_error_code`]).
+    pub(crate) fn draft_error(&self) -> bool {
+        self.draft_error
     }
 
     /// The headers to send with the 429: `Retry-After` in whole seconds, rounded up and
