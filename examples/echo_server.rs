@@ -145,8 +145,10 @@ async fn main() {
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         terminated().await;
+        // Draining from this call on: only then say so (a test waits for the line).
+        let drained = manager.drain(drain_for);
         println!("draining (at most {} s)", drain_for.as_secs());
-        let report = manager.drain(drain_for).await;
+        let report = drained.await;
         println!("{report}");
         let _ = drained_tx.send(());
     };

@@ -5,10 +5,10 @@
 //! (it drains), started again on the same port, then B. Nothing may be lost, nothing
 //! duplicated, no live session may get a 404, every call must be answered.
 //!
-//! The example binary is built by running `cargo build --example echo_server` with the
-//! cargo that runs this test (`env!("CARGO")`), the features this test was built with,
-//! and the target directory and profile of this test's own executable: after `cargo
-//! test --all-features` that build is already fresh, and run alone the test still works.
+//! The example binary is built by running `cargo build --example echo_server
+//! --all-features` with the cargo that runs this test (`env!("CARGO")`), in the target
+//! directory and profile of this test's own executable: after `cargo test
+//! --all-features` that build is already fresh, and run alone the test still works.
 #![cfg(all(feature = "redis", unix))]
 
 use std::collections::{BTreeMap, HashSet};
@@ -32,30 +32,22 @@ use tower_mcp_session::sse::SseParser;
 const VERSION: &str = "2025-11-25";
 const SESSIONS: usize = 4;
 
-/// Build the example once per test process; the path of the binary.
+/// Build the example (a no-op when it is fresh); the path of the binary.
 fn echo_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // <target>/<profile>/deps/rolling_restart-<hash>
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("profile directory");
     let target_dir = profile_dir.parent().expect("target directory");
     let profile = profile_dir.file_name().and_then(|n| n.to_str()).expect("profile name");
-    let mut features = vec!["redis"];
-    for (on, name) in [
-        (cfg!(feature = "tracing"), "tracing"),
-        (cfg!(feature = "axum"), "axum"),
-        (cfg!(feature = "conformance"), "conformance"),
-    ] {
-        if on {
-            features.push(name);
-        }
-    }
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .args(["build", "--quiet", "--example", "echo_server", "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
-        .args(["--no-default-features", "--features", &features.join(",")]);
+        // All features, as CI's `cargo test --all-features` builds the example: then
+        // this is a no-op, and the binary other tests find there never loses a feature.
+        .arg("--all-features");
     match profile {
         "debug" => {}
         "release" => {
