@@ -12,229 +12,26 @@
 #![cfg(all(feature = "redis", unix))]
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use mcp_test_support::redis_server::{RedisServer, free_port};
 use serde_json::{Value, json};
 use tower_mcp_session::sse::SseParser;
 
+#[path = "rolling_restart/fleet.rs"]
+mod fleet;
+
+use fleet::{Balancer, Instance, echo_binary, get, post, send_to};
+
 const VERSION: &str = "2025-11-25";
 const SESSIONS: usize = 4;
-
-/// Build the example (a no-op when it is fresh); the path of the binary.
-fn echo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // <target>/<profile>/deps/rolling_restart-<hash>
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("profile directory");
-    let target_dir = profile_dir.parent().expect("target directory");
-    let profile = profile_dir.file_name().and_then(|n| n.to_str()).expect("profile name");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--quiet", "--example", "echo_server", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
-        // All features, as CI's `cargo test --all-features` builds the example: then
-        // this is a no-op, and the binary other tests find there never loses a feature.
-        .arg("--all-features");
-    match profile {
-        "debug" => {}
-        "release" => {
-            cargo.arg("--release");
-        }
-        other => {
-            cargo.args(["--profile", other]);
-        }
-    }
-    let status = cargo.status().expect("run cargo to build the echo_server example");
-    assert!(status.success(), "cargo build --example echo_server failed: {status}");
-    profile_dir.join("examples").join("echo_server")
-}
-
-/// One `echo_server` process and the lines it prints.
-struct Instance {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Instance {
-    fn start(binary: &PathBuf, addr: SocketAddr, redis: &str) -> Self {
-        let mut child = Command::new(binary)
-            .args(["--addr", &addr.to_string(), "--redis", redis, "--drain-seconds", "20"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start echo_server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Wait for a line containing `what`; the lines before it.
-    fn wait_line(&self, what: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains(what) => {
-                    seen.push(line);
-                    return seen;
-                }
-                Ok(line) => seen.push(line),
-                Err(e) => panic!("echo_server never printed {what:?} ({e}); printed {seen:?}"),
-            }
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Wait for the process to exit; its status.
-    fn wait(mut self) -> std::process::ExitStatus {
-        self.child.wait().expect("wait for echo_server")
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Why a request got no answer.
-#[derive(Debug)]
-enum Unsent {
-    /// Nothing listens there (the instance is down or not up yet).
-    Refused,
-    /// The connection ended before an answer: the listener went away with the
-    /// connection still in its backlog.
-    Closed,
-}
-
-/// One request on a connection of its own, as a balancer that does not pool would
-/// send it.
-async fn send_to(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, Unsent> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|_| Unsent::Refused)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| Unsent::Closed)?;
-    tokio::spawn(conn);
-    sender.send_request(req).await.map_err(|_| Unsent::Closed)
-}
-
-/// The client side of a round-robin balancer over the two instances.
-struct Balancer {
-    addrs: [SocketAddr; 2],
-    in_rotation: [AtomicBool; 2],
-    next: AtomicUsize,
-    /// Requests sent again because an instance was down or closed the connection.
-    resent: AtomicUsize,
-    /// `initialize` answered 503 `draining` and sent to the other instance.
-    draining_refusals: AtomicUsize,
-    failures: Mutex<Vec<String>>,
-}
-
-impl Balancer {
-    fn pick(&self) -> SocketAddr {
-        for _ in 0..2 {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % 2;
-            if self.in_rotation[i].load(Ordering::SeqCst) {
-                return self.addrs[i];
-            }
-        }
-        self.addrs[self.next.load(Ordering::Relaxed) % 2]
-    }
-
-    fn fail(&self, what: String) {
-        self.failures.lock().unwrap().push(what);
-    }
-
-    /// Send `build(addr)` to the next instance in rotation, trying the next one when
-    /// an instance is down or refuses a new session because it drains.
-    async fn send(&self, build: impl Fn(SocketAddr) -> Request<Full<Bytes>>) -> Response<Incoming> {
-        for _ in 0..400 {
-            let addr = self.pick();
-            match send_to(addr, build(addr)).await {
-                Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                    let (head, body) = response.into_parts();
-                    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                    let reason = serde_json::from_slice::<Value>(&bytes).ok();
-                    let reason = reason.as_ref().and_then(|v| v.pointer("/error/data/reason"));
-                    if reason == Some(&json!("draining")) && head.headers.contains_key("retry-after") {
-                        self.draining_refusals.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    panic!("503 from {addr}: {}", String::from_utf8_lossy(&bytes));
-                }
-                Ok(response) => {
-                    if response.status() == StatusCode::NOT_FOUND {
-                        self.fail(format!("404 from {addr} for a live session"));
-                    }
-                    return response;
-                }
-                Err(Unsent::Refused) => {}
-                Err(Unsent::Closed) => {}
-            }
-            self.resent.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no instance answered in 400 attempts");
-    }
-}
-
-fn post(addr: SocketAddr, session: Option<&str>, body: &Value) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(format!("http://{addr}/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json");
-    if let Some(session) = session {
-        b = b
-            .header("mcp-session-id", session)
-            .header("mcp-protocol-version", VERSION);
-    }
-    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
-}
-
-fn get(addr: SocketAddr, session: &str, last_event_id: &str) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri(format!("http://{addr}/mcp"))
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", session)
-        .header("mcp-protocol-version", VERSION);
-    if !last_event_id.is_empty() {
-        b = b.header("last-event-id", last_event_id);
-    }
-    b.body(Full::new(Bytes::new())).unwrap()
-}
 
 fn initialize_body() -> Value {
     json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -261,6 +58,8 @@ struct StreamLog {
     /// Every JSON message seen.
     messages: Vec<Value>,
     connections: usize,
+    /// Told of every message as it arrives.
+    counter: Option<Arc<AtomicUsize>>,
 }
 
 impl StreamLog {
@@ -294,6 +93,9 @@ impl StreamLog {
                         if !event.data.is_empty() {
                             self.messages
                                 .push(serde_json::from_slice(&event.data).expect("JSON event"));
+                            if let Some(counter) = &self.counter {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                            }
                         }
                     }
                 }
@@ -316,7 +118,10 @@ impl StreamLog {
 /// A session's `GET` stream, reconnected (resuming with `Last-Event-ID`) whenever it
 /// ends, until `stop`.
 async fn listen(lb: Arc<Balancer>, session: String, stop: Arc<AtomicBool>, pushes: Arc<AtomicUsize>) -> StreamLog {
-    let mut log = StreamLog::default();
+    let mut log = StreamLog {
+        counter: Some(pushes),
+        ..StreamLog::default()
+    };
     while !stop.load(Ordering::SeqCst) {
         let last = log.last_event_id();
         let response = lb.send(|addr| get(addr, &session, &last)).await;
@@ -324,9 +129,7 @@ async fn listen(lb: Arc<Balancer>, session: String, stop: Arc<AtomicBool>, pushe
             lb.fail(format!("GET answered {}", response.status()));
             return log;
         }
-        let before = log.messages.len();
         log.read(response, Some(&stop)).await;
-        pushes.fetch_add(log.messages.len() - before, Ordering::SeqCst);
         if !stop.load(Ordering::SeqCst) {
             tokio::time::sleep(log.retry()).await;
         }
@@ -512,7 +315,10 @@ async fn restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_traffic_loses_nothing() {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| println!("{:>6} ms  {what}", t0.elapsed().as_millis());
     let binary = echo_binary();
+    phase("example built");
     let redis = RedisServer::start();
     let url = redis.url();
     let addrs = [0, 1].map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())));
@@ -564,11 +370,14 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         })
     };
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    phase("traffic running");
     let (a, report_a) = restart(&lb, a, 0, &binary, &url, &sessions[0]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    phase("A restarted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let (b, report_b) = restart(&lb, b, 1, &binary, &url, &sessions[1]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    phase("B restarted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop_calls.store(true, Ordering::SeqCst);
 
     let mut done = Vec::new();
@@ -576,6 +385,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         done.push(worker.await.unwrap());
     }
     let created = creator.await.unwrap();
+    phase("traffic stopped");
     // Every acknowledged push reaches its GET stream; give the streams time to get
     // them (a liveness bound, not a timing assertion).
     let expected: usize = done.iter().map(|t| t.pushes.len()).sum();
@@ -585,6 +395,9 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A little longer, so that a duplicate would have time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    phase("pushes delivered");
     stop_listening.store(true, Ordering::SeqCst);
     let mut streams = Vec::new();
     for listener in listeners {
