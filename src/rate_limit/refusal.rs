@@ -45,7 +45,7 @@ impl RateLimited {
     }
 
     /// Whether the refusal is answered with the draft code
-    /// ([`CreationLimit::draft_error_code`]).
+    /// ([`CreationLimit::draft_error_code`](super::CreationLimit::draft_error_code)).
     pub(crate) fn draft_error(&self) -> bool {
         self.draft_error
     }
@@ -53,7 +53,7 @@ impl RateLimited {
     /// The headers to send with the 429: `Retry-After` in whole seconds, rounded up and
     /// never 0 (a client told 0 retries at once and is refused again), plus
     /// `RateLimit-Policy` and `RateLimit` when enabled with
-    /// [`CreationLimit::rate_limit_headers`].
+    /// [`CreationLimit::rate_limit_headers`](super::CreationLimit::rate_limit_headers).
     ///
     /// ```
     /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
