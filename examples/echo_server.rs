@@ -25,6 +25,9 @@
 //! gives open ones up to 5 s to finish, and exits 0. It prints `draining` when the
 //! signal arrives and the drain's report when it ends. `tests/rolling_restart.rs`
 //! restarts two instances sharing Redis this way under traffic.
+//!
+//! `--stateless` serves the echo handler with no layer at all: a stateless upstream
+//! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
 
 use mcp_test_support::echo as common;
 
@@ -53,6 +56,7 @@ struct Args {
     sse_all: bool,
     strict_modern: bool,
     drain_seconds: u64,
+    stateless: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         sse_all: false,
         strict_modern: false,
         drain_seconds: 30,
+        stateless: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,13 +83,14 @@ fn parse_args() -> Result<Args, String> {
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
             "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
+            "--stateless" => args.stateless = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -128,7 +134,9 @@ async fn main() {
         app = app.layer(axum::middleware::map_response(json_as_sse));
     }
     let manager = layer.manager();
-    let app = app.layer(layer);
+    if !args.stateless {
+        app = app.layer(layer);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
         eprintln!("echo_server: cannot bind {}: {e}", args.addr);
         std::process::exit(1);

@@ -14,6 +14,7 @@ pub use self::admin::{SessionAdmin, SessionInfo};
 use self::fanout::{Audience, fan_out};
 use crate::drain::DrainReport;
 use crate::engine::Engine;
+use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
@@ -35,6 +36,19 @@ pub enum SendError {
     InvalidMessage,
     /// The store or event log failed or timed out.
     Unavailable,
+    /// The event log is at its memory budget and nothing it holds can go to make room
+    /// (see [`MemoryEventLog`](crate::event_log::MemoryEventLog)); retry later.
+    Full,
+}
+
+impl SendError {
+    /// What a failed append of the event log means to a sender.
+    pub(crate) fn from_log(error: EventLogError) -> Self {
+        match error {
+            EventLogError::Full => Self::Full,
+            _ => Self::Unavailable,
+        }
+    }
 }
 
 impl fmt::Display for SendError {
@@ -43,6 +57,7 @@ impl fmt::Display for SendError {
             Self::UnknownSession => "no such session",
             Self::InvalidMessage => "message is not a single JSON value",
             Self::Unavailable => "session store or event log unavailable",
+            Self::Full => "event log full",
         })
     }
 }
@@ -103,7 +118,7 @@ impl SessionManager {
         }
         match self.engine.outbound().push(session, message).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(SendError::Unavailable),
+            Err(e) => Err(SendError::from_log(e)),
         }
     }
 

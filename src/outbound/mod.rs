@@ -14,7 +14,7 @@
 //!   Another session's answer looks in another session's streams and finds nothing.
 //! - The asker tails its reply stream with [`EventLog::wait_after`].
 
-mod capability;
+pub(crate) mod capability;
 mod related;
 
 pub(crate) use related::RelatedStream;
