@@ -19,6 +19,13 @@
 //! With `--redis`, `--max-sessions` caps the sessions of every instance sharing that
 //! Redis together, and applies only when given.
 //!
+//! On SIGTERM the server drains (`SessionManager::drain`) for at most `--drain-seconds`
+//! (default 30): it refuses new sessions, sends its SSE clients to reconnect elsewhere
+//! and lets running streams finish into the log; then it stops accepting connections,
+//! gives open ones up to 5 s to finish, and exits 0. It prints `draining` when the
+//! signal arrives and the drain's report when it ends. `tests/rolling_restart.rs`
+//! restarts two instances sharing Redis this way under traffic.
+//!
 //! `--stateless` serves the echo handler with no layer at all: a stateless upstream
 //! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
 
@@ -27,6 +34,7 @@ use mcp_test_support::echo as common;
 use std::net::SocketAddr;
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -47,6 +55,7 @@ struct Args {
     create_per_second: Option<NonZeroU32>,
     sse_all: bool,
     strict_modern: bool,
+    drain_seconds: u64,
     stateless: bool,
 }
 
@@ -60,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         create_per_second: None,
         sse_all: false,
         strict_modern: false,
+        drain_seconds: 30,
         stateless: false,
     };
     let mut it = std::env::args().skip(1);
@@ -72,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
             "--sse" => args.sse_tool_calls = true,
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
+            "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
             "--stateless" => args.stateless = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
@@ -79,7 +90,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--create-burst N] [--create-per-second R]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -122,6 +133,7 @@ async fn main() {
     if args.sse_all {
         app = app.layer(axum::middleware::map_response(json_as_sse));
     }
+    let manager = layer.manager();
     if !args.stateless {
         app = app.layer(layer);
     }
@@ -137,9 +149,52 @@ async fn main() {
             .map(|url| format!(" (sessions in {url})"))
             .unwrap_or_default(),
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .expect("server error");
+    let drain_for = Duration::from_secs(args.drain_seconds);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        terminated().await;
+        // Draining from this call on: only then say so (a test waits for the line).
+        let drained = manager.drain(drain_for);
+        println!("draining (at most {} s)", drain_for.as_secs());
+        let report = drained.await;
+        println!("{report}");
+        let _ = drained_tx.send(());
+    };
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    // After the drain, connections still open (a client that stopped reading) get a
+    // few seconds, not forever.
+    let linger = async {
+        if drained_rx.await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served.expect("server error"),
+        () = linger => {}
+    }
+}
+
+/// Resolves on SIGTERM (what orchestrators send before stopping a process).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                eprintln!("echo_server: cannot listen for SIGTERM ({e}); no graceful drain");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 #[cfg(not(feature = "redis"))]

@@ -7,6 +7,7 @@
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod drain;
 mod engine;
 mod era;
 pub mod event_log;
@@ -35,6 +36,7 @@ mod stream;
 mod translate;
 mod util;
 
+pub use drain::DrainReport;
 pub use era::{InvalidProtocolVersion, ProtocolVersion};
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 use crate::ProtocolVersion;
+use crate::drain::Drain;
 use crate::event_log::EventLog;
 use crate::lifecycle::sessions::{CloseListener, SessionPolicy, Sessions};
 use crate::metrics::{Counters, Metrics};
@@ -86,6 +87,8 @@ pub(crate) struct Engine {
     log: Arc<dyn EventLog>,
     outbound: Arc<Outbound>,
     streams: Streams,
+    /// The drain switch and what is in flight here.
+    drain: Arc<Drain>,
     counters: Counters,
     discoveries: DiscoverCache,
     keep_alive: Periodic<Engine>,
@@ -113,15 +116,18 @@ impl Engine {
                 }
             })];
             listeners.extend(on_closed);
+            let drain = Arc::new(Drain::default());
             Engine {
                 sessions: Arc::new(Sessions::new(store, policy, config.store_timeout, listeners)),
                 outbound: Arc::new(Outbound::new(
                     log.clone(),
                     config.store_timeout,
                     config.client_request_timeout,
+                    drain.clone(),
                 )),
                 log,
-                streams: Streams::default(),
+                streams: Streams::new(drain.clone()),
+                drain,
                 counters: Counters::default(),
                 discoveries: DiscoverCache::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
@@ -173,6 +179,11 @@ impl Engine {
 
     pub(crate) fn streams(&self) -> &Streams {
         &self.streams
+    }
+
+    /// The drain switch and the in-flight counts.
+    pub(crate) fn drain(&self) -> &Arc<Drain> {
+        &self.drain
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -35,11 +35,22 @@ where
     pub(super) async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let request_id = message.id().map(ToOwned::to_owned);
+        if engine.drain().is_draining() {
+            // A draining instance takes on no new session; one second is enough for the
+            // balancer to send the retry to another instance.
+            let rejection = Rejection::new(RejectionKind::Draining)
+                .with_id(message.id())
+                .retry_after(std::time::Duration::from_secs(1));
+            return Ok(self.reject(rejection));
+        }
         if let Some(limit) = &engine.config().creation_limit
             && let Err(limited) = limit.check(&parts)
         {
             // Checked before anything is reserved: a refusal leaves no state behind.
             let mut rejection = Rejection::new(RejectionKind::RateLimited).with_id(message.id());
+            if limited.draft_error() {
+                rejection = rejection.draft_rate_limited(limited.retry_after());
+            }
             for (name, value) in limited.headers() {
                 rejection = rejection.header(name, value);
             }

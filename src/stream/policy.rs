@@ -86,8 +86,18 @@ where
         priming: primes,
         polling: primes,
         claim: None,
+        // A primed client holds an event id to resume from elsewhere.
+        ends_on_drain: primes,
     };
-    let reader = Reader::new(setup.log.clone(), key, setup.sse.clone(), attachment, start, busy);
+    let reader = Reader::new(
+        setup.log.clone(),
+        key,
+        setup.sse.clone(),
+        attachment,
+        start,
+        busy,
+        setup.streams.drain(),
+    );
     set_sse_headers(&mut head);
     Ok(Response::from_parts(head, McpBody::stream(reader)))
 }
@@ -145,6 +155,18 @@ impl<B> SseHead for Response<B> {
     fn headers_mut(&mut self) -> &mut http::HeaderMap {
         Response::headers_mut(self)
     }
+}
+
+/// The whole answer to a `GET` while this instance drains: a `retry` field and the
+/// end, so the client reconnects (through the balancer, to another instance) with the
+/// `Last-Event-ID` it holds, or afresh. Nothing is claimed or read: the stream's state in
+/// the log is left for the instance that serves the reconnection.
+pub(crate) fn drained_get<B>(sse: &SseConfig) -> Response<McpBody<B>> {
+    let mut retry = bytes::BytesMut::new();
+    crate::sse::encode_retry(&mut retry, u64::try_from(sse.retry.as_millis()).unwrap_or(u64::MAX));
+    let mut response = Response::new(McpBody::full(retry.freeze()));
+    set_sse_headers(&mut response);
+    response
 }
 
 pub(crate) fn set_sse_headers(head: &mut impl SseHead) {
