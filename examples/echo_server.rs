@@ -26,6 +26,9 @@
 //! signal arrives and the drain's report when it ends. `tests/rolling_restart.rs`
 //! restarts two instances sharing Redis this way under traffic.
 //!
+//! `--translate` puts the layer in translation mode in front of the echo handler made
+//! 2026-07-28-only (any other request is refused and logged before it reaches it).
+//!
 //! `--stateless` serves the echo handler with no layer at all: a stateless upstream
 //! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
 
@@ -38,6 +41,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use axum::routing::any_service;
 use tower_mcp_session::McpSessionLayer;
 use tower_mcp_session::rate_limit::{CreationLimit, PeerIp, Quota};
@@ -57,6 +61,7 @@ struct Args {
     strict_modern: bool,
     drain_seconds: u64,
     stateless: bool,
+    translate: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -71,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         strict_modern: false,
         drain_seconds: 30,
         stateless: false,
+        translate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,13 +90,14 @@ fn parse_args() -> Result<Args, String> {
             "--strict-modern" => args.strict_modern = true,
             "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
             "--stateless" => args.stateless = true,
+            "--translate" => args.translate = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--translate] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -124,6 +131,9 @@ async fn main() {
     if args.strict_modern {
         builder = builder.strict_modern_headers(true);
     }
+    if args.translate {
+        builder = builder.translate_to_modern(true);
+    }
     let layer = builder.build();
     let options = common::EchoOptions {
         sse_tool_calls: args.sse_tool_calls,
@@ -132,6 +142,9 @@ async fn main() {
     let mut app = Router::new().route_service("/mcp", any_service(common::echo_service(options)));
     if args.sse_all {
         app = app.layer(axum::middleware::map_response(json_as_sse));
+    }
+    if args.translate {
+        app = app.layer(axum::middleware::from_fn(modern_only));
     }
     let manager = layer.manager();
     if !args.stateless {
@@ -206,6 +219,34 @@ async fn with_redis(
     Err("--redis needs the `redis` feature: \
          cargo run --features redis --example echo_server -- --redis redis://127.0.0.1:6379"
         .to_owned())
+}
+
+/// `--translate`: the echo handler as a 2026-07-28-only server. A request that is not
+/// one (header and `_meta` both naming 2026-07-28) never reaches it: it is refused with
+/// 400 and logged with the marker `LEGACY MESSAGE REACHED THE HANDLER`, which the
+/// interop suite looks for.
+async fn modern_only(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::body::Body;
+
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+        return http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let header = parts.headers.get("mcp-protocol-version").map(|v| v.as_bytes());
+    let meta = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|m| {
+        m.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    });
+    if header != Some(b"2026-07-28") || meta.as_deref() != Some("2026-07-28") {
+        eprintln!(
+            "LEGACY MESSAGE REACHED THE HANDLER: {} {}",
+            parts.method,
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        );
+        return (http::StatusCode::BAD_REQUEST, "legacy message").into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// `--sse-all`: turn a successful JSON reply carrying one JSON-RPC message into a

@@ -107,6 +107,9 @@ start_server sse --strict-modern --sse-all
 # upstream): sessions, resumability and the 2026-07-28 checks come from the proxy.
 start_server upstream --stateless
 start_bin "$proxy_bin" proxy --upstream "$url_upstream" --strict-modern
+# Translation mode: the echo handler made 2026-07-28-only (a legacy message reaching
+# it is refused and logged with a marker this script looks for).
+start_server translate --translate --strict-modern
 
 # --- suites ------------------------------------------------------------------------
 total_passed=0
@@ -146,9 +149,20 @@ done
 # mode brings them to a 2026-07-28 upstream through MRTR).
 run_suite "conformance (proxy)" "$node" "$here/conformance.mjs" --url "$url_proxy" --label proxy \
   --skip tools-call-sampling,tools-call-elicitation,elicitation-sep1034-defaults,elicitation-sep1330-enums
+# The same four wait for translation mode to run multi round-trip requests.
+run_suite "conformance (translate)" "$node" "$here/conformance.mjs" --url "$url_translate" --label translate \
+  --skip tools-call-sampling,tools-call-elicitation,elicitation-sep1034-defaults,elicitation-sep1330-enums
 
 stop_servers
-for name in json sse upstream proxy; do
+if grep -q "LEGACY MESSAGE REACHED THE HANDLER" "$logs/translate.log"; then
+  echo "translation mode let legacy messages through to the 2026-07-28 handler:"
+  grep "LEGACY MESSAGE" "$logs/translate.log" | head -5 | sed 's/^/  /'
+  total_failed=$((total_failed + 1))
+else
+  total_passed=$((total_passed + 1))
+  summary+=("$(printf '%-28s %4d passed %4d failed' "translate: handler saw no legacy message" 1 0)")
+fi
+for name in json sse upstream proxy translate; do
   if grep -q "panicked" "$logs/$name.log"; then
     echo "server '$name' panicked:"; sed 's/^/  /' "$logs/$name.log" | head -40
     total_failed=$((total_failed + 1))
