@@ -23,11 +23,7 @@ use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
 use support::{App, EchoBody, SseReader};
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    mcp_test_support::runtime::two_workers()
 }
 
 /// One session with `roots` declared and its `GET` stream open.

@@ -25,11 +25,7 @@ const SESSIONS: usize = 10_000;
 const SUBSCRIBER_EVERY: usize = 100;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    mcp_test_support::runtime::two_workers()
 }
 
 async fn populate(layer: &McpSessionLayer) -> SessionManager {

@@ -20,11 +20,7 @@ use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
 use redis_server::RedisServer;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    mcp_test_support::runtime::two_workers()
 }
 
 /// The layer's defaults.

@@ -34,11 +34,7 @@ const SESSIONS: usize = 64;
 const IN_FLIGHT: u64 = 64;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    mcp_test_support::runtime::two_workers()
 }
 
 struct Target {

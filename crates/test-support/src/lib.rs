@@ -16,4 +16,5 @@ pub mod http;
 pub mod redis_server;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
+pub mod runtime;
 pub mod tcp;
