@@ -28,9 +28,11 @@ pub mod session;
 pub mod sse;
 pub mod store;
 mod stream;
+mod telemetry;
 mod util;
 
 pub use era::{InvalidProtocolVersion, ProtocolVersion};
+pub use jsonrpc::TraceContext;
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};
 pub use manager::{SendError, SessionAdmin, SessionInfo, SessionManager};

@@ -28,6 +28,7 @@ use crate::store::BoxError;
 use crate::stream::decode::StreamFormat;
 use crate::stream::policy::resumable;
 use crate::stream::{LiveStream, McpBody, SseControl};
+use crate::telemetry::Operation;
 
 const BOTH_TYPES: &[&str] = &["application/json", "text/event-stream"];
 
@@ -64,10 +65,32 @@ where
             Err(PeekError::Parse) => return Ok(self.reject(Rejection::new(RejectionKind::ParseError))),
             Err(PeekError::InvalidRequest) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest))),
         };
-        let single = match message {
+        let mut single = match message {
             jsonrpc::Body::Single(single) => single,
-            jsonrpc::Body::Batch(items) => return Box::pin(self.batch(parts, bytes, version, items)).await,
+            jsonrpc::Body::Batch(items) => {
+                let operation = Operation::batch(&parts, version, &items);
+                return operation.run(Box::pin(self.batch(parts, bytes, version, items))).await;
+            }
         };
+        let mut parts = parts;
+        let operation = Operation::message(
+            &mut parts,
+            version,
+            &mut single,
+            #[cfg(feature = "tracing")]
+            self.engine.config().trace_hook.as_ref(),
+        );
+        operation.run(self.route(parts, bytes, version, single)).await
+    }
+
+    /// Route one peeked message by era.
+    async fn route(
+        self,
+        parts: Parts,
+        bytes: Bytes,
+        version: VersionHeader,
+        single: Peeked,
+    ) -> Answer<ResBody, S::Error> {
         let has_modern_meta = single.modern.protocol_version.is_some();
         match classify(version, has_modern_meta) {
             Era::Modern => self.modern(parts, bytes, single).await,

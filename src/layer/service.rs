@@ -110,12 +110,16 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let engine = self.engine.clone();
-        #[cfg(feature = "tracing")]
-        // `session` is filled in once the request's session is known.
-        let span = tracing::debug_span!("mcp", method = %req.method(), session = tracing::field::Empty);
-        let future = async move { Handler { engine, inner }.serve(req).await };
-        #[cfg(feature = "tracing")]
-        let future = tracing::Instrument::instrument(future, span);
+        // Spans start once the request is known to be a JSON-RPC message (or a GET or
+        // DELETE): see `telemetry/`.
+        let future = async move {
+            let mut answer = Handler { engine, inner }.serve(req).await;
+            // Put there by `reject` for the telemetry; not part of the answer.
+            if let Ok(response) = &mut answer {
+                response.extensions_mut().remove::<RejectionKind>();
+            }
+            answer
+        };
         ResponseFuture::new(Box::pin(future))
     }
 }
@@ -158,8 +162,14 @@ where
             Method::GET | Method::DELETE if modern_header => self.pass_through(parts, Bytes::new()).await,
             // Rare paths are boxed so the common one's future stays small: every request
             // pays for moving the largest path's state into the response future's box.
-            Method::GET => Box::pin(self.get(parts, version)).await,
-            Method::DELETE => Box::pin(self.delete(parts, version)).await,
+            Method::GET => {
+                let span_parts = crate::telemetry::HttpParts::of(&parts);
+                Box::pin(crate::telemetry::http_request(span_parts, self.get(parts, version))).await
+            }
+            Method::DELETE => {
+                let span_parts = crate::telemetry::HttpParts::of(&parts);
+                Box::pin(crate::telemetry::http_request(span_parts, self.delete(parts, version))).await
+            }
             _ => Ok(self.reject(self.method_not_allowed())),
         }
     }
@@ -184,7 +194,10 @@ where
             status = rejection.kind.status().as_u16(),
             "request rejected"
         );
-        rejection.into_response().map(McpBody::full)
+        let kind = rejection.kind;
+        let mut response = rejection.into_response().map(McpBody::full);
+        response.extensions_mut().insert(kind);
+        response
     }
 
     /// A legacy request's `MCP-Protocol-Version`: absent is fine (the negotiated version
@@ -231,8 +244,8 @@ where
             Err(_) => return Err(Rejection::store_unavailable()),
         };
         let record = busy.record().clone();
-        #[cfg(feature = "tracing")]
-        tracing::Span::current().record("session", id.as_str());
+        crate::telemetry::session(&id);
+        crate::telemetry::protocol_version(record.protocol_version());
         // Another principal's session looks exactly like an unknown one.
         if engine.config().bind_principal && record.principal() != parts.extensions.get::<Principal>() {
             return Err(Rejection::new(RejectionKind::SessionNotFound));

@@ -2,8 +2,9 @@
 # Interop tests: the official MCP TypeScript SDK client, the official Python SDK client
 # and the official conformance suite, each against the echo example behind
 # McpSessionLayer. Builds the example once, serves it on two free loopback ports (one
-# answering JSON, one answering everything as SSE, both with --strict-modern), runs the
-# suites against both, stops the servers and closes with an aggregated
+# answering JSON, one answering everything as SSE, both with --strict-modern; the JSON
+# one also serves /metrics), runs the suites against both (and a scrape of /metrics:
+# metrics-scrape.sh), stops the servers and closes with an aggregated
 # `N passed, M failed`. Exits non-zero on any failure.
 #
 #   bash tests/interop/run.sh
@@ -24,8 +25,8 @@ say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'interop: %s\n' "$*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 # --- tools -------------------------------------------------------------------------
-say "echo example (cargo build --example echo_server)"
-(cd "$root" && cargo build --quiet --example echo_server) || die "cargo build failed"
+say "echo example (cargo build --features metrics --example echo_server)"
+(cd "$root" && cargo build --quiet --features metrics --example echo_server) || die "cargo build failed"
 server_bin="$CARGO_TARGET_DIR/debug/examples/echo_server"
 [ -x "$server_bin" ] || die "no $server_bin"
 
@@ -92,7 +93,7 @@ start_server() { # name, flags...
 }
 
 say "servers"
-start_server json --strict-modern
+start_server json --strict-modern --metrics
 start_server sse --strict-modern --sse-all
 
 # --- suites ------------------------------------------------------------------------
@@ -120,6 +121,9 @@ run_suite() { # label, command...
   total_failed=$((total_failed + f))
   summary+=("$(printf '%-28s %4d passed %4d failed' "$label" "$p" "$f")")
 }
+
+# First, while the JSON server's counters hold only what the scrape itself did.
+run_suite "metrics scrape (json)" bash "$here/metrics-scrape.sh" "$url_json"
 
 for mode in json sse; do
   url_var="url_$mode"
