@@ -61,6 +61,11 @@ fn names_and_labels_after_real_requests() {
             assert_eq!(status, StatusCode::NOT_FOUND);
             let response = support::call(&app, empty(delete().header("mcp-session-id", &session))).await;
             assert_eq!(response.status(), StatusCode::OK);
+            // A batch: one sample per message, each under its own method.
+            let old = initialize(&app, "2025-03-26").await;
+            let batch = json!([request(5, "ping", json!({})), request(6, "tools/list", json!({}))]);
+            let (status, _, _) = send(&app, Some(&old), &batch).await;
+            assert_eq!(status, StatusCode::OK);
             // Let the detached store calls (the touch at the end of a request) finish.
             tokio::task::yield_now().await;
         });
@@ -101,27 +106,39 @@ fn names_and_labels_after_real_requests() {
         Value::Samples(1),
     );
     expect(
+        duration,
+        &[
+            ("mcp.method.name", "initialize"),
+            ("mcp.protocol.version", "2025-03-26"),
+            tcp,
+        ],
+        Value::Samples(1),
+    );
+    expect(duration, &[("mcp.method.name", "ping"), tcp], Value::Samples(1));
+    expect(duration, &[("mcp.method.name", "tools/list"), tcp], Value::Samples(1));
+    expect(
         "mcp.server.rejections",
         &[("mcp.rejection.reason", "session_not_found")],
         Value::Counter(1),
     );
-    expect("mcp.server.session.created", &[], Value::Counter(1));
+    expect("mcp.server.session.created", &[], Value::Counter(2));
     expect(
         "mcp.server.session.closed",
         &[("mcp.session.close_reason", "deleted")],
         Value::Counter(1),
     );
-    expect("mcp.server.session.active", &[], Value::Gauge(0.0));
+    expect("mcp.server.session.active", &[], Value::Gauge(1.0));
     expect(
         "mcp.server.session.duration",
         &[("mcp.protocol.version", LEGACY), tcp],
         Value::Samples(1),
     );
-    // Every store call is timed: the five loads (four requests in the session and the
-    // DELETE's lookup, plus the unknown session's), the create and the delete.
+    // Every store call is timed: the six loads (three requests and the DELETE's lookup
+    // in the first session, the unknown session's, the batch's), two creates and the
+    // delete.
     let store = "mcp.server.store.duration";
-    expect(store, &[("mcp.store.operation", "create")], Value::Samples(1));
-    expect(store, &[("mcp.store.operation", "load")], Value::Samples(5));
+    expect(store, &[("mcp.store.operation", "create")], Value::Samples(2));
+    expect(store, &[("mcp.store.operation", "load")], Value::Samples(6));
     expect(store, &[("mcp.store.operation", "delete")], Value::Samples(1));
     // Nothing else has a name outside the documented set.
     let documented = [

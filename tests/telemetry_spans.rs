@@ -247,6 +247,29 @@ async fn call_app(app: &App, req: Request<Full<Bytes>>) -> Response<tower_mcp_se
     support::call(app, req).await
 }
 
+/// A batch (2025-03-26) is one span for the HTTP request, named `batch`.
+#[tokio::test]
+async fn batch_span() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let layer = McpSessionLayer::new();
+    let app = app(&layer);
+    let session = initialize(&app, "2025-03-26").await;
+    spans.take();
+    let batch = json!([request(1, "ping", json!({})), request(2, "tools/list", json!({}))]);
+    let (status, _, body) = send(&app, Some(&session), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let span = spans.only();
+    assert_fields(
+        &span,
+        &with_constant(&[
+            ("otel.name", "batch"),
+            ("mcp.session.id", &session),
+            ("mcp.protocol.version", "2025-03-26"),
+        ]),
+    );
+}
+
 /// A 2026-07-28 request passes through without a session; its span has the version
 /// from `_meta`, and the inner service finds the trace context in the extensions.
 #[tokio::test]

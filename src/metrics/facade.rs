@@ -70,15 +70,21 @@ pub(crate) fn describe() {
     });
 }
 
-/// A running operation's duration sample.
+/// A running operation's duration sample: one message's, or each of a batch's.
 pub(crate) struct OperationSample {
-    methods: Vec<&'static str>,
+    methods: Methods,
     version: Option<&'static str>,
     started: Instant,
 }
 
+/// The method labels of an operation; one message needs no allocation.
+pub(crate) enum Methods {
+    One(&'static str),
+    Batch(Vec<&'static str>),
+}
+
 impl OperationSample {
-    pub(crate) fn start(methods: Vec<&'static str>, version: Option<ProtocolVersion>) -> Self {
+    pub(crate) fn start(methods: Methods, version: Option<ProtocolVersion>) -> Self {
         Self {
             methods,
             version: version.and_then(super::labels::version_label),
@@ -88,7 +94,11 @@ impl OperationSample {
 
     pub(crate) fn finish(self, error: Option<&'static str>) {
         let seconds = self.started.elapsed().as_secs_f64();
-        for method in self.methods {
+        let methods = match &self.methods {
+            Methods::One(method) => std::slice::from_ref(method),
+            Methods::Batch(methods) => methods.as_slice(),
+        };
+        for &method in methods {
             let mut labels = Vec::with_capacity(4);
             labels.push(Label::from_static_parts("mcp.method.name", method));
             if let Some(version) = self.version {

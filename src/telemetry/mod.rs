@@ -93,7 +93,10 @@ impl Operation {
         }
         #[cfg(feature = "metrics")]
         let metric = message.method().map(|method| {
-            crate::metrics::facade::OperationSample::start(vec![crate::metrics::labels::method_label(method)], version)
+            crate::metrics::facade::OperationSample::start(
+                crate::metrics::facade::Methods::One(crate::metrics::labels::method_label(method)),
+                version,
+            )
         });
         let _ = version;
         Self {
@@ -116,11 +119,13 @@ impl Operation {
             span: span::batch(parts, version),
             #[cfg(feature = "metrics")]
             metric: Some(crate::metrics::facade::OperationSample::start(
-                items
-                    .iter()
-                    .filter_map(Peeked::method)
-                    .map(crate::metrics::labels::method_label)
-                    .collect(),
+                crate::metrics::facade::Methods::Batch(
+                    items
+                        .iter()
+                        .filter_map(Peeked::method)
+                        .map(crate::metrics::labels::method_label)
+                        .collect(),
+                ),
                 version,
             )),
         }

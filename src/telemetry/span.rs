@@ -19,6 +19,22 @@ pub(crate) type TraceHook = Arc<dyn Fn(&Span, &TraceContext) + Send + Sync>;
 /// method (a target that long is no low-cardinality name).
 const MAX_TARGET_IN_NAME: usize = 128;
 
+/// Longest client text recorded in a field (a method, a name, a URI, an id): the
+/// body may be megabytes, and every exporter would copy it into each span.
+const MAX_FIELD: usize = 1024;
+
+/// `text` cut to at most [`MAX_FIELD`] bytes, at a character boundary.
+fn bounded(text: &str) -> &str {
+    if text.len() <= MAX_FIELD {
+        return text;
+    }
+    let mut end = MAX_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Every field a server span may get, declared up front (`tracing` records only
 /// declared fields). One callsite per kind of span, so each has its own interest cache.
 macro_rules! server_span {
@@ -71,22 +87,22 @@ pub(super) fn message(
         return span;
     }
     if let Some(method) = message.method() {
-        span.record("mcp.method.name", method);
+        span.record("mcp.method.name", bounded(method));
         let name = message.modern.name.as_deref();
         let target = match method {
             "tools/call" => {
                 span.record("gen_ai.operation.name", "execute_tool");
                 name.inspect(|n| {
-                    span.record("gen_ai.tool.name", *n);
+                    span.record("gen_ai.tool.name", bounded(n));
                 })
             }
             "prompts/get" => name.inspect(|n| {
-                span.record("gen_ai.prompt.name", *n);
+                span.record("gen_ai.prompt.name", bounded(n));
             }),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" | "notifications/resources/updated" => {
                 // A URI is no low-cardinality target: an attribute, never the name.
                 if let Some(uri) = name {
-                    span.record("mcp.resource.uri", uri);
+                    span.record("mcp.resource.uri", bounded(uri));
                 }
                 None
             }
@@ -94,7 +110,7 @@ pub(super) fn message(
         };
         match target.filter(|t| t.len() <= MAX_TARGET_IN_NAME) {
             Some(target) => span.record("otel.name", format!("{method} {target}")),
-            None => span.record("otel.name", method),
+            None => span.record("otel.name", bounded(method)),
         };
     }
     if let MessageKind::Request { id, .. } = &message.kind {
@@ -124,13 +140,13 @@ fn record_id(span: &Span, raw: &str) {
     if let Some(text) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
         && !text.contains('\\')
     {
-        span.record("jsonrpc.request.id", text);
+        span.record("jsonrpc.request.id", bounded(text));
     } else if raw.starts_with('"') {
         if let Ok(text) = serde_json::from_str::<String>(raw) {
-            span.record("jsonrpc.request.id", text.as_str());
+            span.record("jsonrpc.request.id", bounded(&text));
         }
     } else {
-        span.record("jsonrpc.request.id", raw);
+        span.record("jsonrpc.request.id", bounded(raw));
     }
 }
 
@@ -174,5 +190,19 @@ pub(super) fn finish(span: &Span, outcome: Outcome) {
     if let Outcome::Rejected(kind) = outcome {
         span.record("rpc.response.status_code", error);
         span.record("mcp.rejection.reason", kind.reason());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_bounded() {
+        assert_eq!(bounded("tools/call"), "tools/call");
+        let long = "é".repeat(MAX_FIELD);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_FIELD && cut.len() > MAX_FIELD - 2);
+        assert!(cut.chars().all(|c| c == 'é'));
     }
 }
