@@ -196,6 +196,7 @@ async fn initialize_call_with_trace_context_and_refusal() {
             ("rpc.response.status_code", "-32001"),
             ("mcp.rejection.reason", "session_not_found"),
             ("otel.status_code", "ERROR"),
+            ("otel.status_description", "Session not found"),
         ]),
     );
 
@@ -233,6 +234,10 @@ async fn initialize_call_with_trace_context_and_refusal() {
             ("rpc.response.status_code", "-32000"),
             ("mcp.rejection.reason", "session_id_required"),
             ("otel.status_code", "ERROR"),
+            (
+                "otel.status_description",
+                "Bad Request: Mcp-Session-Id header is required",
+            ),
         ]),
     );
     let response = call_app(&app, empty(delete().header("mcp-session-id", &session))).await;

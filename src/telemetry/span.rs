@@ -44,6 +44,7 @@ macro_rules! server_span {
             otel.name = Empty,
             otel.kind = "server",
             otel.status_code = Empty,
+            otel.status_description = Empty,
             mcp.method.name = Empty,
             mcp.session.id = Empty,
             mcp.protocol.version = Empty,
@@ -190,6 +191,8 @@ pub(super) fn finish(span: &Span, outcome: Outcome) {
     if let Outcome::Rejected(kind) = outcome {
         span.record("rpc.response.status_code", error);
         span.record("mcp.rejection.reason", kind.reason());
+        // The conventions' status description: the JSON-RPC error's message.
+        span.record("otel.status_description", kind.message());
     }
 }
 
