@@ -200,6 +200,20 @@ async fn initialize_call_with_trace_context_and_refusal() {
         ]),
     );
 
+    // A refusal before any message is known (not JSON): no span, and no marker either.
+    let response = call_app(
+        &app,
+        bare_post()
+            .header("content-type", "text/plain")
+            .header("accept", "application/json, text/event-stream")
+            .body(Full::new(Bytes::from_static(b"hi")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(response.extensions().get::<RejectionKind>().is_none());
+    assert!(spans.take().is_empty(), "no message, no span");
+
     // A resource read: the URI is an attribute, not part of the name; a notification
     // has no request id.
     send(

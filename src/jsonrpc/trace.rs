@@ -50,6 +50,9 @@ impl TraceContext {
         tracestate: Option<Cow<'_, str>>,
         baggage: Option<Cow<'_, str>>,
     ) -> Option<Box<Self>> {
+        if traceparent.is_none() && tracestate.is_none() && baggage.is_none() {
+            return None;
+        }
         let keep = |value: Option<Cow<'_, str>>, max: usize| value.filter(|v| v.len() <= max).map(Cow::into_owned);
         let context = Self {
             traceparent: keep(traceparent, MAX_TRACEPARENT),

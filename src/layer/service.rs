@@ -112,14 +112,7 @@ where
         let engine = self.engine.clone();
         // Spans start once the request is known to be a JSON-RPC message (or a GET or
         // DELETE): see `telemetry/`.
-        let future = async move {
-            let mut answer = Handler { engine, inner }.serve(req).await;
-            // Put there by `reject` for the telemetry; not part of the answer.
-            if let Ok(response) = &mut answer {
-                response.extensions_mut().remove::<RejectionKind>();
-            }
-            answer
-        };
+        let future = async move { Handler { engine, inner }.serve(req).await };
         ResponseFuture::new(Box::pin(future))
     }
 }
@@ -149,14 +142,14 @@ where
         let (parts, body) = req.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str());
         if let Err(kind) = self.engine.config().guard.check(&parts.headers, authority) {
-            return Ok(self.reject(Rejection::new(kind)));
+            return Ok(self.refuse(Rejection::new(kind)));
         }
         let version = VersionHeader::read(&parts.headers);
         let modern_header = matches!(version, VersionHeader::Present(v) if v.is_modern());
         match parts.method {
             Method::POST => self.post(parts, body, version).await,
             Method::GET | Method::DELETE if self.engine.config().modern_only => {
-                Ok(self.reject(self.method_not_allowed()))
+                Ok(self.refuse(self.method_not_allowed()))
             }
             // 2026-07-28 has no GET stream and no DELETE: the inner service answers.
             Method::GET | Method::DELETE if modern_header => self.pass_through(parts, Bytes::new()).await,
@@ -170,7 +163,7 @@ where
                 let span_parts = crate::telemetry::HttpParts::of(&parts);
                 Box::pin(crate::telemetry::http_request(span_parts, self.delete(parts, version))).await
             }
-            _ => Ok(self.reject(self.method_not_allowed())),
+            _ => Ok(self.refuse(self.method_not_allowed())),
         }
     }
 
@@ -186,7 +179,21 @@ where
         Rejection::new(RejectionKind::MethodNotAllowed).header(ALLOW, HeaderValue::from_static(allow))
     }
 
+    /// The answer to a refusal inside an operation (a routed message, a GET or a
+    /// DELETE): it carries its kind in the extensions for the telemetry, which takes
+    /// it off before the answer leaves the layer.
     pub(super) fn reject(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
+        let kind = rejection.kind;
+        #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(unused_mut))]
+        let mut response = self.refuse(rejection);
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        response.extensions_mut().insert(kind);
+        let _ = kind;
+        response
+    }
+
+    /// The answer to a refusal before any operation began (nothing to mark).
+    pub(super) fn refuse(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
         self.engine.counters().rejected(rejection.kind);
         #[cfg(feature = "tracing")]
         tracing::debug!(
@@ -194,10 +201,7 @@ where
             status = rejection.kind.status().as_u16(),
             "request rejected"
         );
-        let kind = rejection.kind;
-        let mut response = rejection.into_response().map(McpBody::full);
-        response.extensions_mut().insert(kind);
-        response
+        rejection.into_response().map(McpBody::full)
     }
 
     /// A legacy request's `MCP-Protocol-Version`: absent is fine (the negotiated version

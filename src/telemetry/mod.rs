@@ -44,12 +44,15 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// How `answer` ended; takes off the marker [`reject`] leaves for this.
+    ///
+    /// [`reject`]: crate::layer::McpSession
     #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
-    fn of<B, E>(answer: &Result<Response<McpBody<B>>, E>) -> Self {
+    fn take<B, E>(answer: &mut Result<Response<McpBody<B>>, E>) -> Self {
         match answer {
             Err(_) => Self::ServiceError,
-            Ok(response) => match response.extensions().get::<RejectionKind>() {
-                Some(kind) => Self::Rejected(*kind),
+            Ok(response) => match response.extensions_mut().remove::<RejectionKind>() {
+                Some(kind) => Self::Rejected(kind),
                 None if response.status().as_u16() >= 400 => Self::Status(response.status().as_u16()),
                 None => Self::Ok,
             },
@@ -131,16 +134,15 @@ impl Operation {
         }
     }
 
-    /// Run the routed request in the span, then record how it ended.
-    pub(crate) async fn run<B, E>(
-        self,
-        routed: impl Future<Output = Result<Response<McpBody<B>>, E>>,
-    ) -> Result<Response<McpBody<B>>, E> {
-        #[cfg(feature = "tracing")]
-        let answer = tracing::Instrument::instrument(routed, self.span.clone()).await;
-        #[cfg(not(feature = "tracing"))]
-        let answer = routed.await;
-        let outcome = Outcome::of(&answer);
+    /// The span to run the routed request in, when a subscriber wants it.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn enabled_span(&self) -> Option<tracing::Span> {
+        (!self.span.is_disabled()).then(|| self.span.clone())
+    }
+
+    /// Record how the routed request ended.
+    pub(crate) fn finish<B, E>(self, answer: &mut Result<Response<McpBody<B>>, E>) {
+        let outcome = Outcome::take(answer);
         #[cfg(feature = "tracing")]
         span::finish(&self.span, outcome);
         #[cfg(feature = "metrics")]
@@ -148,9 +150,26 @@ impl Operation {
             metric.finish(outcome.error_type());
         }
         let _ = outcome;
-        answer
     }
 }
+
+/// Await a routed request inside its operation's span when a subscriber wants the
+/// span. A disabled span adds no wrapper: the routed future is awaited in place, not
+/// moved into an `Instrumented` (the request path's futures are large, and every move
+/// is a copy).
+macro_rules! in_span {
+    ($operation:expr, $routed:expr) => {{
+        #[cfg(feature = "tracing")]
+        let answer = match $operation.enabled_span() {
+            Some(span) => tracing::Instrument::instrument($routed, span).await,
+            None => $routed.await,
+        };
+        #[cfg(not(feature = "tracing"))]
+        let answer = $routed.await;
+        answer
+    }};
+}
+pub(crate) use in_span;
 
 /// The span of a GET or DELETE (no JSON-RPC message: not an MCP operation, so no
 /// duration sample), so what the layer logs while serving it has a session to go with.
@@ -161,14 +180,16 @@ pub(crate) async fn http_request<B, E>(
     #[cfg(feature = "tracing")]
     {
         let span = span::http(&parts);
-        let answer = tracing::Instrument::instrument(served, span.clone()).await;
-        span::finish(&span, Outcome::of(&answer));
+        let mut answer = tracing::Instrument::instrument(served, span.clone()).await;
+        span::finish(&span, Outcome::take(&mut answer));
         answer
     }
     #[cfg(not(feature = "tracing"))]
     {
         let _ = parts;
-        served.await
+        let mut answer = served.await;
+        Outcome::take(&mut answer);
+        answer
     }
 }
 
@@ -205,8 +226,12 @@ fn request_version(header: VersionHeader, message: &Peeked) -> Option<ProtocolVe
 
 /// The session now known for the current operation's span.
 pub(crate) fn session(id: &SessionId) {
+    // The level check first: finding the current span is a thread-local lookup, and
+    // with no subscriber at INFO there is none to find.
     #[cfg(feature = "tracing")]
-    tracing::Span::current().record("mcp.session.id", id.as_str());
+    if tracing::level_enabled!(tracing::Level::INFO) {
+        tracing::Span::current().record("mcp.session.id", id.as_str());
+    }
     let _ = id;
 }
 
@@ -214,7 +239,9 @@ pub(crate) fn session(id: &SessionId) {
 /// negotiated one).
 pub(crate) fn protocol_version(version: ProtocolVersion) {
     #[cfg(feature = "tracing")]
-    if let Some(text) = crate::metrics::labels::version_label(version) {
+    if tracing::level_enabled!(tracing::Level::INFO)
+        && let Some(text) = crate::metrics::labels::version_label(version)
+    {
         tracing::Span::current().record("mcp.protocol.version", text);
     }
     let _ = version;
