@@ -44,9 +44,7 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// How `answer` ended; takes off the marker [`reject`] leaves for this.
-    ///
-    /// [`reject`]: crate::layer::McpSession
+    /// How `answer` ended; takes off the marker the handler's `reject` leaves for this.
     #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     fn take<B, E>(answer: &mut Result<Response<McpBody<B>>, E>) -> Self {
         match answer {
