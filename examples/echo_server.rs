@@ -19,6 +19,16 @@
 //! With `--redis`, `--max-sessions` caps the sessions of every instance sharing that
 //! Redis together, and applies only when given.
 //!
+//! On SIGTERM the server drains (`SessionManager::drain`) for at most `--drain-seconds`
+//! (default 30): it refuses new sessions, sends its SSE clients to reconnect elsewhere
+//! and lets running streams finish into the log; then it stops accepting connections,
+//! gives open ones up to 5 s to finish, and exits 0. It prints `draining` when the
+//! signal arrives and the drain's report when it ends. `tests/rolling_restart.rs`
+//! restarts two instances sharing Redis this way under traffic.
+//!
+//! `--stateless` serves the echo handler with no layer at all: a stateless upstream
+//! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
+//!
 //! `--metrics` serves the layer's metrics on `GET /metrics` in the Prometheus text
 //! format (`metrics-exporter-prometheus`, outside the MCP layer). It needs the
 //! `metrics` feature:
@@ -33,6 +43,7 @@ use mcp_test_support::echo as common;
 use std::net::SocketAddr;
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -54,6 +65,8 @@ struct Args {
     sse_all: bool,
     strict_modern: bool,
     metrics: bool,
+    drain_seconds: u64,
+    stateless: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +80,8 @@ fn parse_args() -> Result<Args, String> {
         sse_all: false,
         strict_modern: false,
         metrics: false,
+        drain_seconds: 30,
+        stateless: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,13 +94,15 @@ fn parse_args() -> Result<Args, String> {
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
             "--metrics" => args.metrics = true,
+            "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
+            "--stateless" => args.stateless = true,
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--metrics] [--create-burst N] [--create-per-second R]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--metrics] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -135,7 +152,10 @@ async fn main() {
     if args.sse_all {
         app = app.layer(axum::middleware::map_response(json_as_sse));
     }
-    let mut app = app.layer(layer);
+    let manager = layer.manager();
+    if !args.stateless {
+        app = app.layer(layer);
+    }
     if let Some(handle) = metrics {
         // Added after the MCP layer, so the scrape does not go through it.
         app = app.route(
@@ -155,9 +175,52 @@ async fn main() {
             .map(|url| format!(" (sessions in {url})"))
             .unwrap_or_default(),
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .expect("server error");
+    let drain_for = Duration::from_secs(args.drain_seconds);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        terminated().await;
+        // Draining from this call on: only then say so (a test waits for the line).
+        let drained = manager.drain(drain_for);
+        println!("draining (at most {} s)", drain_for.as_secs());
+        let report = drained.await;
+        println!("{report}");
+        let _ = drained_tx.send(());
+    };
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    // After the drain, connections still open (a client that stopped reading) get a
+    // few seconds, not forever.
+    let linger = async {
+        if drained_rx.await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served.expect("server error"),
+        () = linger => {}
+    }
+}
+
+/// Resolves on SIGTERM (what orchestrators send before stopping a process).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                eprintln!("echo_server: cannot listen for SIGTERM ({e}); no graceful drain");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 /// `--metrics`: a Prometheus recorder for the layer's metrics. Durations are real

@@ -98,3 +98,95 @@ pub fn is_modern(headers: &HeaderMap, has_modern_meta: bool) -> bool {
 pub fn media_type(headers: &HeaderMap) -> Option<&str> {
     crate::headers::media_type(headers)
 }
+
+/// Translation mode's mappings, on a session negotiated at the `version`-th legacy
+/// revision with the given raw `capabilities` / `client_info` JSON (ignored when not
+/// JSON) and log level. Each returns the bytes the layer would send, or the error code.
+pub struct Translation {
+    record: crate::SessionRecord,
+    log_level: Option<String>,
+}
+
+impl Translation {
+    pub fn new(version: u8, capabilities: &str, client_info: &str, log_level: Option<String>) -> Self {
+        use serde_json::value::RawValue;
+        let legacy = crate::ProtocolVersion::LEGACY;
+        let version = legacy[usize::from(version) % legacy.len()];
+        let id = crate::SessionId::parse("0123456789abcdef0123456789abcdef").expect("a valid id");
+        let raw = |text: &str| RawValue::from_string(text.to_owned()).ok();
+        let record = crate::SessionRecord::new(id, version).with_client(raw(client_info), raw(capabilities));
+        Self { record, log_level }
+    }
+
+    fn context(&self) -> crate::translate::context::LegacyContext<'_> {
+        crate::translate::context::LegacyContext::from_record(&self.record, self.log_level.as_deref())
+    }
+
+    /// A legacy request → (modern body, header values).
+    pub fn request(&self, body: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), i64> {
+        crate::translate::request::translate_request(body, &self.context())
+            .map(|m| {
+                (
+                    m.body.to_vec(),
+                    m.headers.values().map(|v| v.as_bytes().to_vec()).collect(),
+                )
+            })
+            .map_err(|e| e.code())
+    }
+
+    /// A modern answer or notification to `method` → the legacy bytes relayed, if any.
+    pub fn answer(&self, message: &[u8], method: &str, client_id: &str) -> Result<Option<Vec<u8>>, i64> {
+        use crate::translate::answer::{AnswerTo, LegacyMessage, to_legacy};
+        let id = serde_json::value::RawValue::from_string(client_id.to_owned()).map_err(|_| 0)?;
+        let to = AnswerTo { method, client_id: &id };
+        match to_legacy(message, &to).map_err(|e| e.code())? {
+            LegacyMessage::Answer(b) | LegacyMessage::Notification(b) => Ok(Some(b.to_vec())),
+            LegacyMessage::InputRequired(_) | LegacyMessage::Drop => Ok(None),
+        }
+    }
+
+    /// A modern HTTP error answer → the legacy answer body, or `None` (kept as it is).
+    pub fn http_error(&self, status: u16, body: &[u8], client_id: &str, method: &str) -> Option<Vec<u8>> {
+        use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
+        let status = http::StatusCode::from_u16(status).ok()?;
+        let id = serde_json::value::RawValue::from_string(client_id.to_owned()).ok()?;
+        match http_error_to_legacy(status, body, &id, method) {
+            LegacyHttpError::Answer(b) => Some(b.to_vec()),
+            LegacyHttpError::Keep => None,
+        }
+    }
+
+    /// A `server/discover` result → the legacy `InitializeResult`.
+    pub fn initialize_result(&self, discover: &[u8], flags: u8) -> Option<Vec<u8>> {
+        use crate::translate::discover::{LayerCapabilities, initialize_result};
+        let discover: serde_json::Value = serde_json::from_slice(discover).ok()?;
+        let layer = LayerCapabilities {
+            log_level: flags & 1 != 0,
+            subscriptions: flags & 2 != 0,
+            list_changed: flags & 4 != 0,
+        };
+        let result = initialize_result(&discover, self.record.protocol_version(), layer).ok()?;
+        serde_json::to_vec(&result).ok()
+    }
+
+    /// The MRTR retry of `original` under `new_id` with `responses` and `state`.
+    pub fn retry(
+        &self,
+        original: &[u8],
+        new_id: &str,
+        responses: &[(String, String)],
+        state: Option<&str>,
+    ) -> Result<Vec<u8>, i64> {
+        use serde_json::value::RawValue;
+        let raw = |text: &str| RawValue::from_string(text.to_owned()).map_err(|_| 0);
+        let id = raw(new_id)?;
+        let responses = responses
+            .iter()
+            .map(|(k, v)| raw(v).map(|v| (k.clone(), v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = state.map(raw).transpose()?;
+        crate::translate::mrtr::retry_request(original, &id, &responses, state.as_deref())
+            .map(|b| b.to_vec())
+            .map_err(|e| e.code())
+    }
+}

@@ -150,3 +150,29 @@ async fn capacity_and_rate_limit_are_distinct() {
     };
     assert_eq!(statuses, vec![200, 503, 429]);
 }
+
+/// Opted in, a refusal carries the draft rate-limit error (`-32023`, `retryAfterMs`) and
+/// is still a 429 with `Retry-After` and reason `rate_limited`; off, the code is -32000
+/// and there is no `retryAfterMs`.
+#[tokio::test]
+async fn the_draft_rate_limit_error_is_opt_in() {
+    for draft in [true, false] {
+        let limit = CreationLimit::new().global(burst(1)).draft_error_code(draft);
+        let layer = McpSessionLayer::builder().rate_limit(limit).build();
+        let app = app(&layer);
+        let (status, _, _) = send(&app, None, &initialize_body(LEGACY)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, body) = send(&app, None, &initialize_body(LEGACY)).await;
+        let code = if draft { -32023 } else { -32000 };
+        assert_rejected(status, &body, 429, code, "rate_limited");
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        let data = &json(&body)["error"]["data"];
+        if draft {
+            let millis = data["retryAfterMs"].as_u64().expect("retryAfterMs");
+            // An hour's refill, in milliseconds; `Retry-After` is the same wait rounded up.
+            assert!(millis > 3_500_000 && millis <= retry * 1000, "{millis} ms, {retry} s");
+        } else {
+            assert!(data.get("retryAfterMs").is_none(), "{data}");
+        }
+    }
+}

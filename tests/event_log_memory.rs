@@ -597,7 +597,7 @@ async fn a_stream_opened_again_after_expiring_never_reuses_its_ids() {
 /// across sessions; past that, appends and new streams are refused with `Full` and the
 /// log never holds more than its budget.
 #[tokio::test]
-async fn the_total_budget_drops_finished_streams_then_refuses() {
+async fn the_total_budget_drops_finished_streams_then_old_unfinished_events_then_refuses() {
     // Each event costs its payload and 64 bytes, each stream 256 bytes: room for three
     // streams of one 300-byte event, plus one 100-byte event.
     let budget = 3 * 256 + 3 * (300 + 64) + (100 + 64);
@@ -630,16 +630,68 @@ async fn the_total_budget_drops_finished_streams_then_refuses() {
     log.append(&live, kb(b'w')).await.unwrap();
     assert_eq!(events(&log, &newer, 1).await.0.len(), 0);
     assert_eq!(log.retained_bytes(), 900);
-    // Only unfinished streams are left: refused, nothing dropped.
-    assert!(matches!(log.append(&live, kb(b'v')).await, Err(EventLogError::Full)));
-    assert_eq!(events(&log, &live, 0).await.0.len(), 3);
+    // Only unfinished streams are left: their oldest events go, the newest stays.
+    log.append(&live, kb(b'v')).await.unwrap();
+    assert_eq!(log.retained_bytes(), 900);
+    assert_eq!(
+        outcome(&log, &live, 0).await,
+        ReadOutcome::Evicted {
+            first_retained: 2,
+            last_seq: 4
+        }
+    );
     let other = key("d", 1);
-    log.append(&live, Bytes::from(vec![b'u'; 100])).await.unwrap();
-    assert_eq!(log.retained_bytes(), 1000);
-    assert!(matches!(log.open(&other).await, Err(EventLogError::Full)));
-    assert!(log.retained_bytes() <= 1000);
-    // Opening a stream that exists is no new stream, full or not.
+    log.open(&other).await.unwrap();
+    log.append(&other, kb(b'u')).await.unwrap();
+    let data = |events: Vec<StoredEvent>| events.into_iter().map(|e| e.data).collect::<Vec<_>>();
+    let (kept, ..) = events(&log, &live, 3).await;
+    assert_eq!(data(kept), vec![kb(b'v')], "the live stream keeps its newest event");
+    assert_eq!(data(events(&log, &other, 0).await.0), vec![kb(b'u')]);
+    // Now the streams' own costs and newest events fill the budget: nothing can go, so
+    // the append is refused and nothing is dropped.
+    assert!(matches!(log.append(&other, kb(b't')).await, Err(EventLogError::Full)));
+    assert_eq!(data(events(&log, &other, 0).await.0), vec![kb(b'u')]);
+    assert_eq!(data(events(&log, &live, 3).await.0), vec![kb(b'v')]);
+    assert_eq!(log.retained_bytes(), 600);
+    // Opening a stream that exists is no new stream, full or not; a session's end
+    // gives its room back.
     log.open(&live).await.unwrap();
     log.remove_session(&sid("c")).await.unwrap();
-    log.open(&other).await.unwrap();
+    log.append(&other, kb(b't')).await.unwrap();
+}
+
+#[tokio::test]
+async fn at_the_total_budget_streams_nobody_waits_on_lose_first() {
+    let budget = 2 * 256 + 6 * (300 + 64);
+    let log = MemoryEventLog::builder()
+        .max_total_bytes(budget)
+        .max_bytes_per_stream(10_000)
+        .max_bytes_per_session(10_000)
+        .build();
+    let kb = |c: u8| Bytes::from(vec![c; 300]);
+    let (watched, unwatched) = (key("a", 1), key("b", 1));
+    for k in [&watched, &unwatched] {
+        log.open(k).await.unwrap();
+        for c in [b'1', b'2', b'3'] {
+            log.append(k, kb(c)).await.unwrap();
+        }
+    }
+    // A reader waits for the watched stream's fourth event.
+    let waiting = {
+        let log = log.clone();
+        let watched = watched.clone();
+        tokio::spawn(async move { log.wait_after(&watched, 3).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    // Both streams are as large; the one a reader waits on keeps its events, the other
+    // pays for the room.
+    log.append(&watched, kb(b'4')).await.unwrap();
+    waiting.await.unwrap();
+    assert_eq!(events(&log, &watched, 0).await.0.len(), 4);
+    assert!(matches!(
+        outcome(&log, &unwatched, 0).await,
+        ReadOutcome::Evicted { .. }
+    ));
+    assert!(log.retained_bytes() <= budget);
 }

@@ -220,3 +220,52 @@ async fn a_full_log_is_503_event_log_full() {
     let body = body.collect().await.unwrap().to_bytes();
     assert_rejected(head.status, &body, 503, -32000, "event_log_full");
 }
+
+/// Pushes and broadcasts to sessions that never open their `GET` stream fill only
+/// their own unfinished streams. At the whole-log budget their oldest undelivered
+/// pushes go (each stream keeps its newest), so broadcasting goes on and every other
+/// session is still served; before, the log refused every append once full.
+#[tokio::test]
+async fn broadcasts_nobody_reads_cost_old_pushes_not_service() {
+    let budget = 256 << 10;
+    let layer = McpSessionLayer::builder()
+        .event_log(MemoryEventLog::builder().max_total_bytes(budget).build())
+        .build();
+    let app = app(&layer, 1000);
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(init(&app).await);
+    }
+    let manager = layer.manager();
+    let pad = "p".repeat(1024);
+    // 20 sessions × 300 pushes of 1 KiB: twenty times the budget.
+    for n in 0..300 {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": n, "pad": pad}});
+        assert_eq!(manager.broadcast(&note).await, Ok(20), "broadcast {n}");
+    }
+    // A streamed answer in a session of its own still gets its resumable stream.
+    let fresh = init(&app).await;
+    big_stream(&app, &fresh).await;
+    // A session that opens its GET stream now gets the newest push.
+    let resp = app
+        .clone()
+        .oneshot(empty(get().header("mcp-session-id", &sessions[0])))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    let newest = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                seen.extend_from_slice(&data);
+            }
+            if String::from_utf8_lossy(&seen).contains("\"n\":299") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(newest, Ok(true), "the newest push reaches the GET stream");
+}

@@ -18,7 +18,24 @@ fuzz_target!(|body: &[u8]| {
     let value = serde_json::from_slice::<Value>(body);
     match peeked {
         Ok((batch, messages)) => {
-            let value = value.expect("the peek accepted a body that is not JSON");
+            let value = match value {
+                Ok(value) => value,
+                // The JSON grammar lets a string escape name a lone surrogate (RFC 8259,
+                // section 8.2); a `Value` cannot hold one. The peek does not judge the
+                // strings it skips (that is the inner service's call), so such a body
+                // passes when the surrogate is in none of the members it reads: it must
+                // still be grammatical JSON, and every request id a Unicode string.
+                Err(e) if e.to_string().contains("surrogate") => {
+                    serde_json::from_slice::<Box<serde_json::value::RawValue>>(body).expect("grammatical JSON");
+                    for m in &messages {
+                        if let Some(id) = &m.id {
+                            serde_json::from_str::<Value>(id).expect("a request id the layer accepts is decodable");
+                        }
+                    }
+                    return;
+                }
+                Err(e) => panic!("the peek accepted a body that is not JSON: {e}"),
+            };
             let items = if batch {
                 let items = value.as_array().expect("a batch is an array");
                 assert!(!items.is_empty(), "an empty batch was accepted");

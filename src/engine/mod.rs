@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 use crate::ProtocolVersion;
+use crate::drain::Drain;
 use crate::event_log::EventLog;
 use crate::lifecycle::sessions::{CloseListener, SessionPolicy, Sessions};
 use crate::metrics::{Counters, Metrics};
@@ -22,6 +23,7 @@ use crate::session::{CloseReason, MakeSessionId, RandomSessionId, SessionId, Ses
 use crate::store::SessionStore;
 use crate::stream::policy::StreamSetup;
 use crate::stream::{SseConfig, Streams};
+use crate::translate::cache::DiscoverCache;
 use crate::util::run_detached;
 
 /// Told about every session the layer creates.
@@ -37,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) client_termination: bool,
     pub(crate) bind_principal: bool,
     pub(crate) modern_only: bool,
+    /// Translation mode: the inner service speaks only 2026-07-28.
+    pub(crate) translate: bool,
     pub(crate) strict_modern_headers: bool,
     pub(crate) modern_versions: Vec<ProtocolVersion>,
     pub(crate) legacy_versions: Vec<ProtocolVersion>,
@@ -65,6 +69,7 @@ impl Default for Config {
             client_termination: true,
             bind_principal: true,
             modern_only: false,
+            translate: false,
             strict_modern_headers: false,
             modern_versions: vec![ProtocolVersion::V2026_07_28],
             legacy_versions: ProtocolVersion::LEGACY.to_vec(),
@@ -87,7 +92,10 @@ pub(crate) struct Engine {
     log: Arc<dyn EventLog>,
     outbound: Arc<Outbound>,
     streams: Streams,
+    /// The drain switch and what is in flight here.
+    drain: Arc<Drain>,
     counters: Counters,
+    discoveries: DiscoverCache,
     keep_alive: Periodic<Engine>,
     expiry_sweep: Periodic<Engine>,
     local_sweep: Periodic<Engine>,
@@ -116,16 +124,20 @@ impl Engine {
                 }
             })];
             listeners.extend(on_closed);
+            let drain = Arc::new(Drain::default());
             Engine {
                 sessions: Arc::new(Sessions::new(store, policy, config.store_timeout, listeners)),
                 outbound: Arc::new(Outbound::new(
                     log.clone(),
                     config.store_timeout,
                     config.client_request_timeout,
+                    drain.clone(),
                 )),
                 log,
-                streams: Streams::default(),
+                streams: Streams::new(drain.clone()),
+                drain,
                 counters: Counters::new(lifetime),
+                discoveries: DiscoverCache::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
                     Box::pin(async move { engine.sessions.keep_alive().await })
                 }),
@@ -177,8 +189,18 @@ impl Engine {
         &self.streams
     }
 
+    /// The drain switch and the in-flight counts.
+    pub(crate) fn drain(&self) -> &Arc<Drain> {
+        &self.drain
+    }
+
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Recent `server/discover` answers of the inner service (translation mode).
+    pub(crate) fn discoveries(&self) -> &DiscoverCache {
+        &self.discoveries
     }
 
     /// The layer's counters.

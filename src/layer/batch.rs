@@ -59,7 +59,13 @@ where
             Ok(BatchRest::Empty) => return Ok(accepted()),
             Err(rejection) => return Ok(self.reject(rejection)),
         };
+        if self.engine.config().translate {
+            // A 2026-07-28 inner service takes no batches, and translation does not yet
+            // split one into single requests: refused, never passed on as it is.
+            return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
+        }
         let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
-        self.call_in_session(parts, bytes, record, busy, has_request).await
+        self.call_in_session(parts, bytes, record, busy, has_request, None)
+            .await
     }
 }

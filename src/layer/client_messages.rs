@@ -21,19 +21,7 @@ use crate::outbound::{Delivery, minted};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::McpBody;
-
-/// The levels of `logging/setLevel`; anything else is the inner service's to refuse,
-/// and is not recorded.
-const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+use crate::translate::context::LOG_LEVELS;
 
 /// `Some(false)` for a response, `Some(true)` for `notifications/cancelled`: the two
 /// kinds of message that can be meant for the layer's own requests. `None` otherwise.

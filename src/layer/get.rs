@@ -19,7 +19,7 @@ use crate::headers::LAST_EVENT_ID;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::sse::EventId;
 use crate::store::BoxError;
-use crate::stream::policy::{fresh_cursor, set_sse_headers};
+use crate::stream::policy::{drained_get, fresh_cursor, set_sse_headers};
 use crate::stream::reader::{Reader, Start};
 use crate::stream::{McpBody, standalone_stream};
 
@@ -44,6 +44,11 @@ where
             Err(rejection) => return Ok(self.reject(rejection)),
         };
         let engine = self.engine.clone();
+        if engine.drain().is_draining() {
+            // Served (the session is live), but not from here: see `drained_get`.
+            drop(busy);
+            return Ok(drained_get(&engine.config().sse));
+        }
         let busy = Arc::new(busy);
         let standalone = StreamKey::new(record.id().clone(), standalone_stream(record.id()));
         let primes = record.protocol_version().supports_priming();
@@ -106,6 +111,7 @@ where
             priming,
             polling: primes,
             claim,
+            ends_on_drain: true,
         };
         let attachment = live.attach();
         let reader = Reader::new(
@@ -115,6 +121,7 @@ where
             attachment,
             start,
             busy,
+            engine.streams().drain(),
         );
         let mut response = Response::new(McpBody::stream(reader));
         set_sse_headers(&mut response);

@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower_service::Service;
 
 use super::service::{Answer, Handler};
+use serde_json::value::RawValue;
+
 use crate::ProtocolVersion;
 use crate::headers::{MCP_SESSION_ID, is_event_stream, is_json_content};
 use crate::jsonrpc::{self, InitializeOutcome, Peeked};
@@ -33,11 +35,22 @@ where
     pub(super) async fn initialize(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let request_id = message.id().map(ToOwned::to_owned);
+        if engine.drain().is_draining() {
+            // A draining instance takes on no new session; one second is enough for the
+            // balancer to send the retry to another instance.
+            let rejection = Rejection::new(RejectionKind::Draining)
+                .with_id(message.id())
+                .retry_after(std::time::Duration::from_secs(1));
+            return Ok(self.reject(rejection));
+        }
         if let Some(limit) = &engine.config().creation_limit
             && let Err(limited) = limit.check(&parts)
         {
             // Checked before anything is reserved: a refusal leaves no state behind.
             let mut rejection = Rejection::new(RejectionKind::RateLimited).with_id(message.id());
+            if limited.draft_error() {
+                rejection = rejection.draft_rate_limited(limited.retry_after());
+            }
             for (name, value) in limited.headers() {
                 rejection = rejection.header(name, value);
             }
@@ -73,7 +86,6 @@ where
                 return Ok(self.reject(Rejection::store_unavailable().with_id(request_id.as_deref())));
             }
         };
-        let mut req = Request::from_parts(parts, Full::new(bytes));
         // The inner service may want the id it is about to hand out; the session
         // becomes real only if the answer is a successful InitializeResult.
         let handle = Session::pending(
@@ -81,52 +93,22 @@ where
             engine.sessions().clone(),
             engine.outbound().clone(),
         );
-        req.extensions_mut().insert(handle.clone());
-        let response = match self.inner.call(req).await {
-            Ok(response) => response,
+        let request_id = request_id.expect("initialize is a request, so it has an id");
+        let exchanged = if engine.config().translate {
+            self.discover(parts, &pending, &request_id, handle.clone()).await
+        } else {
+            self.exchange(parts, bytes, &request_id, handle.clone()).await
+        };
+        let (mut head, outcome, body) = match exchanged {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(rejection)) => {
+                engine.sessions().cancel(slot);
+                return Ok(self.reject(rejection.with_id(Some(&request_id))));
+            }
             Err(error) => {
                 engine.sessions().cancel(slot);
                 return Err(error);
             }
-        };
-        let (mut head, body) = response.into_parts();
-        let request_id = request_id.expect("initialize is a request, so it has an id");
-        if head.headers.contains_key(MCP_SESSION_ID) {
-            // The inner service keeps sessions of its own: its id would be replaced by
-            // ours and every later request would fail inside it. Refuse loudly now
-            // rather than let that happen silently on the next call.
-            engine.sessions().cancel(slot);
-            warn_upstream_session_id();
-            return Ok(self.reject(Rejection::new(RejectionKind::UpstreamSessionId).with_id(Some(&request_id))));
-        }
-        let (outcome, body) = if !head.status.is_success() {
-            (None, McpBody::inner(body, None))
-        } else if is_json_content(&head.headers) {
-            match Limited::new(body, engine.config().max_initialize_response_bytes)
-                .collect()
-                .await
-            {
-                Ok(collected) => {
-                    let bytes = collected.to_bytes();
-                    (jsonrpc::initialize_outcome(&bytes, &request_id), McpBody::full(bytes))
-                }
-                Err(_) => {
-                    engine.sessions().cancel(slot);
-                    return Ok(
-                        self.reject(Rejection::new(RejectionKind::InvalidUpstreamResponse).with_id(Some(&request_id)))
-                    );
-                }
-            }
-        } else if is_event_stream(&head.headers) {
-            scan_initialize_stream(
-                body,
-                &request_id,
-                engine.config().max_initialize_response_bytes,
-                engine.config().sse.max_event_bytes,
-            )
-            .await
-        } else {
-            (None, McpBody::inner(body, None))
         };
         let Some(InitializeOutcome::Succeeded(negotiated)) = outcome else {
             // A failed initialize leaves nothing behind: its place is given back.
@@ -160,7 +142,56 @@ where
         head.headers.remove(CONTENT_LENGTH);
         Ok(Response::from_parts(head, body))
     }
+    /// Hand `initialize` to the inner service and read what it answered.
+    async fn exchange(
+        &mut self,
+        parts: Parts,
+        bytes: Bytes,
+        request_id: &RawValue,
+        handle: Session,
+    ) -> Result<Result<Answered<ResBody>, Rejection>, S::Error> {
+        let engine = self.engine.clone();
+        let mut req = Request::from_parts(parts, Full::new(bytes));
+        req.extensions_mut().insert(handle);
+        let (head, body) = self.inner.call(req).await?.into_parts();
+        if head.headers.contains_key(MCP_SESSION_ID) {
+            // The inner service keeps sessions of its own: its id would be replaced by
+            // ours and every later request would fail inside it. Refuse loudly now
+            // rather than let that happen silently on the next call.
+            warn_upstream_session_id();
+            return Ok(Err(Rejection::new(RejectionKind::UpstreamSessionId)));
+        }
+        let (outcome, body) = if !head.status.is_success() {
+            (None, McpBody::inner(body, None))
+        } else if is_json_content(&head.headers) {
+            match Limited::new(body, engine.config().max_initialize_response_bytes)
+                .collect()
+                .await
+            {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (jsonrpc::initialize_outcome(&bytes, request_id), McpBody::full(bytes))
+                }
+                Err(_) => return Ok(Err(Rejection::new(RejectionKind::InvalidUpstreamResponse))),
+            }
+        } else if is_event_stream(&head.headers) {
+            scan_initialize_stream(
+                body,
+                request_id,
+                engine.config().max_initialize_response_bytes,
+                engine.config().sse.max_event_bytes,
+            )
+            .await
+        } else {
+            (None, McpBody::inner(body, None))
+        };
+        Ok(Ok((head, outcome, body)))
+    }
 }
+
+/// What the inner service's answer to `initialize` came to: the response head, whether
+/// it created a session at which version, and the body to send on.
+pub(super) type Answered<B> = (http::response::Parts, Option<InitializeOutcome>, McpBody<B>);
 
 /// Say once per process why `initialize` answers 502: the fix is in the application's
 /// wiring, so one line in the log is enough, and a flood of them would bury it.

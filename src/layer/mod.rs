@@ -10,6 +10,7 @@ mod modern;
 pub(crate) mod negotiate;
 mod post;
 mod service;
+mod translated;
 
 pub use future::ResponseFuture;
 pub use service::McpSession;
@@ -333,6 +334,34 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// Translation mode: the inner service speaks only 2026-07-28, and the layer
+    /// serves every 2025-era client in the client's own revision, with sessions and
+    /// resumable streams as always (2026-07-28 requests still pass through).
+    ///
+    /// `initialize` is answered from the inner service's `server/discover` (kept a
+    /// minute per client kind); `ping`, `logging/setLevel` and the notifications 2026
+    /// removed are served by the layer; every other request goes in as a 2026-07-28
+    /// request (`_meta` and headers from the session, the client's id kept) and its
+    /// answers, streamed or not, come back in the legacy shape, HTTP errors as JSON-RPC
+    /// error answers. Wins over `modern_only(true)`.
+    ///
+    /// Not yet translated (each answered with a clear JSON-RPC error rather than passed
+    /// on): an `InputRequiredResult` (the multi round-trip requests that would become
+    /// sampling, elicitation or roots requests to the client), `resources/subscribe`
+    /// and the GET stream's notifications (served from `subscriptions/listen`), and
+    /// 2025-03-26 batches.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().translate_to_modern(true).build();
+    /// # drop(layer);
+    /// ```
+    pub fn translate_to_modern(mut self, translate: bool) -> Self {
+        self.config.translate = translate;
+        self
+    }
+
     /// Validate the 2026-07-28 request headers in the layer (`MCP-Protocol-Version`
     /// equal to `_meta`, `Mcp-Method` and `Mcp-Name` equal to the body, required `_meta`
     /// fields) instead of leaving it to the inner service.
@@ -496,6 +525,8 @@ impl McpSessionLayerBuilder {
         let log = self.log.unwrap_or_else(|| Arc::new(MemoryEventLog::new()));
         let mut config = self.config;
         config.sse = Arc::new(self.sse);
+        // Translation serves legacy clients; refusing them would contradict it.
+        config.modern_only &= !config.translate;
         McpSessionLayer {
             engine: Engine::new(config, store, log, self.policy, self.on_closed),
         }
@@ -510,6 +541,7 @@ impl fmt::Debug for McpSessionLayerBuilder {
             .field("client_termination", &self.config.client_termination)
             .field("bind_principal", &self.config.bind_principal)
             .field("modern_only", &self.config.modern_only)
+            .field("translate_to_modern", &self.config.translate)
             .field("strict_modern_headers", &self.config.strict_modern_headers)
             .field("policy", &self.policy)
             .field("sse", &self.sse)

@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::client_messages::minted_answer;
 use super::negotiate::accepts_all;
 use super::service::{Answer, Handler};
+use super::translated::{Translated, translated_answer};
 use crate::SessionRecord as Record;
 use crate::engine::Engine;
 use crate::era::{Era, VersionHeader, classify};
@@ -25,7 +26,7 @@ use crate::lifecycle::sessions::BusyGuard;
 use crate::outbound::RelatedStream;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
-use crate::stream::decode::StreamFormat;
+use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::policy::resumable;
 use crate::stream::{LiveStream, McpBody, SseControl};
 use crate::telemetry::{Operation, in_span};
@@ -47,6 +48,7 @@ macro_rules! route {
             Era::Legacy => match handler.legacy_version(version) {
                 Err(rejection) => Ok(handler.reject(rejection.with_id(single.id()))),
                 Ok(_) if single.is_initialize() => Box::pin(handler.initialize(parts, bytes, single)).await,
+                Ok(_) if handler.engine.config().translate => Box::pin(handler.translated(parts, bytes, single)).await,
                 Ok(_) => handler.legacy_message(parts, bytes, single).await,
             },
         }
@@ -148,7 +150,7 @@ where
             return Ok(self.reject(rejection.with_id(message.id())));
         }
         let is_request = matches!(message.kind, MessageKind::Request { .. });
-        self.call_in_session(parts, bytes, record, busy, is_request).await
+        self.call_in_session(parts, bytes, record, busy, is_request, None).await
     }
 
     /// Call the inner service for a request of an established session and turn an SSE
@@ -160,6 +162,7 @@ where
         record: Arc<Record>,
         busy: BusyGuard,
         expects_answer: bool,
+        translated: Option<Arc<Translated>>,
     ) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
@@ -184,6 +187,13 @@ where
         let (head, body) = response.into_parts();
         let busy = Arc::new(busy);
         let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
+        if let Some(translated) = &translated
+            && format.is_none()
+        {
+            let answer = translated_answer(&engine, translated, head, body).await;
+            drop(busy);
+            return Ok(answer);
+        }
         let (Some((stream_id, live)), Some(format)) = (stream, format) else {
             return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
         };
@@ -198,7 +208,7 @@ where
             body,
             busy,
             (stream_id, live, related),
-            format,
+            Decoder::new(format, engine.config().sse.max_event_bytes).with_map(Translated::map_of(translated.as_ref())),
         ))
         .await;
         Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))

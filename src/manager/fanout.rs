@@ -72,6 +72,6 @@ async fn reach(engine: Arc<Engine>, audience: Audience, id: SessionId, message: 
     }
     match engine.outbound().push(&id, message).await {
         Ok(_) => Ok(true),
-        Err(_) => Err(SendError::Unavailable),
+        Err(e) => Err(SendError::from_log(e)),
     }
 }

@@ -5,13 +5,16 @@ mod fanout;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 
 pub use self::admin::{SessionAdmin, SessionInfo};
 use self::fanout::{Audience, fan_out};
+use crate::drain::DrainReport;
 use crate::engine::Engine;
+use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
@@ -33,6 +36,19 @@ pub enum SendError {
     InvalidMessage,
     /// The store or event log failed or timed out.
     Unavailable,
+    /// The event log is at its memory budget and nothing it holds can go to make room
+    /// (see [`MemoryEventLog`](crate::event_log::MemoryEventLog)); retry later.
+    Full,
+}
+
+impl SendError {
+    /// What a failed append of the event log means to a sender.
+    pub(crate) fn from_log(error: EventLogError) -> Self {
+        match error {
+            EventLogError::Full => Self::Full,
+            _ => Self::Unavailable,
+        }
+    }
 }
 
 impl fmt::Display for SendError {
@@ -41,6 +57,7 @@ impl fmt::Display for SendError {
             Self::UnknownSession => "no such session",
             Self::InvalidMessage => "message is not a single JSON value",
             Self::Unavailable => "session store or event log unavailable",
+            Self::Full => "event log full",
         })
     }
 }
@@ -101,7 +118,7 @@ impl SessionManager {
         }
         match self.engine.outbound().push(session, message).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(SendError::Unavailable),
+            Err(e) => Err(SendError::from_log(e)),
         }
     }
 
@@ -274,6 +291,65 @@ impl SessionManager {
                 engine.maintain_once().await;
             }
         }
+    }
+
+    /// Drain this instance for a rolling deploy, and resolve once nothing is in flight
+    /// here or `deadline` has passed, with what was still running.
+    ///
+    /// From the call on (not only once the future is polled), the instance:
+    ///
+    /// - refuses `initialize`: 503 with `Retry-After` and reason `draining`, so the
+    ///   client creates its session on another instance;
+    /// - ends every SSE connection attached here after what it has sent so far, with a
+    ///   `retry` field, so the client reconnects, through the balancer, to another
+    ///   instance and resumes with `Last-Event-ID` from the shared event log. A POST
+    ///   stream of a client older than 2025-11-25, which holds no event id until its
+    ///   first event, is left to end by itself. New `GET`s are answered the same way at
+    ///   once (a `retry`, then the end), claiming nothing;
+    /// - keeps serving every other request of existing sessions (a balancer may still
+    ///   route some here) and keeps driving running streamed answers into the log, where
+    ///   the resumed readers elsewhere find them.
+    ///
+    /// The future waits for this instance's pumps, SSE connections and server → client
+    /// requests awaiting an answer. Only a shared store and event log (Redis) let
+    /// another instance take over; with the memory backends, draining only ends things
+    /// cleanly. 2026-07-28 requests have no sessions and are the HTTP server's to
+    /// finish. A drain cannot be undone: stop the process after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = McpSessionLayer::new().manager();
+    /// let drained = manager.drain(Duration::from_secs(30));
+    /// assert!(manager.is_draining()); // initialize is refused from here on
+    /// let report = drained.await;
+    /// assert!(report.is_complete(), "{report}");
+    /// # }
+    /// ```
+    pub fn drain(&self, deadline: Duration) -> impl Future<Output = DrainReport> + Send + 'static {
+        let engine = self.engine.clone();
+        engine.drain().begin();
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            deadline_ms = deadline.as_millis(),
+            "draining: no new sessions, SSE clients sent elsewhere"
+        );
+        async move { engine.drain().settle(deadline).await }
+    }
+
+    /// Whether [`drain`](Self::drain) was called: a readiness check should fail from
+    /// then on, so the balancer stops sending new clients here.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// assert!(!McpSessionLayer::new().manager().is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.engine.drain().is_draining()
     }
 
     /// The operator's handle: count, list, inspect and end sessions (see

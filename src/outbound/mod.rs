@@ -14,7 +14,7 @@
 //!   Another session's answer looks in another session's streams and finds nothing.
 //! - The asker tails its reply stream with [`EventLog::wait_after`].
 
-mod capability;
+pub(crate) mod capability;
 mod related;
 
 pub(crate) use related::RelatedStream;
@@ -29,6 +29,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::drain::{Drain, Kind};
 use crate::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey, derived_stream, standalone_stream};
 use crate::session::{SessionId, SessionRecord, fill_random};
 use crate::util::{hex_encode, run_detached};
@@ -150,6 +151,8 @@ pub(crate) struct Outbound {
     step: Duration,
     /// How long a request waits for its answer unless told otherwise.
     pub(crate) default_wait: Duration,
+    /// Where waits for an answer are counted, for a drain.
+    drain: Arc<Drain>,
 }
 
 impl fmt::Debug for Outbound {
@@ -161,11 +164,12 @@ impl fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    pub(crate) fn new(log: Arc<dyn EventLog>, step: Duration, default_wait: Duration) -> Self {
+    pub(crate) fn new(log: Arc<dyn EventLog>, step: Duration, default_wait: Duration, drain: Arc<Drain>) -> Self {
         Self {
             log,
             step,
             default_wait,
+            drain,
         }
     }
 
@@ -222,6 +226,8 @@ impl Outbound {
             return Err(RequestError::NotDeclared { capability });
         }
         let deadline = Instant::now() + wait;
+        // Only this process can hand the answer to the asker: a drain waits for it.
+        let _waiting = self.drain.track(Kind::ClientRequest);
         let id = mint();
         let session = record.id();
         let reply = StreamKey::new(session.clone(), reply_stream(&id));

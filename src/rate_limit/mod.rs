@@ -89,12 +89,13 @@
 pub(crate) mod forwarded;
 mod global;
 mod key;
+mod refusal;
 
 pub use governor::Quota;
 pub use ipnet::IpNet;
 pub use key::{ForwardedIp, KeyExtractor, PeerAddr, PeerIp, PrincipalKey, RateLimitKey};
+pub use refusal::RateLimited;
 
-use std::error::Error;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -102,14 +103,11 @@ use std::time::Duration;
 use crate::periodic::Periodic;
 use governor::clock::{Clock, Reference};
 use governor::{DefaultKeyedRateLimiter, NotUntil};
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::HeaderValue;
 use http::request::Parts;
 
 use crate::util::retry_after_secs;
 use global::{GlobalLimiter, Probe};
-
-const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -142,6 +140,7 @@ struct Config {
     global: Option<Quota>,
     per_key: Option<(Quota, Arc<dyn KeyExtractor>)>,
     headers: bool,
+    draft_error: bool,
     sweep_interval: Duration,
 }
 
@@ -174,6 +173,7 @@ impl CreationLimit {
             global: None,
             per_key: None,
             headers: false,
+            draft_error: false,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         })
     }
@@ -271,6 +271,25 @@ impl CreationLimit {
     /// ```
     pub fn rate_limit_headers(self, enabled: bool) -> Self {
         self.reconfigure(|c| c.headers = enabled)
+    }
+
+    /// Answer refusals with the draft MCP rate-limit error as well (default off): the
+    /// JSON-RPC error code becomes `-32023` and `error.data.retryAfterMs` says when to
+    /// try again; the status stays 429 with `Retry-After` and the reason `rate_limited`.
+    /// Off by default while the code is a draft: clients written against the released
+    /// revisions expect `-32000`.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
+    ///
+    /// let limit = CreationLimit::new()
+    ///     .global(Quota::per_minute(NonZeroU32::new(10).unwrap()))
+    ///     .draft_error_code(true);
+    /// # let _ = limit;
+    /// ```
+    pub fn draft_error_code(self, enabled: bool) -> Self {
+        self.reconfigure(|c| c.draft_error = enabled)
     }
 
     /// How often stale per-key entries are removed (default 60 s; at least 1 ms).
@@ -402,6 +421,7 @@ impl Inner {
             retry_after,
             scope,
             policy,
+            draft_error: self.config.draft_error,
         }
     }
 
@@ -451,79 +471,6 @@ impl LimitScope {
         }
     }
 }
-
-/// A session-creating request was refused: answer 429 with [`headers`](Self::headers).
-///
-/// ```
-/// use std::num::NonZeroU32;
-/// use tower_mcp_session::rate_limit::{CreationLimit, LimitScope, Quota};
-///
-/// let limit = CreationLimit::new().global(Quota::per_minute(NonZeroU32::new(1).unwrap()));
-/// let (parts, ()) = http::Request::new(()).into_parts();
-/// limit.check(&parts).unwrap();
-/// let refused = limit.check(&parts).unwrap_err();
-/// assert_eq!(refused.scope(), LimitScope::Global);
-/// assert!(refused.retry_after().as_secs_f64() > 59.0);
-/// ```
-#[derive(Clone, Debug)]
-pub struct RateLimited {
-    retry_after: Duration,
-    scope: LimitScope,
-    policy: Option<HeaderValue>,
-}
-
-impl RateLimited {
-    /// The earliest time from now at which the same request could succeed.
-    pub fn retry_after(&self) -> Duration {
-        self.retry_after
-    }
-
-    /// Which quota refused the request.
-    pub fn scope(&self) -> LimitScope {
-        self.scope
-    }
-
-    /// The headers to send with the 429: `Retry-After` in whole seconds, rounded up and
-    /// never 0 (a client told 0 retries at once and is refused again), plus
-    /// `RateLimit-Policy` and `RateLimit` when enabled with
-    /// [`CreationLimit::rate_limit_headers`].
-    ///
-    /// ```
-    /// use tower_mcp_session::rate_limit::{CreationLimit, Quota};
-    ///
-    /// let limit = CreationLimit::new().global(Quota::with_period(std::time::Duration::from_millis(300)).unwrap());
-    /// let (parts, ()) = http::Request::new(()).into_parts();
-    /// limit.check(&parts).unwrap();
-    /// let refused = limit.check(&parts).unwrap_err();
-    /// assert!(refused.retry_after() < std::time::Duration::from_secs(1));
-    /// let headers: Vec<_> = refused.headers().collect();
-    /// assert_eq!(headers.len(), 1);
-    /// assert_eq!(headers[0].0, http::header::RETRY_AFTER);
-    /// assert_eq!(headers[0].1, "1");
-    /// ```
-    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + use<> {
-        let secs = retry_after_secs(self.retry_after);
-        let ratelimit = self.policy.as_ref().map(|policy| {
-            let now = format!("\"{}\";r=0;t={secs}", self.scope.as_str());
-            let now = HeaderValue::try_from(now).expect("digits and a fixed policy name are a valid header value");
-            [(RATELIMIT_POLICY, policy.clone()), (RATELIMIT, now)]
-        });
-        std::iter::once((RETRY_AFTER, HeaderValue::from(secs))).chain(ratelimit.into_iter().flatten())
-    }
-}
-
-impl fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "too many new sessions ({} quota); retry in {} s",
-            self.scope.as_str(),
-            retry_after_secs(self.retry_after)
-        )
-    }
-}
-
-impl Error for RateLimited {}
 
 #[cfg(test)]
 mod tests {

@@ -64,7 +64,9 @@ pub enum RejectionKind {
     UnsupportedModernVersion,
     /// A 2026-07-28 request without the required `_meta` fields. 400, `-32602`.
     MissingRequestMeta,
-    /// Session creation refused by the rate limit. 429, with `Retry-After`.
+    /// Session creation refused by the rate limit. 429, with `Retry-After`; `-32000`,
+    /// or the draft `-32023` with `error.data.retryAfterMs` when opted in
+    /// ([`CreationLimit::draft_error_code`](crate::rate_limit::CreationLimit::draft_error_code)).
     RateLimited,
     /// Session cap reached and nothing could be evicted. 503, with `Retry-After`.
     AtCapacity,
@@ -101,6 +103,11 @@ pub enum RejectionKind {
     /// The event log holds its whole memory budget and nothing finished can be dropped
     /// to make room. 503, with `Retry-After`.
     EventLogFull,
+    /// `initialize` on an instance that is draining
+    /// ([`SessionManager::drain`](crate::SessionManager::drain)): it creates no new
+    /// sessions, so the client should try again, through the balancer, elsewhere. 503,
+    /// with `Retry-After`.
+    Draining,
 }
 
 impl RejectionKind {
@@ -115,7 +122,7 @@ impl RejectionKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound => StatusCode::NOT_FOUND,
             RateLimited | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
-            AtCapacity | StoreUnavailable | EventLogFull => StatusCode::SERVICE_UNAVAILABLE,
+            AtCapacity | StoreUnavailable | EventLogFull | Draining => StatusCode::SERVICE_UNAVAILABLE,
             EventsEvicted => StatusCode::GONE,
             InvalidUpstreamResponse | UpstreamSessionId => StatusCode::BAD_GATEWAY,
             ParseError
@@ -181,6 +188,7 @@ impl RejectionKind {
             UpstreamSessionId => "upstream_session_id",
             TooManyStreams => "too_many_streams",
             EventLogFull => "event_log_full",
+            Draining => "draining",
         }
     }
 
@@ -215,11 +223,12 @@ impl RejectionKind {
             UpstreamSessionId => "Internal error: the server behind the session layer keeps sessions of its own",
             TooManyStreams => "Too many open streams in this session; retry later",
             EventLogFull => "Event log full; retry later",
+            Draining => "Server instance shutting down; retry later",
         }
     }
 
     /// Every kind, in a fixed order (for per-kind counters).
-    pub const ALL: [Self; 28] = {
+    pub const ALL: [Self; 29] = {
         use RejectionKind::*;
         [
             ForbiddenOrigin,
@@ -250,6 +259,7 @@ impl RejectionKind {
             UpstreamSessionId,
             TooManyStreams,
             EventLogFull,
+            Draining,
         ]
     };
 
@@ -258,11 +268,16 @@ impl RejectionKind {
     }
 }
 
+/// The draft MCP JSON-RPC code for a rate-limited request (opt-in).
+const DRAFT_RATE_LIMITED_CODE: i64 = -32023;
+
 /// A refusal on its way to becoming a response.
 #[derive(Debug)]
 pub(crate) struct Rejection {
     pub(crate) kind: RejectionKind,
     id: Option<Box<RawValue>>,
+    /// A JSON-RPC code other than the kind's, for opt-in draft codes.
+    code: Option<i64>,
     retry_after: Option<Duration>,
     extra_data: Option<serde_json::Map<String, serde_json::Value>>,
     extra_headers: Vec<(HeaderName, HeaderValue)>,
@@ -279,6 +294,7 @@ impl Rejection {
         Self {
             kind,
             id: None,
+            code: None,
             retry_after: None,
             extra_data: None,
             extra_headers: Vec::new(),
@@ -290,6 +306,14 @@ impl Rejection {
     pub(crate) fn with_id(mut self, id: Option<&RawValue>) -> Self {
         self.id = id.map(ToOwned::to_owned);
         self
+    }
+
+    /// A refusal by the rate limiter in the draft MCP shape: code `-32023` and
+    /// `data.retryAfterMs`, same status, headers and reason as [`RejectionKind::RateLimited`].
+    pub(crate) fn draft_rate_limited(mut self, wait: Duration) -> Self {
+        self.code = Some(DRAFT_RATE_LIMITED_CODE);
+        let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.data("retryAfterMs", millis.into())
     }
 
     pub(crate) fn retry_after(mut self, wait: Duration) -> Self {
@@ -313,7 +337,8 @@ impl Rejection {
         let mut data = self.extra_data.unwrap_or_default();
         data.insert("reason".to_owned(), self.kind.reason().into());
         let data = serde_json::Value::Object(data);
-        let body = jsonrpc::error_body(self.id.as_deref(), self.kind.code(), self.kind.message(), Some(&data));
+        let code = self.code.unwrap_or(self.kind.code());
+        let body = jsonrpc::error_body(self.id.as_deref(), code, self.kind.message(), Some(&data));
         let mut response = Response::new(body);
         *response.status_mut() = self.kind.status();
         let headers = response.headers_mut();

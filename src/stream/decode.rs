@@ -35,35 +35,83 @@ impl StreamFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge;
 
-/// Turns bytes, as they arrive, into JSON-RPC messages.
-pub(crate) enum Decoder {
+/// What becomes of each message read: the message to pass on, or `None` to pass
+/// nothing (translation mode rewrites answers for 2025-era clients with it).
+pub(crate) type MessageMap = std::sync::Arc<dyn Fn(Bytes) -> Option<Bytes> + Send + Sync>;
+
+/// Turns bytes, as they arrive, into JSON-RPC messages, each passed through the
+/// decoder's [`MessageMap`] when it has one.
+pub(crate) struct Decoder {
+    framing: Framing,
+    map: Option<MessageMap>,
+}
+
+enum Framing {
     Sse(SseParser),
     Lines { buf: BytesMut, scanned: usize, max: usize },
 }
 
 impl Decoder {
     pub(crate) fn new(format: StreamFormat, max_message_bytes: usize) -> Self {
-        match format {
-            StreamFormat::Sse => Self::Sse(SseParser::new(max_message_bytes)),
-            StreamFormat::Ndjson => Self::Lines {
+        let framing = match format {
+            StreamFormat::Sse => Framing::Sse(SseParser::new(max_message_bytes)),
+            StreamFormat::Ndjson => Framing::Lines {
                 buf: BytesMut::new(),
                 scanned: 0,
                 max: max_message_bytes,
             },
-        }
+        };
+        Self { framing, map: None }
+    }
+
+    /// Pass every message through `map` (`None`: keep them as they are).
+    pub(crate) fn with_map(mut self, map: Option<MessageMap>) -> Self {
+        self.map = map;
+        self
     }
 
     pub(crate) fn push(&mut self, chunk: &[u8]) {
+        self.framing.push(chunk);
+    }
+
+    /// The next complete message (mapped). Empty SSE events (an inner service's own
+    /// priming or keep-alives) and events other than `message` carry no JSON-RPC and
+    /// are skipped; so are blank lines and messages the map drops.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, TooLarge> {
+        loop {
+            let Some(message) = self.framing.next_message()? else {
+                return Ok(None);
+            };
+            match &self.map {
+                None => return Ok(Some(message)),
+                Some(map) => {
+                    if let Some(mapped) = map(message) {
+                        return Ok(Some(mapped));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input ended: a final NDJSON line without its newline still counts.
+    pub(crate) fn finish(&mut self) -> Option<Bytes> {
+        let tail = self.framing.finish()?;
+        match &self.map {
+            None => Some(tail),
+            Some(map) => map(tail),
+        }
+    }
+}
+
+impl Framing {
+    fn push(&mut self, chunk: &[u8]) {
         match self {
             Self::Sse(parser) => parser.push(chunk),
             Self::Lines { buf, .. } => buf.extend_from_slice(chunk),
         }
     }
 
-    /// The next complete message. Empty SSE events (an inner service's own priming or
-    /// keep-alives) and events other than `message` carry no JSON-RPC and are skipped;
-    /// so are blank lines.
-    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, TooLarge> {
+    fn next_message(&mut self) -> Result<Option<Bytes>, TooLarge> {
         match self {
             Self::Sse(parser) => loop {
                 match parser.next_event() {
@@ -98,8 +146,7 @@ impl Decoder {
         }
     }
 
-    /// The input ended: a final NDJSON line without its newline still counts.
-    pub(crate) fn finish(&mut self) -> Option<Bytes> {
+    fn finish(&mut self) -> Option<Bytes> {
         match self {
             Self::Sse(parser) => {
                 parser.finish();

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 
 pub use body::{McpBody, WriteTimeout};
 
+use crate::drain::{Drain, Kind};
 pub(crate) use crate::event_log::standalone_stream;
 use crate::event_log::{StreamId, StreamKey};
 use crate::session::SessionId;
@@ -189,12 +190,25 @@ struct LocalSession {
 }
 
 /// The streams this instance serves, by session.
-#[derive(Default)]
 pub(crate) struct Streams {
     sessions: FastDashMap<SessionId, Mutex<LocalSession>>,
+    /// Where pumps and readers are counted, and whether this instance is draining.
+    drain: Arc<Drain>,
 }
 
 impl Streams {
+    pub(crate) fn new(drain: Arc<Drain>) -> Self {
+        Self {
+            sessions: FastDashMap::default(),
+            drain,
+        }
+    }
+
+    /// The layer's drain state, for readers to be counted in and to watch.
+    pub(crate) fn drain(&self) -> &Arc<Drain> {
+        &self.drain
+    }
+
     /// The live state of `key`, made on first use.
     pub(crate) fn live(&self, key: &StreamKey) -> Arc<LiveStream> {
         let entry = self.sessions.entry(key.session().clone()).or_default();
@@ -225,7 +239,12 @@ impl Streams {
         let mut local = entry.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished pumps so the set only holds running ones.
         while local.pumps.try_join_next().is_some() {}
-        local.pumps.spawn(pump);
+        // Counted until the pump ends or is aborted: a drain waits for it.
+        let work = self.drain.track(Kind::Pump);
+        local.pumps.spawn(async move {
+            pump.await;
+            drop(work);
+        });
     }
 
     /// The session ended: stop its pumps and forget its streams.

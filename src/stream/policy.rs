@@ -10,7 +10,7 @@ use http::{HeaderValue, Response};
 use http_body::Body;
 use tokio::time::timeout;
 
-use super::decode::{Decoder, StreamFormat};
+use super::decode::Decoder;
 use super::pump::pump;
 use super::reader::{Reader, Start};
 use super::{LiveStream, McpBody, SseConfig, Streams};
@@ -40,13 +40,12 @@ pub(crate) async fn resumable<B>(
     body: B,
     busy: Arc<BusyGuard>,
     (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
-    format: StreamFormat,
+    decoder: Decoder,
 ) -> Result<Response<McpBody<B>>, Rejection>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let decoder = Decoder::new(format, setup.sse.max_event_bytes);
     let key = StreamKey::new(record.id().clone(), stream_id);
     let opened = match timeout(setup.timeout, setup.log.open(&key)).await {
         Ok(Ok(())) => Ok(()),
@@ -87,8 +86,18 @@ where
         priming: primes,
         polling: primes,
         claim: None,
+        // A primed client holds an event id to resume from elsewhere.
+        ends_on_drain: primes,
     };
-    let reader = Reader::new(setup.log.clone(), key, setup.sse.clone(), attachment, start, busy);
+    let reader = Reader::new(
+        setup.log.clone(),
+        key,
+        setup.sse.clone(),
+        attachment,
+        start,
+        busy,
+        setup.streams.drain(),
+    );
     set_sse_headers(&mut head);
     Ok(Response::from_parts(head, McpBody::stream(reader)))
 }
@@ -146,6 +155,18 @@ impl<B> SseHead for Response<B> {
     fn headers_mut(&mut self) -> &mut http::HeaderMap {
         Response::headers_mut(self)
     }
+}
+
+/// The whole answer to a `GET` while this instance drains: a `retry` field and the
+/// end, so the client reconnects (through the balancer, to another instance) with the
+/// `Last-Event-ID` it holds, or afresh. Nothing is claimed or read: the stream's state in
+/// the log is left for the instance that serves the reconnection.
+pub(crate) fn drained_get<B>(sse: &SseConfig) -> Response<McpBody<B>> {
+    let mut retry = bytes::BytesMut::new();
+    crate::sse::encode_retry(&mut retry, u64::try_from(sse.retry.as_millis()).unwrap_or(u64::MAX));
+    let mut response = Response::new(McpBody::full(retry.freeze()));
+    set_sse_headers(&mut response);
+    response
 }
 
 pub(crate) fn set_sse_headers(head: &mut impl SseHead) {

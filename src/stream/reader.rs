@@ -8,6 +8,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::outbox::Outbox;
 use super::{Attachment, SseConfig};
+use crate::drain::{Drain, Kind, Work};
 use crate::event_log::{EventLog, ReadOutcome, StreamKey};
 use crate::lifecycle::sessions::BusyGuard;
 use crate::sse::EventId;
@@ -39,6 +40,10 @@ pub(crate) struct Reader {
     claim: Option<u64>,
     poll_deadline: Option<Instant>,
     done: bool,
+    /// Whether a drain of this instance ends this connection (see [`Start`]).
+    ends_on_drain: bool,
+    /// Counts this connection as in flight for a drain.
+    work: Work,
     _busy: Arc<BusyGuard>,
 }
 
@@ -60,6 +65,11 @@ pub(crate) struct Start {
     /// it checks the claim is still the newest, so a newer `GET` on another instance
     /// takes over; it also records what it delivered there.
     pub(crate) claim: Option<u64>,
+    /// End the connection (with a `retry` field) when this instance drains, so the
+    /// client resumes on another one. True for `GET` readers and for POST streams of
+    /// clients that were primed with an event id; an older client's POST stream without
+    /// any id could not be resumed, so it stays until its stream ends.
+    pub(crate) ends_on_drain: bool,
 }
 
 impl Reader {
@@ -71,6 +81,7 @@ impl Reader {
         attachment: Attachment,
         start: Start,
         busy: Arc<BusyGuard>,
+        drain: &Arc<Drain>,
     ) -> Self {
         let mut outbox = Outbox::new(key.stream());
         if start.priming {
@@ -93,6 +104,8 @@ impl Reader {
             claim: start.claim,
             poll_deadline,
             done: false,
+            ends_on_drain: start.ends_on_drain,
+            work: drain.track(Kind::Reader),
             _busy: busy,
         }
     }
@@ -119,17 +132,22 @@ impl Reader {
         }
         let has_retry = std::mem::take(&mut self.prefix_has_retry);
         let live = self.attachment.live.clone();
+        let drain_state = self.work.drain().clone();
         loop {
-            // Arm the wake-up before looking at the state it reports, so no signal is lost.
+            // Arm the wake-ups before looking at the state they report, so no signal is lost.
             let signal = live.signal.notified();
             tokio::pin!(signal);
             signal.as_mut().enable();
+            let drain = drain_state.begun();
+            tokio::pin!(drain);
+            drain.as_mut().enable();
 
             if self.attachment.taken_over() {
                 return self.end();
             }
             let poll_due = self.poll_deadline.is_some_and(|d| Instant::now() >= d);
-            if self.polling && (live.close_epoch() != self.close_epoch || poll_due) {
+            let drained = self.ends_on_drain && drain_state.is_draining();
+            if drained || (self.polling && (live.close_epoch() != self.close_epoch || poll_due)) {
                 // Close the connection, not the stream: tell the client when to come back.
                 if !has_retry {
                     encode_retry(self.outbox.small(), millis(self.cfg.retry));
@@ -186,6 +204,7 @@ impl Reader {
             tokio::select! {
                 _ = self.log.wait_after(&self.key, self.cursor) => {}
                 _ = &mut signal => {}
+                _ = &mut drain => {}
                 _ = sleep_until(keep_alive.unwrap_or(far)) => {
                     encode_comment(self.outbox.small(), "");
                     return self.outbox.next_frame();

@@ -263,10 +263,15 @@ impl Ctx {
                         json!({"content": [{"type": "text", "text": "no session to notify"}], "isError": true}),
                     );
                 };
+                // `data` lets a test tell its pushes apart.
+                let data = message
+                    .pointer("/params/arguments/data")
+                    .and_then(Value::as_str)
+                    .unwrap_or("hello from notify_me");
                 let note = json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/message",
-                    "params": {"level": "info", "logger": "echo", "data": "hello from notify_me"},
+                    "params": {"level": "info", "logger": "echo", "data": data},
                 });
                 match manager.send(session.id(), &note).await {
                     Ok(()) => result(id, text_result("notification sent")),
@@ -283,11 +288,16 @@ impl Ctx {
     fn progress_tool(&self, id: Value, message: &Value) -> Response<EchoBody> {
         let token = message.pointer("/params/_meta/progressToken").cloned();
         let modern = is_modern(message);
+        // `intervalMs` (at most 5 s) stretches the call, for tests that need it running.
+        let interval = message
+            .pointer("/params/arguments/intervalMs")
+            .and_then(Value::as_u64)
+            .map_or(50, |ms| ms.min(5_000));
         sse_task(move |tx| async move {
             if let Some(token) = token {
                 for (i, progress) in [0, 50, 100].into_iter().enumerate() {
                     if i > 0 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(interval)).await;
                     }
                     let note = json!({
                         "jsonrpc": "2.0",
@@ -429,9 +439,11 @@ fn tools() -> Value {
     let mut tools = json!([
         {"name": "echo", "description": "Echo the message back.",
          "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
-        {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100, then answer.", "inputSchema": empty},
+        {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100 (`intervalMs` apart, default 50), then answer.",
+         "inputSchema": {"type": "object", "properties": {"intervalMs": {"type": "integer"}}}},
         {"name": "test_reconnection", "description": "Close the connection after priming, answer on reconnection.", "inputSchema": empty},
-        {"name": "notify_me", "description": "Push a notification to the caller's GET stream.", "inputSchema": empty},
+        {"name": "notify_me", "description": "Push a notification (its `data` given or fixed) to the caller's GET stream.",
+         "inputSchema": {"type": "object", "properties": {"data": {"type": "string"}}}},
         // The tools the official conformance suite calls.
         {"name": "test_simple_text", "description": "Answer with one text block.", "inputSchema": empty},
         {"name": "test_image_content", "description": "Answer with a PNG image.", "inputSchema": empty},

@@ -75,8 +75,10 @@ impl MemoryEventLogBuilder {
     }
 
     /// Payload bytes the whole log keeps, across every session (default 256 MiB). When
-    /// an append would cross it, events of finished streams are dropped, longest
-    /// finished first; if that is not enough, the append (or an `open`) fails with
+    /// an append would cross it, events are dropped down to a sixteenth below it:
+    /// finished streams' first (longest finished first), then the oldest of unfinished
+    /// streams (each keeps its newest event); if that is not enough, the append (or an
+    /// `open`) fails with
     /// [`EventLogError::Full`](crate::event_log::EventLogError::Full), which the layer answers
     /// with 503 `event_log_full`.
     ///

@@ -1,6 +1,7 @@
 //! The in-process event log.
 
 mod builder;
+mod room;
 mod state;
 
 pub use builder::MemoryEventLogBuilder;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamId, StreamKey};
+use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
 use crate::session::SessionId;
 use crate::store::BoxFuture;
 use builder::Limits;
@@ -39,7 +40,7 @@ use state::{EVENT_COST, STREAM_COST, SessionStreams, Stream, StreamState, Waiter
 /// | events per stream | 1024 | the stream's oldest events are dropped |
 /// | bytes per stream | 1 MiB | the stream's oldest events are dropped |
 /// | bytes per session | 4 MiB | oldest events dropped: finished streams first, then the appending stream, then the session's other streams |
-/// | bytes in the whole log | 256 MiB | events of finished streams dropped, longest finished first, across sessions; if that does not make room, the append (or `open`) fails with [`EventLogError::Full`] |
+/// | bytes in the whole log | 256 MiB | room is made down to 1/16 below the budget: events of finished streams dropped (longest finished first, across sessions), then the oldest events of unfinished streams (those no reader waits on first, largest first; each keeps its newest event); only when that cannot make room (the streams' own costs and newest events fill the budget) does the append (or `open`) fail with [`EventLogError::Full`] |
 /// | streams per session | 64 | `open` drops the session's longest-finished stream, or fails if none has finished |
 /// | finished stream retention | 5 min | the stream is dropped (reads say `UnknownStream`) |
 /// | idle unfinished stream | 30 min without an append | the stream is dropped |
@@ -380,82 +381,6 @@ impl MemoryEventLog {
             self.enforce_session_bytes(&session, key.stream());
         }
         Ok(seq)
-    }
-
-    /// Bring a session back under its byte bound: oldest events of finished streams
-    /// first (longest finished first; they have no live reader), then of the stream
-    /// being appended to, then of the other unfinished streams, largest first.
-    #[cold]
-    fn enforce_session_bytes(&self, session: &SessionStreams, appending: StreamId) {
-        let limit = self.inner.limits.session_bytes;
-        let over = || session.bytes.load(Ordering::Relaxed) > limit;
-        // Sort keys are read without holding the stream locks together, so they may be
-        // slightly stale; that only affects the order of eviction, not the bound.
-        let mut finished = Vec::new();
-        let mut open = Vec::new();
-        let mut own = None;
-        for (id, stream) in read(&session.streams).iter() {
-            let state = lock(&stream.state);
-            match state.finished_at {
-                Some(at) => finished.push((at, Arc::clone(stream))),
-                None if *id == appending => own = Some(Arc::clone(stream)),
-                None => open.push((state.bytes, Arc::clone(stream))),
-            }
-        }
-        finished.sort_by_key(|(at, _)| *at);
-        open.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
-        let order = finished
-            .into_iter()
-            .map(|(_, s)| s)
-            .chain(own)
-            .chain(open.into_iter().map(|(_, s)| s));
-        for stream in order {
-            if !over() {
-                return;
-            }
-            let mut state = lock(&stream.state);
-            let keep = usize::from(state.finished_at.is_none());
-            while state.events.len() > keep && over() {
-                state.pop_oldest(session);
-            }
-        }
-    }
-
-    /// Whether `need` more bytes fit the log's budget, after dropping the events of
-    /// finished streams (longest finished first, across sessions) if they did not. The
-    /// streams themselves stay, so their cursors read as evicted (410), never unknown.
-    /// Called with no lock held.
-    fn make_room(&self, need: usize) -> bool {
-        let budget = self.inner.limits.total_bytes;
-        let fits = || self.inner.total.load(Ordering::Relaxed).saturating_add(need) <= budget;
-        if fits() {
-            return true;
-        }
-        self.drop_finished(fits)
-    }
-
-    #[cold]
-    fn drop_finished(&self, fits: impl Fn() -> bool) -> bool {
-        let mut finished = Vec::new();
-        for entry in self.inner.sessions.iter() {
-            for stream in read(&entry.value().streams).values() {
-                let state = lock(&stream.state);
-                if let Some(at) = state.finished_at.filter(|_| state.bytes > 0) {
-                    finished.push((at, Arc::clone(entry.value()), Arc::clone(stream)));
-                }
-            }
-        }
-        finished.sort_by_key(|(at, _, _)| *at);
-        for (_, session, stream) in finished {
-            if fits() {
-                return true;
-            }
-            let mut state = lock(&stream.state);
-            while !state.events.is_empty() && !fits() {
-                state.pop_oldest(&session);
-            }
-        }
-        fits()
     }
 
     fn finish_now(&self, key: &StreamKey) -> Result<(), EventLogError> {

@@ -1,0 +1,338 @@
+//! Translation mode (`translate_to_modern`): a 2025-era message of an established
+//! session, for an inner service that speaks only 2026-07-28. The mappings themselves
+//! are `translate/`'s; this file decides, per message, what the layer serves itself
+//! and what goes in, and turns the inner service's answers back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tower_service::Service;
+
+use super::client_messages::{accepted, minted_answer};
+use super::initialize::Answered;
+use super::service::{Answer, Handler};
+use crate::SessionRecord;
+use crate::engine::Engine;
+use crate::headers::is_json_content;
+use crate::headers::{LAST_EVENT_ID, MCP_SESSION_ID};
+use crate::jsonrpc::InitializeOutcome;
+use crate::jsonrpc::{self, MessageKind, Peeked};
+use crate::lifecycle::Session;
+use crate::lifecycle::client_state::{LOG_LEVEL, set_log_level};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::store::BoxError;
+use crate::stream::McpBody;
+use crate::stream::decode::MessageMap;
+use crate::stream::decode::{Decoder, StreamFormat};
+use crate::translate::TranslateError;
+use crate::translate::answer::{AnswerTo, LegacyMessage, to_legacy};
+use crate::translate::cache::DiscoverCache;
+use crate::translate::context::{LOG_LEVELS, LegacyContext};
+use crate::translate::discover::{LayerCapabilities, discover_request, initialize_result, negotiate};
+use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
+use crate::translate::request::{LegacyRoute, LocalKind, ModernRequest, route, translate_request};
+
+/// What the answers to one translated request are turned back with: the legacy
+/// method and the client's own id.
+pub(super) struct Translated {
+    method: String,
+    client_id: Box<RawValue>,
+}
+
+impl Translated {
+    fn to(&self) -> AnswerTo<'_> {
+        AnswerTo {
+            method: &self.method,
+            client_id: &self.client_id,
+        }
+    }
+
+    /// One message of the inner service's answer, as the legacy client gets it;
+    /// `None` for what it must not see (the acknowledgment of a listen stream, a
+    /// request on a response stream, something that is no JSON-RPC message).
+    fn legacy(&self, message: &[u8]) -> Option<Bytes> {
+        match to_legacy(message, &self.to()) {
+            Ok(LegacyMessage::Answer(bytes) | LegacyMessage::Notification(bytes)) => Some(bytes),
+            Ok(LegacyMessage::Drop) => None,
+            Ok(LegacyMessage::InputRequired(_)) => Some(self.error(
+                -32603,
+                "The server asked for client input (sampling, elicitation or roots) in a multi round-trip request; \
+                 translation mode does not relay those yet",
+            )),
+            // An answer the legacy client could not take still answers its request.
+            Err(
+                e @ (TranslateError::UnknownResultType
+                | TranslateError::InputRequiredNotAllowed
+                | TranslateError::InvalidInputRequired
+                | TranslateError::UnsupportedInputRequest
+                | TranslateError::UndeclaredCapability(_)),
+            ) => Some(self.error(e.code(), "The server's answer could not be translated")),
+            Err(_) => None,
+        }
+    }
+
+    fn error(&self, code: i64, message: &str) -> Bytes {
+        jsonrpc::error_body(Some(&self.client_id), code, message, None)
+    }
+
+    /// The map a streamed answer's messages go through before the event log.
+    fn message_map(self: &Arc<Self>) -> MessageMap {
+        let this = Arc::clone(self);
+        Arc::new(move |message: Bytes| this.legacy(&message))
+    }
+}
+
+/// A JSON answer of the layer's own.
+fn json_answer<B>(body: Bytes) -> Response<McpBody<B>> {
+    let mut response = Response::new(McpBody::full(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    /// A legacy message other than `initialize`, in translation mode.
+    pub(super) async fn translated(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+        if let Some(id) = minted_answer(&message, &bytes) {
+            let is_response = matches!(message.kind, MessageKind::Response);
+            return self.client_answer(parts, bytes, id, is_response).await;
+        }
+        let (method, is_request) = match &message.kind {
+            MessageKind::Request { method, .. } => (method.clone(), true),
+            MessageKind::Notification { method } => (method.clone(), false),
+            // A 2026-07-28 server sends the client no requests, so no answer but to the
+            // layer's own ones can be meant for it.
+            MessageKind::Response => return Ok(self.reject(Rejection::new(RejectionKind::UnexpectedResponse))),
+        };
+        let (record, busy) = match Self::resolve(&self.engine, &parts).await {
+            Ok(found) => found,
+            Err(rejection) => return Ok(self.reject(rejection.with_id(message.id()))),
+        };
+        let client_id = message.id().map(ToOwned::to_owned);
+        let local_error =
+            |code: i64, text: &str| json_answer(jsonrpc::error_body(client_id.as_deref(), code, text, None));
+        let kind = match route(&method, is_request) {
+            LegacyRoute::Forward => {
+                let Some(client_id) = client_id.clone() else {
+                    return Ok(accepted());
+                };
+                let level = match self.engine.sessions().attribute(record.id(), LOG_LEVEL).await {
+                    Ok(level) => level,
+                    Err(_) => return Ok(self.reject(Rejection::store_unavailable().with_id(Some(&client_id)))),
+                };
+                let ctx = LegacyContext::from_record(&record, level.as_ref().and_then(Value::as_str));
+                let modern = match translate_request(&bytes, &ctx) {
+                    Ok(modern) => modern,
+                    Err(e) => return Ok(local_error(e.code(), "The request could not be translated")),
+                };
+                let translated = Arc::new(Translated { method, client_id });
+                let parts = modern_parts(parts, &modern);
+                return self
+                    .call_in_session(parts, modern.body, record, busy, true, Some(translated))
+                    .await;
+            }
+            LegacyRoute::ServeLocally(kind) => kind,
+        };
+        Ok(match kind {
+            LocalKind::Ping => local_result(client_id.as_deref()),
+            LocalKind::SetLevel => {
+                let level = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|m| m.pointer("/params/level").and_then(Value::as_str).map(str::to_owned))
+                    .filter(|level| LOG_LEVELS.contains(&level.as_str()));
+                let Some(level) = level else {
+                    return Ok(local_error(-32602, "Invalid log level"));
+                };
+                match set_log_level(self.engine.sessions(), record.id(), &level).await {
+                    Ok(()) => local_result(client_id.as_deref()),
+                    Err(_) => self.reject(Rejection::store_unavailable().with_id(client_id.as_deref())),
+                }
+            }
+            // Not advertised until the layer serves them from `subscriptions/listen`.
+            LocalKind::Subscribe | LocalKind::Unsubscribe | LocalKind::Unsupported | LocalKind::Initialize => {
+                local_error(-32601, "Method not found")
+            }
+            // No handshake to complete, nothing to forward; a cancelled request's
+            // inner work runs on into the log (the client may still resume it).
+            LocalKind::Initialized | LocalKind::RootsListChanged | LocalKind::Cancelled | LocalKind::Discard => {
+                accepted()
+            }
+        })
+    }
+}
+
+impl Translated {
+    /// The map for a streamed answer, when the request is translated.
+    pub(super) fn map_of(translated: Option<&Arc<Self>>) -> Option<MessageMap> {
+        translated.map(Translated::message_map)
+    }
+}
+
+/// An empty result, the answer to what 2026-07-28 removed (`ping`, `setLevel`).
+fn local_result<B>(id: Option<&RawValue>) -> Response<McpBody<B>> {
+    let id = id.map_or("null", RawValue::get);
+    json_answer(Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)))
+}
+
+/// The request parts a translated request goes in with: the legacy session's headers
+/// stay here, the 2026-07-28 ones are set.
+fn modern_parts(mut parts: Parts, modern: &ModernRequest) -> Parts {
+    parts.headers.remove(MCP_SESSION_ID);
+    parts.headers.remove(LAST_EVENT_ID);
+    parts.headers.remove(CONTENT_LENGTH);
+    for (name, value) in &modern.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    parts
+}
+
+/// The inner service's answer to a translated request, when it is not a stream:
+/// JSON answers in the legacy shape, HTTP errors as JSON-RPC error answers.
+pub(super) async fn translated_answer<B>(
+    engine: &Engine,
+    translated: &Translated,
+    head: http::response::Parts,
+    body: B,
+) -> Response<McpBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limit = engine.config().sse.max_event_bytes;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return json_answer(translated.error(-32603, "The server's answer could not be read")),
+    };
+    if !head.status.is_success() {
+        return match http_error_to_legacy(head.status, &bytes, &translated.client_id, &translated.method) {
+            LegacyHttpError::Answer(answer) => json_answer(answer),
+            LegacyHttpError::Keep => Response::from_parts(head, McpBody::full(bytes)),
+        };
+    }
+    match translated.legacy(&bytes) {
+        Some(answer) if head.status == StatusCode::OK => json_answer(answer),
+        _ => json_answer(translated.error(-32603, "The server sent no answer")),
+    }
+}
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    /// `initialize` in translation mode: the `InitializeResult` is built from the inner
+    /// service's `server/discover` (asked once a minute per kind of client), so the
+    /// inner service never sees a legacy message.
+    pub(super) async fn discover(
+        &mut self,
+        parts: Parts,
+        pending: &SessionRecord,
+        request_id: &RawValue,
+        handle: Session,
+    ) -> Result<Result<Answered<ResBody>, Rejection>, S::Error> {
+        let engine = self.engine.clone();
+        let ctx = LegacyContext::from_record(pending, None);
+        let key = DiscoverCache::key(&ctx);
+        let result = match engine.discoveries().get(key) {
+            Some(result) => result,
+            None => match self.ask_discover(parts, &ctx, handle).await? {
+                Ok(result) => {
+                    let result = Arc::new(result);
+                    engine.discoveries().put(key, Arc::clone(&result));
+                    result
+                }
+                Err(rejection) => return Ok(Err(rejection)),
+            },
+        };
+        let layer = LayerCapabilities {
+            log_level: true,
+            subscriptions: false,
+            list_changed: false,
+        };
+        let Ok(initialize) = initialize_result(&result, pending.protocol_version(), layer) else {
+            return Ok(Err(Rejection::new(RejectionKind::InvalidUpstreamResponse)));
+        };
+        let negotiated = negotiate(pending.protocol_version());
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{initialize}}}"#, request_id.get());
+        let (mut head, ()) = Response::new(()).into_parts();
+        head.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(Ok((
+            head,
+            Some(InitializeOutcome::Succeeded(negotiated)),
+            McpBody::full(Bytes::from(answer)),
+        )))
+    }
+
+    /// Send `server/discover` to the inner service; its `result`.
+    async fn ask_discover(
+        &mut self,
+        parts: Parts,
+        ctx: &LegacyContext<'_>,
+        handle: Session,
+    ) -> Result<Result<Value, Rejection>, S::Error> {
+        let invalid = || Rejection::new(RejectionKind::InvalidUpstreamResponse);
+        let id = RawValue::from_string(format!("\"{DISCOVER_ID}\"")).expect("a JSON string");
+        let Ok(modern) = discover_request(ctx, &id) else {
+            return Ok(Err(invalid()));
+        };
+        let parts = modern_parts(parts, &modern);
+        let mut req = Request::from_parts(parts, Full::new(modern.body));
+        req.extensions_mut().insert(handle);
+        let (head, body) = self.inner.call(req).await?.into_parts();
+        if head.headers.contains_key(MCP_SESSION_ID) {
+            return Ok(Err(Rejection::new(RejectionKind::UpstreamSessionId)));
+        }
+        let format = StreamFormat::of(&head.headers);
+        if !head.status.is_success() || (format.is_none() && !is_json_content(&head.headers)) {
+            return Ok(Err(invalid()));
+        }
+        let limit = self.engine.config().max_initialize_response_bytes;
+        let Ok(collected) = Limited::new(body, limit).collect().await else {
+            return Ok(Err(invalid()));
+        };
+        let bytes = collected.to_bytes();
+        let mut messages = match format {
+            // The answer is the message that names the layer's id; a server may send
+            // notifications before it.
+            Some(format) => {
+                let mut decoder = Decoder::new(format, limit);
+                decoder.push(&bytes);
+                let mut found = Vec::new();
+                while let Ok(Some(message)) = decoder.next_message() {
+                    found.push(message);
+                }
+                found.extend(decoder.finish());
+                found
+            }
+            None => vec![bytes],
+        };
+        let answer = messages.drain(..).find_map(|message| {
+            let value: Value = serde_json::from_slice(&message).ok()?;
+            (value.get("id").and_then(Value::as_str) == Some(DISCOVER_ID)).then_some(value)
+        });
+        match answer.and_then(|mut answer| answer.get_mut("result").map(Value::take)) {
+            Some(result) => Ok(Ok(result)),
+            None => Ok(Err(invalid())),
+        }
+    }
+}
+
+/// The id of the layer's `server/discover` requests.
+const DISCOVER_ID: &str = "mcp-layer-discover";
