@@ -31,6 +31,15 @@
 //!
 //! `--stateless` serves the echo handler with no layer at all: a stateless upstream
 //! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
+//!
+//! `--metrics` serves the layer's metrics on `GET /metrics` in the Prometheus text
+//! format (`metrics-exporter-prometheus`, outside the MCP layer). It needs the
+//! `metrics` feature:
+//!
+//! ```text
+//! cargo run --features metrics --example echo_server -- --metrics
+//! curl http://127.0.0.1:8080/metrics
+//! ```
 
 use mcp_test_support::echo as common;
 
@@ -59,6 +68,7 @@ struct Args {
     create_per_second: Option<NonZeroU32>,
     sse_all: bool,
     strict_modern: bool,
+    metrics: bool,
     drain_seconds: u64,
     stateless: bool,
     translate: bool,
@@ -74,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
         create_per_second: None,
         sse_all: false,
         strict_modern: false,
+        metrics: false,
         drain_seconds: 30,
         stateless: false,
         translate: false,
@@ -88,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             "--sse" => args.sse_tool_calls = true,
             "--sse-all" => args.sse_all = true,
             "--strict-modern" => args.strict_modern = true,
+            "--metrics" => args.metrics = true,
             "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
             "--stateless" => args.stateless = true,
             "--translate" => args.translate = true,
@@ -97,7 +109,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--translate] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--translate] [--metrics] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -112,6 +124,13 @@ async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
         eprintln!("echo_server: {e}");
         std::process::exit(2);
+    });
+    // Installed first: the recorder must be in place before the layer registers anything.
+    let metrics = args.metrics.then(|| {
+        prometheus().unwrap_or_else(|e| {
+            eprintln!("echo_server: {e}");
+            std::process::exit(2);
+        })
     });
     let mut builder = McpSessionLayer::builder();
     builder = match &args.redis {
@@ -149,6 +168,13 @@ async fn main() {
     let manager = layer.manager();
     if !args.stateless {
         app = app.layer(layer);
+    }
+    if let Some(handle) = metrics {
+        // Added after the MCP layer, so the scrape does not go through it.
+        app = app.route(
+            "/metrics",
+            axum::routing::get(move || std::future::ready(handle.render())),
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap_or_else(|e| {
         eprintln!("echo_server: cannot bind {}: {e}", args.addr);
@@ -208,6 +234,45 @@ async fn terminated() {
     }
     #[cfg(not(unix))]
     std::future::pending::<()>().await;
+}
+
+/// `--metrics`: a Prometheus recorder for the layer's metrics. Durations are real
+/// histograms (the buckets the OpenTelemetry conventions advise for MCP operations;
+/// longer ones for sessions, shorter for store calls); names get the recommended unit
+/// and `_total` suffixes, so `mcp.server.operation.duration` is scraped as
+/// `mcp_server_operation_duration_seconds`.
+fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+    if !cfg!(feature = "metrics") {
+        return Err("--metrics needs the `metrics` feature: \
+                    cargo run --features metrics --example echo_server -- --metrics"
+            .to_owned());
+    }
+    const OPERATION: &[f64] = &[
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ];
+    const SESSION: &[f64] = &[
+        1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 86_400.0,
+    ];
+    const STORE: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+    let handle = PrometheusBuilder::new()
+        .with_recommended_naming(true)
+        .set_buckets_for_metric(Matcher::Full("mcp.server.operation.duration".into()), OPERATION)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("mcp.server.session.duration".into()), SESSION))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("mcp.server.store.duration".into()), STORE))
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("--metrics: {e}"))?;
+    // The exporter's histograms are drained into their buckets by its upkeep.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 #[cfg(not(feature = "redis"))]

@@ -32,12 +32,14 @@ mod stream;
 // Translation mode's mappings. The multi round-trip ones (`mrtr`) and the answer
 // shape's input requests are not called by the layer yet; the allowance goes when
 // `layer/` runs MRTR rounds.
+mod telemetry;
 #[allow(dead_code)]
 mod translate;
 mod util;
 
 pub use drain::DrainReport;
 pub use era::{InvalidProtocolVersion, ProtocolVersion};
+pub use jsonrpc::TraceContext;
 pub use layer::{McpSession, McpSessionLayer, McpSessionLayerBuilder, ResponseFuture};
 pub use lifecycle::{AtCapacity, Session, SessionError};
 pub use manager::{SendError, SessionAdmin, SessionInfo, SessionManager};

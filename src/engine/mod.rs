@@ -53,6 +53,9 @@ pub(crate) struct Config {
     pub(crate) spawn_maintenance: bool,
     /// How long a request to the client waits for its answer by default.
     pub(crate) client_request_timeout: Duration,
+    /// Told each message's trace context before its span is entered.
+    #[cfg(feature = "tracing")]
+    pub(crate) trace_hook: Option<crate::telemetry::TraceHook>,
 }
 
 impl Default for Config {
@@ -76,6 +79,8 @@ impl Default for Config {
             local_sweep: Duration::from_secs(60),
             spawn_maintenance: true,
             client_request_timeout: Duration::from_secs(60),
+            #[cfg(feature = "tracing")]
+            trace_hook: None,
         }
     }
 }
@@ -106,6 +111,9 @@ impl Engine {
     ) -> Arc<Self> {
         let keep_alive_every = policy.keep_alive_every();
         let sweep_every = policy.sweep_interval;
+        let lifetime = policy.max_lifetime;
+        #[cfg(feature = "metrics")]
+        let store = crate::metrics::store::Timed::wrap(store);
         Arc::new_cyclic(|weak: &Weak<Engine>| {
             // The engine's own listener comes first; it holds the engine weakly, so the
             // sessions → listener → engine path is no cycle.
@@ -128,7 +136,7 @@ impl Engine {
                 log,
                 streams: Streams::new(drain.clone()),
                 drain,
-                counters: Counters::default(),
+                counters: Counters::new(lifetime),
                 discoveries: DiscoverCache::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
                     Box::pin(async move { engine.sessions.keep_alive().await })
@@ -254,7 +262,7 @@ impl Engine {
     }
 
     fn session_closed(&self, id: &SessionId, reason: CloseReason) {
-        self.counters.session_closed(reason);
+        self.counters.session_closed(id, reason);
         self.streams.remove_session(id);
         #[cfg(feature = "tracing")]
         tracing::debug!(session = %id, reason = reason.as_str(), "session closed");

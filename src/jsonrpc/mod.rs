@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 
 use crate::ProtocolVersion;
 
+mod trace;
+
+pub use trace::TraceContext;
+
 /// A JSON-RPC request id, kept as raw JSON so it is echoed back exactly.
 pub(crate) type RequestId = Box<RawValue>;
 
@@ -32,6 +36,9 @@ pub(crate) struct Peeked {
     pub(crate) initialize: Option<InitializeParams>,
     /// For modern requests: what `params._meta` and the name fields say.
     pub(crate) modern: ModernParams,
+    /// The W3C trace context in `params._meta`, when the client sent one (boxed: most
+    /// messages carry none, and every peeked message is moved around).
+    pub(crate) trace: Option<Box<TraceContext>>,
 }
 
 impl Peeked {
@@ -123,6 +130,9 @@ struct ParamsPeek<'a> {
 struct MetaPeek<'a> {
     protocol_version: Text<'a>,
     client_capabilities: Option<&'a RawValue>,
+    traceparent: Text<'a>,
+    tracestate: Text<'a>,
+    baggage: Text<'a>,
 }
 
 /// A JSON string, borrowed from the body when it has no escapes; any other value is
@@ -180,6 +190,9 @@ impl<'de: 'a, 'a> Peek<'de> for MetaPeek<'a> {
                 self.protocol_version = map.next_value::<Lenient<Text<'a>>>()?.0;
             }
             "io.modelcontextprotocol/clientCapabilities" => self.client_capabilities = map.next_value()?,
+            "traceparent" => self.traceparent = map.next_value::<Lenient<Text<'a>>>()?.0,
+            "tracestate" => self.tracestate = map.next_value::<Lenient<Text<'a>>>()?.0,
+            "baggage" => self.baggage = map.next_value::<Lenient<Text<'a>>>()?.0,
             _ => map.next_value::<IgnoredAny>().map(drop)?,
         }
         Ok(())
@@ -309,6 +322,7 @@ fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
         capabilities: params.capabilities.map(ToOwned::to_owned),
     });
     let meta = params.meta.unwrap_or_default();
+    let trace = TraceContext::from_meta(meta.traceparent.0, meta.tracestate.0, meta.baggage.0);
     let modern = ModernParams {
         protocol_version: meta.protocol_version.into_owned(),
         has_client_capabilities: meta.client_capabilities.is_some(),
@@ -318,6 +332,7 @@ fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
         kind,
         initialize,
         modern,
+        trace,
     })
 }
 

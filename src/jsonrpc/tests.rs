@@ -230,3 +230,19 @@ fn error_bodies() {
         br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#
     );
 }
+
+#[test]
+fn trace_context_in_meta() {
+    let p = single(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"traceparent":"00-ab-cd-01","tracestate":7,"baggage":"k=v"}}}"#,
+    );
+    let trace = p.trace.expect("a trace context");
+    assert_eq!(trace.traceparent(), Some("00-ab-cd-01"));
+    assert_eq!(trace.tracestate(), None, "not a string: left out");
+    assert_eq!(trace.baggage(), Some("k=v"));
+    assert!(
+        single(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{}}}"#)
+            .trace
+            .is_none()
+    );
+}

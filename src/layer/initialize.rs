@@ -58,8 +58,6 @@ where
         }
         let init = message.initialize.unwrap_or_default();
         let id = engine.config().ids.make_session_id();
-        #[cfg(feature = "tracing")]
-        tracing::Span::current().record("session", id.as_str());
         let principal = parts.extensions.get::<Principal>().cloned();
         let requested = init
             .protocol_version
@@ -126,7 +124,9 @@ where
         match engine.sessions().create(&record, &attributes, slot).await {
             Ok(()) => {
                 engine.ensure_maintenance();
-                engine.counters().session_created();
+                engine.counters().session_created(&record);
+                crate::telemetry::session(record.id());
+                crate::telemetry::protocol_version(negotiated);
                 if let Some(hook) = &engine.config().on_created {
                     hook(&record);
                 }

@@ -485,6 +485,34 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// Call `hook` with the W3C trace context a client put in a message's
+    /// `params._meta` (`traceparent`, `tracestate`, `baggage`), right after the
+    /// message's server span is created and before it is first entered. This is where a
+    /// `tracing-opentelemetry` setup makes the client's span the parent:
+    /// `span.set_parent(propagator.extract(&extractor_over(context)))`. Feature
+    /// `tracing`; not called when no subscriber wants the span.
+    ///
+    /// ```
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder()
+    ///     .on_trace_context(|span, context| {
+    ///         // e.g. `span.set_parent(cx)` with the context extracted from `context`.
+    ///         let _ = (span, context.traceparent());
+    ///     })
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    pub fn on_trace_context(
+        mut self,
+        hook: impl Fn(&tracing::Span, &crate::TraceContext) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.trace_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// Call `hook` once for every session that ends, with the reason.
     pub fn on_session_closed(mut self, hook: impl Fn(&SessionId, CloseReason) + Send + Sync + 'static) -> Self {
         self.on_closed.push(Arc::new(hook));

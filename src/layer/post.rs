@@ -29,8 +29,31 @@ use crate::store::BoxError;
 use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::policy::resumable;
 use crate::stream::{LiveStream, McpBody, SseControl};
+use crate::telemetry::{Operation, in_span};
 
 const BOTH_TYPES: &[&str] = &["application/json", "text/event-stream"];
+
+/// Route one peeked message by era. A macro, not a method: each handler's future is
+/// then awaited in `post`'s own state, not nested one level deeper (every level is one
+/// more copy of a large future per request).
+macro_rules! route {
+    ($handler:expr, $parts:expr, $bytes:expr, $version:expr, $single:expr) => {{
+        let (handler, parts, bytes, version, single) = ($handler, $parts, $bytes, $version, $single);
+        let has_modern_meta = single.modern.protocol_version.is_some();
+        match classify(version, has_modern_meta) {
+            Era::Modern => handler.modern(parts, bytes, single).await,
+            Era::Legacy if handler.engine.config().modern_only => {
+                Ok(handler.reject(handler.legacy_on_modern_only(version, &single)))
+            }
+            Era::Legacy => match handler.legacy_version(version) {
+                Err(rejection) => Ok(handler.reject(rejection.with_id(single.id()))),
+                Ok(_) if single.is_initialize() => Box::pin(handler.initialize(parts, bytes, single)).await,
+                Ok(_) if handler.engine.config().translate => Box::pin(handler.translated(parts, bytes, single)).await,
+                Ok(_) => handler.legacy_message(parts, bytes, single).await,
+            },
+        }
+    }};
+}
 
 impl<S, ResBody> Handler<S>
 where
@@ -51,43 +74,49 @@ where
         ReqBody::Error: Into<BoxError>,
     {
         if !is_json_content(&parts.headers) {
-            return Ok(self.reject(Rejection::new(RejectionKind::UnsupportedMediaType)));
+            return Ok(self.refuse(Rejection::new(RejectionKind::UnsupportedMediaType)));
         }
         if !accepts_all(&parts.headers, BOTH_TYPES) {
-            return Ok(self.reject(Rejection::new(RejectionKind::NotAcceptable)));
+            return Ok(self.refuse(Rejection::new(RejectionKind::NotAcceptable)));
         }
         let bytes = match Self::read_body(&self.engine, &parts, body).await {
             Ok(bytes) => bytes,
-            Err(rejection) => return Ok(self.reject(rejection)),
+            Err(rejection) => return Ok(self.refuse(rejection)),
         };
         let message = match jsonrpc::peek_body(&bytes) {
             Ok(message) => message,
-            Err(PeekError::Parse) => return Ok(self.reject(Rejection::new(RejectionKind::ParseError))),
-            Err(PeekError::InvalidRequest) => return Ok(self.reject(Rejection::new(RejectionKind::InvalidRequest))),
+            Err(PeekError::Parse) => return Ok(self.refuse(Rejection::new(RejectionKind::ParseError))),
+            Err(PeekError::InvalidRequest) => return Ok(self.refuse(Rejection::new(RejectionKind::InvalidRequest))),
         };
-        let single = match message {
+        let mut single = match message {
             jsonrpc::Body::Single(single) => single,
-            jsonrpc::Body::Batch(items) => return Box::pin(self.batch(parts, bytes, version, items)).await,
+            jsonrpc::Body::Batch(items) => {
+                let operation = Operation::batch(&parts, version, &items);
+                let mut answer = in_span!(operation, Box::pin(self.batch(parts, bytes, version, items)));
+                operation.finish(&mut answer);
+                return answer;
+            }
         };
-        let has_modern_meta = single.modern.protocol_version.is_some();
-        match classify(version, has_modern_meta) {
-            Era::Modern => self.modern(parts, bytes, single).await,
-            Era::Legacy if self.engine.config().modern_only => {
-                Ok(self.reject(self.legacy_on_modern_only(version, &single)))
-            }
-            Era::Legacy => {
-                if let Err(rejection) = self.legacy_version(version) {
-                    return Ok(self.reject(rejection.with_id(single.id())));
-                }
-                if single.is_initialize() {
-                    Box::pin(self.initialize(parts, bytes, single)).await
-                } else if self.engine.config().translate {
-                    Box::pin(self.translated(parts, bytes, single)).await
-                } else {
-                    self.legacy_message(parts, bytes, single).await
-                }
-            }
+        let mut parts = parts;
+        let operation = Operation::message(
+            &mut parts,
+            version,
+            &mut single,
+            #[cfg(feature = "tracing")]
+            self.engine.config().trace_hook.as_ref(),
+        );
+        #[cfg(feature = "tracing")]
+        if let Some(span) = operation.enabled_span() {
+            // Boxed: with a subscriber listening the span costs more than the box, and
+            // the future of the common path stays as small as without telemetry.
+            let routed = async move { route!(self, parts, bytes, version, single) };
+            let mut answer = Box::pin(tracing::Instrument::instrument(routed, span)).await;
+            operation.finish(&mut answer);
+            return answer;
         }
+        let mut answer = route!(self, parts, bytes, version, single);
+        operation.finish(&mut answer);
+        answer
     }
 
     pub(super) async fn read_body<ReqBody>(engine: &Engine, parts: &Parts, body: ReqBody) -> Result<Bytes, Rejection>

@@ -110,12 +110,9 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let engine = self.engine.clone();
-        #[cfg(feature = "tracing")]
-        // `session` is filled in once the request's session is known.
-        let span = tracing::debug_span!("mcp", method = %req.method(), session = tracing::field::Empty);
+        // Spans start once the request is known to be a JSON-RPC message (or a GET or
+        // DELETE): see `telemetry/`.
         let future = async move { Handler { engine, inner }.serve(req).await };
-        #[cfg(feature = "tracing")]
-        let future = tracing::Instrument::instrument(future, span);
         ResponseFuture::new(Box::pin(future))
     }
 }
@@ -145,22 +142,28 @@ where
         let (parts, body) = req.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str());
         if let Err(kind) = self.engine.config().guard.check(&parts.headers, authority) {
-            return Ok(self.reject(Rejection::new(kind)));
+            return Ok(self.refuse(Rejection::new(kind)));
         }
         let version = VersionHeader::read(&parts.headers);
         let modern_header = matches!(version, VersionHeader::Present(v) if v.is_modern());
         match parts.method {
             Method::POST => self.post(parts, body, version).await,
             Method::GET | Method::DELETE if self.engine.config().modern_only => {
-                Ok(self.reject(self.method_not_allowed()))
+                Ok(self.refuse(self.method_not_allowed()))
             }
             // 2026-07-28 has no GET stream and no DELETE: the inner service answers.
             Method::GET | Method::DELETE if modern_header => self.pass_through(parts, Bytes::new()).await,
             // Rare paths are boxed so the common one's future stays small: every request
             // pays for moving the largest path's state into the response future's box.
-            Method::GET => Box::pin(self.get(parts, version)).await,
-            Method::DELETE => Box::pin(self.delete(parts, version)).await,
-            _ => Ok(self.reject(self.method_not_allowed())),
+            Method::GET => {
+                let span_parts = crate::telemetry::HttpParts::of(&parts);
+                Box::pin(crate::telemetry::http_request(span_parts, self.get(parts, version))).await
+            }
+            Method::DELETE => {
+                let span_parts = crate::telemetry::HttpParts::of(&parts);
+                Box::pin(crate::telemetry::http_request(span_parts, self.delete(parts, version))).await
+            }
+            _ => Ok(self.refuse(self.method_not_allowed())),
         }
     }
 
@@ -176,7 +179,21 @@ where
         Rejection::new(RejectionKind::MethodNotAllowed).header(ALLOW, HeaderValue::from_static(allow))
     }
 
+    /// The answer to a refusal inside an operation (a routed message, a GET or a
+    /// DELETE): it carries its kind in the extensions for the telemetry, which takes
+    /// it off before the answer leaves the layer.
     pub(super) fn reject(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
+        let kind = rejection.kind;
+        #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(unused_mut))]
+        let mut response = self.refuse(rejection);
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        response.extensions_mut().insert(kind);
+        let _ = kind;
+        response
+    }
+
+    /// The answer to a refusal before any operation began (nothing to mark).
+    pub(super) fn refuse(&self, rejection: Rejection) -> Response<McpBody<ResBody>> {
         self.engine.counters().rejected(rejection.kind);
         #[cfg(feature = "tracing")]
         tracing::debug!(
@@ -231,8 +248,8 @@ where
             Err(_) => return Err(Rejection::store_unavailable()),
         };
         let record = busy.record().clone();
-        #[cfg(feature = "tracing")]
-        tracing::Span::current().record("session", id.as_str());
+        crate::telemetry::session(&id);
+        crate::telemetry::protocol_version(record.protocol_version());
         // Another principal's session looks exactly like an unknown one.
         if engine.config().bind_principal && record.principal() != parts.extensions.get::<Principal>() {
             return Err(Rejection::new(RejectionKind::SessionNotFound));

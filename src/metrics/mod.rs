@@ -1,35 +1,76 @@
 //! Counters a user can read: sessions created, active and closed by reason, requests
 //! rejected by kind, streams resumed. Plain atomics, cheap enough for the hot path.
+//! With feature `metrics`, the same events (and a few more) also go to the `metrics`
+//! facade (`facade.rs`), and store calls are timed (`store.rs`).
+
+#[cfg(feature = "metrics")]
+pub(crate) mod facade;
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) mod labels;
+#[cfg(feature = "metrics")]
+pub(crate) mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::rejection::RejectionKind;
-use crate::session::CloseReason;
+use crate::session::{CloseReason, SessionId, SessionRecord};
 
-#[derive(Debug, Default)]
 pub(crate) struct Counters {
     created: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     rejected: [AtomicU64; RejectionKind::ALL.len()],
     resumed: AtomicU64,
     modern_passed_through: AtomicU64,
+    #[cfg(feature = "metrics")]
+    births: facade::Births,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
 }
 
 impl Counters {
-    pub(crate) fn session_created(&self) {
-        self.created.fetch_add(1, Ordering::Relaxed);
+    /// Counters for sessions that live at most `lifetime`.
+    pub(crate) fn new(lifetime: Duration) -> Self {
+        let _ = lifetime;
+        Self {
+            created: AtomicU64::new(0),
+            closed: Default::default(),
+            rejected: Default::default(),
+            resumed: AtomicU64::new(0),
+            modern_passed_through: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            births: facade::Births::new(lifetime),
+        }
     }
 
-    pub(crate) fn session_closed(&self, reason: CloseReason) {
+    pub(crate) fn session_created(&self, record: &SessionRecord) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.births.created(record);
+        let _ = record;
+    }
+
+    pub(crate) fn session_closed(&self, id: &SessionId, reason: CloseReason) {
         self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.births.closed(id, reason);
+        let _ = id;
     }
 
     pub(crate) fn rejected(&self, kind: RejectionKind) {
         self.rejected[kind.index()].fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        facade::rejected(kind);
     }
 
     pub(crate) fn resumed(&self) {
         self.resumed.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        facade::resumed();
     }
 
     pub(crate) fn modern(&self) {

@@ -192,7 +192,7 @@ impl RejectionKind {
         }
     }
 
-    fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         use RejectionKind::*;
         match self {
             ForbiddenOrigin => "Forbidden: Origin not allowed",

@@ -94,6 +94,8 @@ impl LiveStream {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.attached.fetch_add(1, Ordering::AcqRel);
         self.signal.notify_waiters();
+        #[cfg(feature = "metrics")]
+        crate::metrics::facade::stream_opened();
         Attachment {
             live: self.clone(),
             generation,
@@ -129,6 +131,8 @@ impl Attachment {
 impl Drop for Attachment {
     fn drop(&mut self) {
         self.live.attached.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        crate::metrics::facade::stream_closed();
     }
 }
 

@@ -3,8 +3,9 @@
 # and the official conformance suite, each against the echo example behind
 # McpSessionLayer, and the conformance suite through the proxy example. Builds the
 # examples once; serves the echo server on two free loopback ports (one answering
-# JSON, one answering everything as SSE, both with --strict-modern) and the proxy in
-# front of the echo handler served with no layer; runs the suites, stops the servers
+# JSON, one answering everything as SSE, both with --strict-modern; the JSON one also
+# serves /metrics) and the proxy in front of the echo handler served with no layer;
+# runs the suites (and a scrape of /metrics: metrics-scrape.sh), stops the servers
 # and closes with an aggregated `N passed, M failed`. Exits non-zero on any failure.
 #
 #   bash tests/interop/run.sh
@@ -25,8 +26,8 @@ say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'interop: %s\n' "$*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 # --- tools -------------------------------------------------------------------------
-say "echo example (cargo build --example echo_server)"
-(cd "$root" && cargo build --quiet --example echo_server) || die "cargo build failed"
+say "echo example (cargo build --features metrics --example echo_server)"
+(cd "$root" && cargo build --quiet --features metrics --example echo_server) || die "cargo build failed"
 server_bin="$CARGO_TARGET_DIR/debug/examples/echo_server"
 [ -x "$server_bin" ] || die "no $server_bin"
 say "proxy example (cargo build --example proxy)"
@@ -101,7 +102,7 @@ start_bin() { # binary, name, flags...
 }
 
 say "servers"
-start_server json --strict-modern
+start_server json --strict-modern --metrics
 start_server sse --strict-modern --sse-all
 # The proxy example in front of the echo handler served with no layer (a stateless
 # upstream): sessions, resumability and the 2026-07-28 checks come from the proxy.
@@ -136,6 +137,9 @@ run_suite() { # label, command...
   total_failed=$((total_failed + f))
   summary+=("$(printf '%-28s %4d passed %4d failed' "$label" "$p" "$f")")
 }
+
+# First, while the JSON server's counters hold only what the scrape itself did.
+run_suite "metrics scrape (json)" bash "$here/metrics-scrape.sh" "$url_json"
 
 for mode in json sse; do
   url_var="url_$mode"

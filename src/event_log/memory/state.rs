@@ -119,6 +119,8 @@ impl StreamState {
             self.first_seq += 1;
             self.bytes -= data.len();
             session.sub(data.len());
+            #[cfg(feature = "metrics")]
+            crate::metrics::facade::event_evicted();
         }
     }
 

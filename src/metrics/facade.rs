@@ -1,0 +1,199 @@
+//! Feature `metrics`: the layer's metrics through the `metrics` crate's facade, named
+//! in the OpenTelemetry style. Whatever recorder the application installs
+//! (`metrics-exporter-prometheus`, an OpenTelemetry bridge, …) receives them; without
+//! one every call is a no-op.
+//!
+//! Every label value is bounded: methods come from the conventions' list, versions,
+//! error codes, reasons and store operations from fixed sets. No client text becomes a
+//! label.
+
+use std::sync::Mutex;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use metrics::{Label, Unit};
+
+use crate::ProtocolVersion;
+use crate::rejection::RejectionKind;
+use crate::session::{CloseReason, SessionId, SessionRecord};
+use crate::util::FastDashMap;
+
+/// `mcp.server.operation.duration` (histogram, seconds): one sample per JSON-RPC
+/// request or notification, from the start of its POST to its answer's head.
+pub(crate) const OPERATION_DURATION: &str = "mcp.server.operation.duration";
+/// `mcp.server.session.duration` (histogram, seconds): one sample per session this
+/// instance created and saw end.
+pub(crate) const SESSION_DURATION: &str = "mcp.server.session.duration";
+/// Sessions created here minus sessions seen ending here (gauge).
+pub(crate) const SESSIONS_ACTIVE: &str = "mcp.server.session.active";
+/// Sessions created (counter).
+pub(crate) const SESSIONS_CREATED: &str = "mcp.server.session.created";
+/// Sessions ended, by `mcp.session.close_reason` (counter).
+pub(crate) const SESSIONS_CLOSED: &str = "mcp.server.session.closed";
+/// Requests refused by the layer, by `mcp.rejection.reason` (counter).
+pub(crate) const REJECTIONS: &str = "mcp.server.rejections";
+/// SSE streams being written to a client by this instance (gauge).
+pub(crate) const STREAMS_OPEN: &str = "mcp.server.stream.open";
+/// Successful `Last-Event-ID` resumptions (counter).
+pub(crate) const STREAMS_RESUMED: &str = "mcp.server.stream.resumed";
+/// Events the memory event log dropped to stay within its bounds (counter).
+pub(crate) const EVENTS_EVICTED: &str = "mcp.server.event_log.evicted";
+/// One `SessionStore` call of the layer, by `mcp.store.operation` (histogram, seconds).
+pub(crate) const STORE_DURATION: &str = "mcp.server.store.duration";
+
+/// Sessions whose creation time is kept for `mcp.server.session.duration`, at most.
+const MAX_TRACKED: usize = 1 << 16;
+/// How often a full table may be pruned of sessions past their lifetime.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Describe every metric to the recorder once per process (units and help texts).
+pub(crate) fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        metrics::describe_histogram!(
+            OPERATION_DURATION,
+            Unit::Seconds,
+            "Duration of MCP requests and notifications"
+        );
+        metrics::describe_histogram!(SESSION_DURATION, Unit::Seconds, "Duration of MCP sessions");
+        metrics::describe_gauge!(SESSIONS_ACTIVE, "Sessions created here and not seen ending");
+        metrics::describe_counter!(SESSIONS_CREATED, "Sessions created");
+        metrics::describe_counter!(SESSIONS_CLOSED, "Sessions ended, by reason");
+        metrics::describe_counter!(REJECTIONS, "Requests refused by the session layer, by reason");
+        metrics::describe_gauge!(STREAMS_OPEN, "SSE streams being written to clients");
+        metrics::describe_counter!(STREAMS_RESUMED, "Streams resumed with Last-Event-ID");
+        metrics::describe_counter!(
+            EVENTS_EVICTED,
+            "Events dropped by the memory event log to stay within bounds"
+        );
+        metrics::describe_histogram!(STORE_DURATION, Unit::Seconds, "Duration of session store calls");
+    });
+}
+
+/// A running operation's duration sample: one message's, or each of a batch's.
+pub(crate) struct OperationSample {
+    methods: Methods,
+    version: Option<&'static str>,
+    started: Instant,
+}
+
+/// The method labels of an operation; one message needs no allocation.
+pub(crate) enum Methods {
+    One(&'static str),
+    Batch(Vec<&'static str>),
+}
+
+impl OperationSample {
+    pub(crate) fn start(methods: Methods, version: Option<ProtocolVersion>) -> Self {
+        Self {
+            methods,
+            version: version.and_then(super::labels::version_label),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn finish(self, error: Option<&'static str>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let methods = match &self.methods {
+            Methods::One(method) => std::slice::from_ref(method),
+            Methods::Batch(methods) => methods.as_slice(),
+        };
+        for &method in methods {
+            let mut labels = Vec::with_capacity(4);
+            labels.push(Label::from_static_parts("mcp.method.name", method));
+            if let Some(version) = self.version {
+                labels.push(Label::from_static_parts("mcp.protocol.version", version));
+            }
+            if let Some(error) = error {
+                labels.push(Label::from_static_parts("error.type", error));
+            }
+            labels.push(Label::from_static_parts("network.transport", "tcp"));
+            metrics::histogram!(OPERATION_DURATION, labels).record(seconds);
+        }
+    }
+}
+
+/// When each session this instance created was born, for its duration at the end.
+///
+/// Bounded: at most [`MAX_TRACKED`] sessions; a full table is pruned of sessions older
+/// than the lifetime (they ended, wherever that was seen) at most once a minute, and
+/// a session that finds it still full goes without a duration sample.
+pub(crate) struct Births {
+    born: FastDashMap<SessionId, (Instant, Option<&'static str>)>,
+    lifetime: Duration,
+    pruned: Mutex<Option<Instant>>,
+}
+
+impl Births {
+    pub(crate) fn new(lifetime: Duration) -> Self {
+        describe();
+        Self {
+            born: FastDashMap::default(),
+            lifetime,
+            pruned: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn created(&self, record: &SessionRecord) {
+        metrics::counter!(SESSIONS_CREATED).increment(1);
+        metrics::gauge!(SESSIONS_ACTIVE).increment(1.0);
+        if self.born.len() >= MAX_TRACKED && !self.prune() {
+            return;
+        }
+        let version = super::labels::version_label(record.protocol_version());
+        self.born.insert(record.id().clone(), (Instant::now(), version));
+    }
+
+    /// Drop sessions past their lifetime; whether there is room now.
+    fn prune(&self) -> bool {
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            if pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                return false;
+            }
+            *pruned = Some(Instant::now());
+        }
+        let lifetime = self.lifetime;
+        self.born.retain(|_, (at, _)| at.elapsed() <= lifetime);
+        self.born.len() < MAX_TRACKED
+    }
+
+    pub(crate) fn closed(&self, id: &SessionId, reason: CloseReason) {
+        metrics::counter!(SESSIONS_CLOSED, "mcp.session.close_reason" => reason.as_str()).increment(1);
+        metrics::gauge!(SESSIONS_ACTIVE).decrement(1.0);
+        let Some((_, (born, version))) = self.born.remove(id) else {
+            return;
+        };
+        let seconds = born.elapsed().as_secs_f64();
+        let mut labels = vec![Label::from_static_parts("network.transport", "tcp")];
+        if let Some(version) = version {
+            labels.push(Label::from_static_parts("mcp.protocol.version", version));
+        }
+        metrics::histogram!(SESSION_DURATION, labels).record(seconds);
+    }
+}
+
+pub(crate) fn rejected(kind: RejectionKind) {
+    metrics::counter!(REJECTIONS, "mcp.rejection.reason" => kind.reason()).increment(1);
+}
+
+pub(crate) fn resumed() {
+    metrics::counter!(STREAMS_RESUMED).increment(1);
+}
+
+pub(crate) fn stream_opened() {
+    metrics::gauge!(STREAMS_OPEN).increment(1.0);
+}
+
+pub(crate) fn stream_closed() {
+    metrics::gauge!(STREAMS_OPEN).decrement(1.0);
+}
+
+pub(crate) fn event_evicted() {
+    metrics::counter!(EVENTS_EVICTED).increment(1);
+}
+
+/// One store call of `operation`, `seconds` long.
+pub(crate) fn store_call(operation: &'static str, seconds: f64) {
+    metrics::histogram!(STORE_DURATION, "mcp.store.operation" => operation).record(seconds);
+}
