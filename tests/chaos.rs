@@ -367,7 +367,8 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged() {
 /// (c) A Redis Cluster of 3 primaries and 3 replicas (`cluster-node-timeout` 1000 ms):
 /// a primary is killed (SIGKILL) under traffic from two instances, its replica takes
 /// over. The service recovers by itself: new sessions and calls work on both instances.
-/// Every session whose writes had reached the replicas before the kill survives. What
+/// Every session and push whose writes had reached the replicas before the kill
+/// survives, each push once. What
 /// was acknowledged by the dead primary in the last moments before the kill may be
 /// lost (replication is asynchronous): such a session is answered 404 (the client
 /// re-initializes), never a wrong answer; the test counts and prints them.
@@ -398,6 +399,16 @@ async fn cluster_primary_killed_fails_over_and_recovers() {
     for i in 0..12 {
         settled.push(initialize(addrs[i % 2]).await);
     }
+    // Pushes to them, acknowledged and replicated before the kill.
+    let next = Arc::new(AtomicU64::new(1));
+    let mut replicated: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (i, sid) in settled.iter().enumerate() {
+        for _ in 0..3 {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            push(addrs[i % 2], sid, n).await;
+            replicated.entry(sid.clone()).or_default().insert(n);
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cluster.primaries().iter().all(|&i| cluster.replicas_in_sync(i)) {
         assert!(Instant::now() < deadline, "replicas catch up within 10 s");
@@ -407,9 +418,11 @@ async fn cluster_primary_killed_fails_over_and_recovers() {
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(Mutex::new(Vec::<String>::new()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acknowledged = Arc::new(Mutex::new(BTreeMap::<String, BTreeSet<u64>>::new()));
     let mut workers = Vec::new();
     for w in 0..3usize {
         let (stop, created, failures, settled) = (stop.clone(), created.clone(), failures.clone(), settled.clone());
+        let (next, acknowledged) = (next.clone(), acknowledged.clone());
         let addrs = addrs.clone();
         workers.push(tokio::spawn(async move {
             let mut i = w;
@@ -422,8 +435,13 @@ async fn cluster_primary_killed_fails_over_and_recovers() {
                         Err((s, r)) => failures.lock().unwrap().push(format!("initialize: {s} {r}")),
                     }
                 } else {
-                    match chaos_support::try_push(at, &settled[i % settled.len()], 0).await {
-                        Ok(_) | Err((StatusCode::SERVICE_UNAVAILABLE, _)) => {}
+                    let sid = &settled[i % settled.len()];
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    match chaos_support::try_push(at, sid, n).await {
+                        Ok(true) => {
+                            acknowledged.lock().unwrap().entry(sid.clone()).or_default().insert(n);
+                        }
+                        Ok(false) | Err((StatusCode::SERVICE_UNAVAILABLE, _)) => {}
                         Err((s, r)) => failures.lock().unwrap().push(format!("call: {s} {r}")),
                     }
                 }
@@ -480,6 +498,30 @@ async fn cluster_primary_killed_fails_over_and_recovers() {
             );
         }
     }
+    // Their pushes: every one replicated before the kill is there, once; of those
+    // acknowledged under traffic, the missing ones are counted.
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let (mut pushes_acknowledged, mut pushes_lost) = (0, Vec::new());
+    for sid in &settled {
+        let mut fresh = Sse::open(addrs[1], Method::GET, sid, None, None).await;
+        let Got::Event(priming) = fresh.event(Duration::from_secs(10)).await else {
+            panic!("a priming event")
+        };
+        let (standalone, _) = id_parts(priming.id.as_deref().unwrap());
+        drop(fresh);
+        let mut replay = Sse::open(addrs[0], Method::GET, sid, Some(&format!("{standalone}-0")), None).await;
+        let mut stored = BTreeSet::new();
+        for (_, m) in replay.messages_until_quiet(Duration::from_secs(1)).await {
+            let n = m["params"]["data"].as_u64().unwrap();
+            assert!(stored.insert(n) || n == 0, "push {n} of {sid} stored twice");
+        }
+        let missing: Vec<_> = replicated[sid].difference(&stored).collect();
+        assert!(missing.is_empty(), "replicated pushes of {sid} lost: {missing:?}");
+        if let Some(during) = acknowledged.get(sid) {
+            pushes_acknowledged += during.len();
+            pushes_lost.extend(during.difference(&stored).copied());
+        }
+    }
     // Created under traffic: a session lost with the primary is answered 404.
     let created = created.lock().unwrap().clone();
     let mut lost = Vec::new();
@@ -492,9 +534,11 @@ async fn cluster_primary_killed_fails_over_and_recovers() {
     }
     eprintln!(
         "primary {victim} killed; failover {failed_over:?}, service recovered {:?} after the kill; \
-         {} sessions created under traffic ({before_kill} before the kill), {} of them lost with the primary: {lost:?}",
+         {} sessions created under traffic ({before_kill} before the kill), {} of them lost with the primary: {lost:?}; \
+         {pushes_acknowledged} pushes acknowledged under traffic, {} of them lost: {pushes_lost:?}",
         recovered.unwrap(),
         created.len(),
-        lost.len()
+        lost.len(),
+        pushes_lost.len()
     );
 }
