@@ -124,6 +124,7 @@ impl Ctx {
             let name = message.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
             match name {
                 "test_tool_with_progress" => return self.progress_tool(id, &message),
+                "slow_stream" => return slow_stream_tool(id, &message),
                 "test_reconnection" => return self.reconnection_tool(id),
                 "test_tool_with_logging" | "test_logging_tool" => return logging_tool(id, &message),
                 _ if !modern && asks::NAMES.contains(&name) => return self.client_request_tool(id, name, &message),
@@ -263,11 +264,12 @@ impl Ctx {
                         json!({"content": [{"type": "text", "text": "no session to notify"}], "isError": true}),
                     );
                 };
-                // `data` lets a test tell its pushes apart.
+                // `arguments.data`, when given, is what the push carries, so a test can
+                // tell pushes apart.
                 let data = message
                     .pointer("/params/arguments/data")
-                    .and_then(Value::as_str)
-                    .unwrap_or("hello from notify_me");
+                    .cloned()
+                    .unwrap_or_else(|| json!("hello from notify_me"));
                 let note = json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/message",
@@ -359,6 +361,44 @@ impl Ctx {
     }
 }
 
+/// The most progress events `slow_stream` sends, and the longest pause between them:
+/// a client chooses both, so both are bounded.
+const SLOW_STREAM_MAX_COUNT: u64 = 1_000;
+const SLOW_STREAM_MAX_DELAY_MS: u64 = 1_000;
+
+/// `slow_stream`: `count` progress events (`progress` 1..=count, default 20) `delay_ms`
+/// apart (default 50), then the answer. Chaos and soak runs use it to keep events in
+/// flight long enough to kill or drop something mid-stream.
+fn slow_stream_tool(id: Value, message: &Value) -> Response<EchoBody> {
+    let arg = |name: &str, default: u64, max: u64| {
+        message
+            .pointer(&format!("/params/arguments/{name}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+            .min(max)
+    };
+    let count = arg("count", 20, SLOW_STREAM_MAX_COUNT);
+    let delay = Duration::from_millis(arg("delay_ms", 50, SLOW_STREAM_MAX_DELAY_MS));
+    let token = message
+        .pointer("/params/_meta/progressToken")
+        .cloned()
+        .unwrap_or_else(|| id.clone());
+    sse_task(move |tx| async move {
+        for progress in 1..=count {
+            let note = json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {"progressToken": token, "progress": progress, "total": count},
+            });
+            if !send_event(&tx, &note).await {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        send_event(&tx, &result(id, text_result("slow stream complete"))).await;
+    })
+}
+
 /// A tool result that reports an error in its text.
 fn error_text(text: &str) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})
@@ -444,6 +484,8 @@ fn tools() -> Value {
         {"name": "test_reconnection", "description": "Close the connection after priming, answer on reconnection.", "inputSchema": empty},
         {"name": "notify_me", "description": "Push a notification (its `data` given or fixed) to the caller's GET stream.",
          "inputSchema": {"type": "object", "properties": {"data": {"type": "string"}}}},
+        {"name": "slow_stream", "description": "Send `count` progress events `delay_ms` apart, then answer.",
+         "inputSchema": {"type": "object", "properties": {"count": {"type": "integer"}, "delay_ms": {"type": "integer"}}}},
         // The tools the official conformance suite calls.
         {"name": "test_simple_text", "description": "Answer with one text block.", "inputSchema": empty},
         {"name": "test_image_content", "description": "Answer with a PNG image.", "inputSchema": empty},

@@ -323,17 +323,27 @@ fn server_pid(port: u16) -> Option<u32> {
     }
 }
 
-/// A Redis Cluster of primaries only, every node a [`RedisServer`].
+/// A Redis Cluster, every node a [`RedisServer`].
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    /// Start `n` (at least 3) nodes, create the cluster and wait for `cluster_state:ok`.
+    /// Start `n` (at least 3) primaries without replicas, create the cluster and wait
+    /// for `cluster_state:ok`.
     pub fn start(n: usize) -> Self {
-        assert!(n >= 3, "a Redis Cluster needs at least 3 primaries");
-        let nodes: Vec<RedisServer> = (0..n)
+        Self::start_with(n, 0, 5000)
+    }
+
+    /// Start `primaries` (at least 3) primaries with `replicas` replicas each and a
+    /// `cluster-node-timeout` of `node_timeout_ms` (a failover starts about that long
+    /// after a primary dies), create the cluster, and wait for `cluster_state:ok` and
+    /// for every replica to be in sync with its primary.
+    pub fn start_with(primaries: usize, replicas: usize, node_timeout_ms: u64) -> Self {
+        assert!(primaries >= 3, "a Redis Cluster needs at least 3 primaries");
+        let timeout = node_timeout_ms.to_string();
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let bus = free_port().to_string();
                 RedisServer::start_with(
@@ -344,7 +354,7 @@ impl RedisCluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "5000",
+                        &timeout,
                         // The bus port would default to port + 10000, which may be taken
                         // or out of range for an ephemeral port.
                         "--cluster-port",
@@ -358,7 +368,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| missing_binary("redis-cli", &e));
@@ -373,14 +383,71 @@ impl RedisCluster {
         while !cluster.nodes.iter().all(|s| {
             let info = s.cli(&["CLUSTER", "INFO"]);
             info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
-        }) {
+        }) || cluster
+            .primaries()
+            .iter()
+            .any(|&i| cluster.connected_replicas(i) < replicas)
+        {
             assert!(
                 Instant::now() < deadline,
-                "the cluster did not reach cluster_state:ok within 30 s"
+                "the cluster did not reach cluster_state:ok with its replicas within 30 s"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         cluster
+    }
+
+    /// The indexes (into [`nodes`](Self::nodes)) of the running nodes that are
+    /// primaries now, by their own account.
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].is_running() && self.nodes[i].cli(&["INFO", "replication"]).contains("role:master")
+            })
+            .collect()
+    }
+
+    /// How many replicas of node `i` are connected and online.
+    pub fn connected_replicas(&self, i: usize) -> usize {
+        self.nodes[i]
+            .cli(&["INFO", "replication"])
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .count()
+    }
+
+    /// Whether every replica of node `i` has acknowledged everything node `i` has
+    /// written so far (its replication offset equals the primary's).
+    pub fn replicas_in_sync(&self, i: usize) -> bool {
+        let info = self.nodes[i].cli(&["INFO", "replication"]);
+        let Some(master) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return false;
+        };
+        // slave0:ip=127.0.0.1,port=...,state=online,offset=1234,lag=0
+        let replicas: Vec<u64> = info
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        !replicas.is_empty() && replicas.iter().all(|&o| o == master)
+    }
+
+    /// Kill node `i` (SIGKILL, like a crash).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+
+    /// Whether every running node reports `cluster_state:ok` with all slots served.
+    pub fn is_ok(&self) -> bool {
+        self.nodes.iter().filter(|s| s.is_running()).all(|s| {
+            let info = s.cli(&["CLUSTER", "INFO"]);
+            info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+        })
     }
 
     /// `redis://127.0.0.1:<port>/` of every node.
