@@ -246,3 +246,14 @@ fn trace_context_in_meta() {
             .is_none()
     );
 }
+
+/// Found by the `jsonrpc_peek` fuzz target: a 27-digit id answered with the float
+/// serde_json makes of it, one unit in the last place off.
+#[test]
+fn a_wide_integer_id_matches_its_float_neighbour() {
+    let id = RawValue::from_string("333333333333333333333333030".to_owned()).unwrap();
+    let answer = br#"{"id":3.333333333333334e+26,"jsonrpc":"2.0","result":{"protocolVersion":"2025-06-18"}}"#;
+    assert!(initialize_outcome(answer, &id).is_some());
+    let far = br#"{"id":3.3333333333333e+26,"jsonrpc":"2.0","result":{"protocolVersion":"2025-06-18"}}"#;
+    assert!(initialize_outcome(far, &id).is_none());
+}
