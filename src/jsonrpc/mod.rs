@@ -349,7 +349,8 @@ fn valid_id(id: &RawValue) -> bool {
     let text = id.get();
     match text.as_bytes().first() {
         Some(b'"') => !text.contains('\\') || serde_json::from_str::<String>(text).is_ok(),
-        Some(b'-' | b'0'..=b'9') => true,
+        // A number no float can hold (`1E999`) is one no answer could echo.
+        Some(b'-' | b'0'..=b'9') => text.parse::<f64>().is_ok_and(f64::is_finite),
         _ => false,
     }
 }

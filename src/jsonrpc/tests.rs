@@ -257,3 +257,14 @@ fn a_wide_integer_id_matches_its_float_neighbour() {
     let far = br#"{"id":3.3333333333333e+26,"jsonrpc":"2.0","result":{"protocolVersion":"2025-06-18"}}"#;
     assert!(initialize_outcome(far, &id).is_none());
 }
+
+/// Found by the `jsonrpc_peek` fuzz target: an id beyond any float.
+#[test]
+fn an_id_no_float_can_hold_is_an_invalid_request() {
+    let body = r#"{"jsonrpc":"2.0","id":3E999,"method":"ping"}"#;
+    assert_eq!(peek_body(body.as_bytes()).unwrap_err(), PeekError::InvalidRequest);
+    assert!(matches!(
+        single(r#"{"jsonrpc":"2.0","id":3E99,"method":"ping"}"#).kind,
+        MessageKind::Request { .. }
+    ));
+}
