@@ -34,7 +34,9 @@ for t in "${targets[@]}"; do
     -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || status=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' "$log" || true
   if [ "$status" -ne 0 ]; then
-    tail -n 60 "$log" >&2
+    # The panic message comes before libFuzzer's long report; show it first.
+    grep -m 5 -A 3 -E "panicked at|ERROR: libFuzzer" "$log" >&2 || true
+    tail -n 40 "$log" >&2
     echo "fuzz target $t failed (exit $status): the input is in fuzz/artifacts/$t" >&2
     exit 1
   fi

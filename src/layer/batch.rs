@@ -19,7 +19,7 @@ use crate::store::BoxError;
 
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,
@@ -65,7 +65,6 @@ where
             return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
         }
         let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
-        self.call_in_session(parts, bytes, record, busy, has_request, None)
-            .await
+        self.call_in_session(parts, bytes, record, busy, has_request).await
     }
 }

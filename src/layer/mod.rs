@@ -9,6 +9,7 @@ mod initialize;
 mod modern;
 pub(crate) mod negotiate;
 mod post;
+mod rounds;
 mod service;
 mod translated;
 

@@ -123,7 +123,7 @@ fn base64_decode(input: &str) -> Option<Vec<u8>> {
 // The 2026-07-28 path of the service: validated (when strict) and passed through.
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,

@@ -14,7 +14,6 @@ use tower_service::Service;
 use super::client_messages::minted_answer;
 use super::negotiate::accepts_all;
 use super::service::{Answer, Handler};
-use super::translated::{Translated, translated_answer};
 use crate::SessionRecord as Record;
 use crate::engine::Engine;
 use crate::era::{Era, VersionHeader, classify};
@@ -57,7 +56,7 @@ macro_rules! route {
 
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,
@@ -150,7 +149,7 @@ where
             return Ok(self.reject(rejection.with_id(message.id())));
         }
         let is_request = matches!(message.kind, MessageKind::Request { .. });
-        self.call_in_session(parts, bytes, record, busy, is_request, None).await
+        self.call_in_session(parts, bytes, record, busy, is_request).await
     }
 
     /// Call the inner service for a request of an established session and turn an SSE
@@ -162,18 +161,63 @@ where
         record: Arc<Record>,
         busy: BusyGuard,
         expects_answer: bool,
-        translated: Option<Arc<Translated>>,
     ) -> Answer<ResBody, S::Error> {
         let engine = self.engine.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
+        let call = InSession::prepare(&engine, &mut req, &record, expects_answer);
+        let response = self.inner.call(req).await?;
+        let (head, body) = response.into_parts();
+        let busy = Arc::new(busy);
+        let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
+        let (Some((stream_id, live)), Some(format)) = (call.stream, format) else {
+            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
+        };
+        // Boxed: the stream's setup is only paid for by streamed answers, and it keeps
+        // the future of every other request small.
+        engine.ensure_maintenance();
+        let related = call.related.opening();
+        let made = Box::pin(resumable(
+            engine.stream_setup(),
+            record,
+            head,
+            body,
+            busy,
+            (stream_id, live, related),
+            Decoder::new(format, engine.config().sse.max_event_bytes),
+        ))
+        .await;
+        Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))
+    }
+}
+
+/// What a request of an established session goes in with, besides itself: the
+/// [`Session`] handle and, when it expects an answer, the stream that answer may become.
+pub(super) struct InSession {
+    /// The answer's stream, should it be one.
+    pub(super) stream: Option<(StreamId, Arc<LiveStream>)>,
+    /// Where requests to the client made while serving it go.
+    pub(super) related: RelatedGuard,
+    /// The handle the inner service gets.
+    pub(super) session: Session,
+}
+
+impl InSession {
+    /// Put the session handle (and the stream control) into `req`'s extensions.
+    pub(super) fn prepare(
+        engine: &Engine,
+        req: &mut Request<Full<Bytes>>,
+        record: &Arc<Record>,
+        expects_answer: bool,
+    ) -> Self {
         let stream = expects_answer.then(|| (StreamId::random(), Arc::new(LiveStream::default())));
         let related = stream.as_ref().map(|(id, _)| Arc::new(RelatedStream::new(*id)));
-        req.extensions_mut().insert(Session::live(
+        let session = Session::live(
             record.clone(),
             engine.sessions().clone(),
             engine.outbound().clone(),
             related.clone(),
-        ));
+        );
+        req.extensions_mut().insert(session.clone());
         if let Some((stream_id, live)) = &stream {
             req.extensions_mut().insert(SseControl {
                 live: live.clone(),
@@ -182,46 +226,21 @@ where
         }
         // Whatever becomes of the call, requests to the client waiting to learn where
         // to go are told.
-        let related = RelatedGuard(related);
-        let response = self.inner.call(req).await?;
-        let (head, body) = response.into_parts();
-        let busy = Arc::new(busy);
-        let format = StreamFormat::of(&head.headers).filter(|_| head.status.is_success());
-        if let Some(translated) = &translated
-            && format.is_none()
-        {
-            let answer = translated_answer(&engine, translated, head, body).await;
-            drop(busy);
-            return Ok(answer);
+        Self {
+            stream,
+            related: RelatedGuard(related),
+            session,
         }
-        let (Some((stream_id, live)), Some(format)) = (stream, format) else {
-            return Ok(Response::from_parts(head, McpBody::inner(body, Some(busy))));
-        };
-        // Boxed: the stream's setup is only paid for by streamed answers, and it keeps
-        // the future of every other request small.
-        engine.ensure_maintenance();
-        let related = related.opening();
-        let made = Box::pin(resumable(
-            engine.stream_setup(),
-            record,
-            head,
-            body,
-            busy,
-            (stream_id, live, related),
-            Decoder::new(format, engine.config().sse.max_event_bytes).with_map(Translated::map_of(translated.as_ref())),
-        ))
-        .await;
-        Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))
     }
 }
 
 /// Tells a request's [`RelatedStream`] that its answer is no stream unless
 /// [`opening`](Self::opening) hands it on first: an error, a JSON answer, and a dropped
 /// call all mean "elsewhere".
-struct RelatedGuard(Option<Arc<RelatedStream>>);
+pub(super) struct RelatedGuard(Option<Arc<RelatedStream>>);
 
 impl RelatedGuard {
-    fn opening(mut self) -> Option<Arc<RelatedStream>> {
+    pub(super) fn opening(mut self) -> Option<Arc<RelatedStream>> {
         let related = self.0.take();
         if let Some(related) = &related {
             related.opening();

@@ -128,7 +128,7 @@ pub(super) struct Handler<S> {
 
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,

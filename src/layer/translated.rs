@@ -17,6 +17,8 @@ use tower_service::Service;
 
 use super::client_messages::{accepted, minted_answer};
 use super::initialize::Answered;
+use super::post::InSession;
+use super::rounds::{Relay, Start};
 use super::service::{Answer, Handler};
 use crate::SessionRecord;
 use crate::engine::Engine;
@@ -26,13 +28,13 @@ use crate::jsonrpc::InitializeOutcome;
 use crate::jsonrpc::{self, MessageKind, Peeked};
 use crate::lifecycle::Session;
 use crate::lifecycle::client_state::{LOG_LEVEL, set_log_level};
+use crate::lifecycle::sessions::BusyGuard;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::McpBody;
-use crate::stream::decode::MessageMap;
 use crate::stream::decode::{Decoder, StreamFormat};
-use crate::translate::TranslateError;
-use crate::translate::answer::{AnswerTo, LegacyMessage, to_legacy};
+use crate::stream::policy::resumable;
+use crate::translate::answer::{AnswerTo, InputRequired, LegacyMessage, to_legacy};
 use crate::translate::cache::DiscoverCache;
 use crate::translate::context::{LOG_LEVELS, LegacyContext};
 use crate::translate::discover::{LayerCapabilities, discover_request, initialize_result, negotiate};
@@ -42,50 +44,21 @@ use crate::translate::request::{LegacyRoute, LocalKind, ModernRequest, route, tr
 /// What the answers to one translated request are turned back with: the legacy
 /// method and the client's own id.
 pub(super) struct Translated {
-    method: String,
-    client_id: Box<RawValue>,
+    pub(super) method: String,
+    pub(super) client_id: Box<RawValue>,
 }
 
 impl Translated {
-    fn to(&self) -> AnswerTo<'_> {
+    pub(super) fn to(&self) -> AnswerTo<'_> {
         AnswerTo {
             method: &self.method,
             client_id: &self.client_id,
         }
     }
 
-    /// One message of the inner service's answer, as the legacy client gets it;
-    /// `None` for what it must not see (the acknowledgment of a listen stream, a
-    /// request on a response stream, something that is no JSON-RPC message).
-    fn legacy(&self, message: &[u8]) -> Option<Bytes> {
-        match to_legacy(message, &self.to()) {
-            Ok(LegacyMessage::Answer(bytes) | LegacyMessage::Notification(bytes)) => Some(bytes),
-            Ok(LegacyMessage::Drop) => None,
-            Ok(LegacyMessage::InputRequired(_)) => Some(self.error(
-                -32603,
-                "The server asked for client input (sampling, elicitation or roots) in a multi round-trip request; \
-                 translation mode does not relay those yet",
-            )),
-            // An answer the legacy client could not take still answers its request.
-            Err(
-                e @ (TranslateError::UnknownResultType
-                | TranslateError::InputRequiredNotAllowed
-                | TranslateError::InvalidInputRequired
-                | TranslateError::UnsupportedInputRequest
-                | TranslateError::UndeclaredCapability(_)),
-            ) => Some(self.error(e.code(), "The server's answer could not be translated")),
-            Err(_) => None,
-        }
-    }
-
-    fn error(&self, code: i64, message: &str) -> Bytes {
+    /// An error answer to the client's request.
+    pub(super) fn error(&self, code: i64, message: &str) -> Bytes {
         jsonrpc::error_body(Some(&self.client_id), code, message, None)
-    }
-
-    /// The map a streamed answer's messages go through before the event log.
-    fn message_map(self: &Arc<Self>) -> MessageMap {
-        let this = Arc::clone(self);
-        Arc::new(move |message: Bytes| this.legacy(&message))
     }
 }
 
@@ -100,7 +73,7 @@ fn json_answer<B>(body: Bytes) -> Response<McpBody<B>> {
 
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,
@@ -141,8 +114,9 @@ where
                 };
                 let translated = Arc::new(Translated { method, client_id });
                 let parts = modern_parts(parts, &modern);
+                let level = level.and_then(|level| level.as_str().map(str::to_owned));
                 return self
-                    .call_in_session(parts, modern.body, record, busy, true, Some(translated))
+                    .call_translated(parts, modern.body, record, busy, translated, level)
                     .await;
             }
             LegacyRoute::ServeLocally(kind) => kind,
@@ -175,13 +149,6 @@ where
     }
 }
 
-impl Translated {
-    /// The map for a streamed answer, when the request is translated.
-    pub(super) fn map_of(translated: Option<&Arc<Self>>) -> Option<MessageMap> {
-        translated.map(Translated::message_map)
-    }
-}
-
 /// An empty result, the answer to what 2026-07-28 removed (`ping`, `setLevel`).
 fn local_result<B>(id: Option<&RawValue>) -> Response<McpBody<B>> {
     let id = id.map_or("null", RawValue::get);
@@ -200,38 +167,130 @@ fn modern_parts(mut parts: Parts, modern: &ModernRequest) -> Parts {
     parts
 }
 
+/// What a translated request's JSON answer (or HTTP error) comes to.
+enum JsonAnswer<B> {
+    /// The answer for the client (boxed: the enum would otherwise be as large as a
+    /// response with its body).
+    Done(Box<Response<McpBody<B>>>),
+    /// The inner service asks for input: an MRTR round on a stream.
+    InputRequired(InputRequired),
+}
+
 /// The inner service's answer to a translated request, when it is not a stream:
 /// JSON answers in the legacy shape, HTTP errors as JSON-RPC error answers.
-pub(super) async fn translated_answer<B>(
+async fn translated_answer<B>(
     engine: &Engine,
     translated: &Translated,
     head: http::response::Parts,
     body: B,
-) -> Response<McpBody<B>>
+) -> JsonAnswer<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let done = |answer: Bytes| JsonAnswer::Done(Box::new(json_answer(answer)));
     let limit = engine.config().sse.max_event_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return json_answer(translated.error(-32603, "The server's answer could not be read")),
+        Err(_) => return done(translated.error(-32603, "The server's answer could not be read")),
     };
     if !head.status.is_success() {
         return match http_error_to_legacy(head.status, &bytes, &translated.client_id, &translated.method) {
-            LegacyHttpError::Answer(answer) => json_answer(answer),
-            LegacyHttpError::Keep => Response::from_parts(head, McpBody::full(bytes)),
+            LegacyHttpError::Answer(answer) => done(answer),
+            LegacyHttpError::Keep => JsonAnswer::Done(Box::new(Response::from_parts(head, McpBody::full(bytes)))),
         };
     }
-    match translated.legacy(&bytes) {
-        Some(answer) if head.status == StatusCode::OK => json_answer(answer),
-        _ => json_answer(translated.error(-32603, "The server sent no answer")),
+    if head.status != StatusCode::OK {
+        return done(translated.error(-32603, "The server sent no answer"));
+    }
+    match to_legacy(&bytes, &translated.to()) {
+        Ok(LegacyMessage::Answer(answer)) => done(answer),
+        Ok(LegacyMessage::InputRequired(input)) => JsonAnswer::InputRequired(input),
+        Ok(LegacyMessage::Notification(_) | LegacyMessage::Drop) => {
+            done(translated.error(-32603, "The server sent no answer"))
+        }
+        Err(e) if e.answers_request() => {
+            done(translated.error(e.code(), "The server's answer could not be translated"))
+        }
+        Err(_) => done(translated.error(-32603, "The server sent no answer")),
     }
 }
 
 impl<S, ResBody> Handler<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError> + Send,
+{
+    /// Call the inner service with a translated request. A JSON answer goes back as
+    /// JSON; a streamed one, or one that asks for client input, becomes a resumable
+    /// stream fed by a [`Relay`], which runs the MRTR rounds.
+    async fn call_translated(
+        mut self,
+        parts: Parts,
+        body: Bytes,
+        record: Arc<SessionRecord>,
+        busy: BusyGuard,
+        translated: Arc<Translated>,
+        log_level: Option<String>,
+    ) -> Answer<ResBody, S::Error> {
+        let engine = self.engine.clone();
+        let template = parts.clone();
+        let mut req = Request::from_parts(parts, Full::new(body.clone()));
+        let call = InSession::prepare(&engine, &mut req, &record, true);
+        let response = self.inner.call(req).await?;
+        let (head, inner_body) = response.into_parts();
+        let start = match StreamFormat::of(&head.headers).filter(|_| head.status.is_success()) {
+            Some(format) => Start::Stream(format, inner_body),
+            None => match Box::pin(translated_answer(&engine, &translated, head, inner_body)).await {
+                JsonAnswer::Done(answer) => return Ok(*answer),
+                JsonAnswer::InputRequired(input) => Start::InputRequired(input),
+            },
+        };
+        let Some((stream_id, live)) = call.stream else {
+            return Ok(json_answer(translated.error(-32603, "Internal error")));
+        };
+        let max_message_bytes = engine.config().sse.max_event_bytes;
+        let relay = Relay {
+            inner: self.inner.clone(),
+            parts: template,
+            original: body,
+            translated,
+            session: call.session,
+            record: record.clone(),
+            log_level,
+            wait: engine.outbound().default_wait,
+            max_message_bytes,
+        };
+        let (relay_body, rounds) = relay.start(start);
+        engine.ensure_maintenance();
+        // Before the task starts: its requests to the client wait for the stream.
+        let related = call.related.opening();
+        // A session's pumps end with it; a drain waits for them.
+        engine.streams().spawn_pump(record.id(), rounds);
+        let mut head = Response::new(()).into_parts().0;
+        head.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        let made = Box::pin(resumable(
+            engine.stream_setup(),
+            record,
+            head,
+            relay_body,
+            Arc::new(busy),
+            (stream_id, live, related),
+            // The relay's messages may outgrow the inner ones a little (the client's id
+            // in place of a retry's).
+            Decoder::new(StreamFormat::Sse, max_message_bytes.saturating_mul(2)),
+        ))
+        .await;
+        Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))
+    }
+}
+
+impl<S, ResBody> Handler<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError> + Send,

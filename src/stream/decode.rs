@@ -35,15 +35,9 @@ impl StreamFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge;
 
-/// What becomes of each message read: the message to pass on, or `None` to pass
-/// nothing (translation mode rewrites answers for 2025-era clients with it).
-pub(crate) type MessageMap = std::sync::Arc<dyn Fn(Bytes) -> Option<Bytes> + Send + Sync>;
-
-/// Turns bytes, as they arrive, into JSON-RPC messages, each passed through the
-/// decoder's [`MessageMap`] when it has one.
+/// Turns bytes, as they arrive, into JSON-RPC messages.
 pub(crate) struct Decoder {
     framing: Framing,
-    map: Option<MessageMap>,
 }
 
 enum Framing {
@@ -61,45 +55,23 @@ impl Decoder {
                 max: max_message_bytes,
             },
         };
-        Self { framing, map: None }
-    }
-
-    /// Pass every message through `map` (`None`: keep them as they are).
-    pub(crate) fn with_map(mut self, map: Option<MessageMap>) -> Self {
-        self.map = map;
-        self
+        Self { framing }
     }
 
     pub(crate) fn push(&mut self, chunk: &[u8]) {
         self.framing.push(chunk);
     }
 
-    /// The next complete message (mapped). Empty SSE events (an inner service's own
-    /// priming or keep-alives) and events other than `message` carry no JSON-RPC and
-    /// are skipped; so are blank lines and messages the map drops.
+    /// The next complete message. Empty SSE events (an inner service's own priming or
+    /// keep-alives) and events other than `message` carry no JSON-RPC and are
+    /// skipped; so are blank lines.
     pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, TooLarge> {
-        loop {
-            let Some(message) = self.framing.next_message()? else {
-                return Ok(None);
-            };
-            match &self.map {
-                None => return Ok(Some(message)),
-                Some(map) => {
-                    if let Some(mapped) = map(message) {
-                        return Ok(Some(mapped));
-                    }
-                }
-            }
-        }
+        self.framing.next_message()
     }
 
     /// The input ended: a final NDJSON line without its newline still counts.
     pub(crate) fn finish(&mut self) -> Option<Bytes> {
-        let tail = self.framing.finish()?;
-        match &self.map {
-            None => Some(tail),
-            Some(map) => map(tail),
-        }
+        self.framing.finish()
     }
 }
 

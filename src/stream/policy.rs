@@ -33,18 +33,18 @@ pub(crate) struct StreamSetup<'a> {
 
 /// Turn a streamed answer of an established session into a resumable SSE stream: a pump
 /// drives the inner body into the event log, and the response reads it back from the start.
-pub(crate) async fn resumable<B>(
+pub(crate) async fn resumable<P, B>(
     setup: StreamSetup<'_>,
     record: Arc<SessionRecord>,
     mut head: http::response::Parts,
-    body: B,
+    body: P,
     busy: Arc<BusyGuard>,
     (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
     decoder: Decoder,
 ) -> Result<Response<McpBody<B>>, Rejection>
 where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError> + Send,
+    P: Body<Data = Bytes> + Send + 'static,
+    P::Error: Into<BoxError> + Send,
 {
     let key = StreamKey::new(record.id().clone(), stream_id);
     let opened = match timeout(setup.timeout, setup.log.open(&key)).await {

@@ -109,6 +109,21 @@ impl TranslateError {
             _ => -32603,
         }
     }
+
+    /// Whether this error, met in an answer of the inner service, still makes the
+    /// final answer to the client's request (an error answer under its id): the
+    /// answer was there but cannot be taken by a legacy client. Other errors mean the
+    /// message was no answer at all.
+    pub(crate) fn answers_request(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownResultType
+                | Self::InputRequiredNotAllowed
+                | Self::InvalidInputRequired
+                | Self::UnsupportedInputRequest
+                | Self::UndeclaredCapability(_)
+        )
+    }
 }
 
 impl fmt::Display for TranslateError {

@@ -88,6 +88,27 @@ pub(crate) fn legacy_request(
     id: &RawValue,
     ctx: &LegacyContext<'_>,
 ) -> Result<LegacyServerRequest, TranslateError> {
+    let (params, capability) = legacy_params(input, &id_text(id), ctx)?;
+    let mut message = RawObject::new();
+    message.set("jsonrpc", Cow::Owned(raw::raw_string("2.0")));
+    message.set("id", Cow::Owned(id.to_owned()));
+    message.set("method", Cow::Owned(raw::raw_string(&input.method)));
+    if let Some(params) = &params {
+        message.set_object("params", params);
+    }
+    Ok(LegacyServerRequest {
+        body: message.to_bytes(),
+        capability,
+    })
+}
+
+/// The params of the legacy request for `input` (see [`legacy_request`]) and the
+/// capability it needs; `elicitation_id` stands in for a URL-mode elicitation's id.
+pub(crate) fn legacy_params<'a>(
+    input: &'a InputRequest,
+    elicitation_id: &str,
+    ctx: &LegacyContext<'_>,
+) -> Result<(Option<RawObject<'a>>, &'static str), TranslateError> {
     let params_value: Option<Value> = input.params.as_ref().and_then(|p| serde_json::from_str(p.get()).ok());
     let declared = ctx.legacy_capabilities();
     if let Some(missing) = capability::missing(&input.method, params_value.as_ref(), declared.as_ref()) {
@@ -111,22 +132,13 @@ pub(crate) fn legacy_request(
             if ctx.version < ProtocolVersion::V2025_11_25 {
                 params.remove("mode");
             } else if url_mode && !params.contains("elicitationId") {
-                params.set("elicitationId", Cow::Owned(raw::raw_string(&id_text(id))));
+                params.set("elicitationId", Cow::Owned(raw::raw_string(elicitation_id)));
             }
             "elicitation"
         }
     };
-    let mut message = RawObject::new();
-    message.set("jsonrpc", Cow::Owned(raw::raw_string("2.0")));
-    message.set("id", Cow::Owned(id.to_owned()));
-    message.set("method", Cow::Owned(raw::raw_string(&input.method)));
-    if input.params.is_some() || !params.is_empty() {
-        message.set_object("params", &params);
-    }
-    Ok(LegacyServerRequest {
-        body: message.to_bytes(),
-        capability,
-    })
+    let keep = input.params.is_some() || !params.is_empty();
+    Ok((keep.then_some(params), capability))
 }
 
 /// An id as text: a string id's content, a number's digits.

@@ -197,12 +197,25 @@ impl Sse {
         last_event_id: Option<&str>,
         body: Option<&Value>,
     ) -> Self {
+        match Self::try_open(addr, method, sid, last_event_id, body).await {
+            Ok(sse) => sse,
+            Err((status, reason)) => panic!("an SSE stream, got {status} {reason}"),
+        }
+    }
+
+    /// [`open`](Self::open), with the refusal as an error.
+    pub(crate) async fn try_open(
+        addr: SocketAddr,
+        method: Method,
+        sid: &str,
+        last_event_id: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Self, (StatusCode, String)> {
         let resp = exchange(addr, method, Some(sid), last_event_id, body).await;
         if resp.status() != StatusCode::OK {
-            let (status, reason) = refusal(resp).await;
-            panic!("an SSE stream, got {status} {reason}");
+            return Err(refusal(resp).await);
         }
-        Self::new(resp)
+        Ok(Self::new(resp))
     }
 
     fn new(resp: http::Response<Incoming>) -> Self {

@@ -133,6 +133,16 @@ impl Ctx {
                     answer["error"]["data"] = json!({"requiredCapabilities": {"sampling": {}}});
                     return json_response(StatusCode::BAD_REQUEST, answer);
                 }
+                // A streamed `InputRequiredResult`: `test_streaming_elicitation` always
+                // (a 2026-07-28 conformance check reads its stream), the others when
+                // every tool call streams.
+                _ if modern
+                    && asks::NAMES.contains(&name)
+                    && (self.options.sse_tool_calls || name == "test_streaming_elicitation") =>
+                {
+                    let answer = self.answer(id, method, &message).await;
+                    return sse_once(answer);
+                }
                 "echo" if self.options.sse_tool_calls => {
                     let answer = self.answer(id, method, &message).await;
                     return sse_once(answer);
@@ -253,10 +263,9 @@ impl Ctx {
             ),
             "json_schema_2020_12_tool" => result(id, text_result("schema tool called")),
             "test_missing_capability" => result(id, text_result("sampling capability declared")),
-            _ if asks::NAMES.contains(&name) => result(
-                id,
-                json!({"content": [{"type": "text", "text": "server-to-client requests need a 2025 session"}], "isError": true}),
-            ),
+            // 2026-07-28 has no server → client requests: these tools ask through
+            // multi round-trip requests (`InputRequiredResult`, then a retry).
+            _ if asks::NAMES.contains(&name) => result(id, asks::modern_round(name, message)),
             "notify_me" => {
                 let (Some(manager), Some(session)) = (&self.options.manager, &self.session) else {
                     return result(

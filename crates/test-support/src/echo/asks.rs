@@ -6,18 +6,23 @@
 //! `tools-call-elicitation`, `elicitation-sep1034-defaults` (a form whose fields carry
 //! defaults of every primitive type) and `elicitation-sep1330-enums` (the five enum
 //! shapes: untitled and titled single-select, the legacy `enumNames`, untitled and
-//! titled multi-select). The scenarios check the request the client receives; the
+//! titled multi-select), and `test_streaming_elicitation` of the 2026-07-28 check that
+//! a request stream carries no independent requests. The scenarios check the request
+//! the client receives; the
 //! interop clients and `tests/elicitation.rs` also check the tool's result, so the
-//! result text repeats what the client answered, as JSON.
+//! result text repeats what the client answered, as JSON. A 2025-era session asks with
+//! a server → client request; a 2026-07-28 call with a multi round-trip request
+//! ([`modern_round`]).
 
 use serde_json::{Value, json};
 
 /// The names of the tools this module serves.
-pub(super) const NAMES: [&str; 4] = [
+pub(super) const NAMES: [&str; 5] = [
     "test_sampling",
     "test_elicitation",
     "test_elicitation_sep1034_defaults",
     "test_elicitation_sep1330_enums",
+    "test_streaming_elicitation",
 ];
 
 /// What a tool asks the client.
@@ -73,6 +78,15 @@ pub(super) fn ask(name: &str, arguments: &Value) -> Option<Ask> {
             form("Pick from each list", enums_schema(), &[]),
             Wording::Completed,
         ),
+        "test_streaming_elicitation" => (
+            "elicitation/create",
+            form(
+                "Confirm to go on",
+                json!({"confirmed": {"type": "boolean", "description": "Go on?"}}),
+                &["confirmed"],
+            ),
+            Wording::Completed,
+        ),
         _ => return None,
     };
     Some(Ask {
@@ -102,6 +116,33 @@ impl Ask {
             _ => "Elicitation completed",
         };
         Ok(format!("{lead}: action={action}, content={content}"))
+    }
+}
+
+/// A 2026-07-28 call of tool `name` (multi round-trip): the first call answers with
+/// an `InputRequiredResult` asking the client; the retry, carrying the client's answer
+/// in `inputResponses` and the `requestState` of the first answer, gets the result.
+pub(super) fn modern_round(name: &str, message: &Value) -> Value {
+    let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
+    let failed = |text: String| json!({"content": [{"type": "text", "text": text}], "isError": true});
+    let Some(ask) = ask(name, arguments) else {
+        return failed(format!("unknown tool {name}"));
+    };
+    // The state names the tool, so a retry of another call is caught.
+    let state = format!("echo:{name}:asked");
+    let Some(answer) = message.pointer("/params/inputResponses/ask") else {
+        return json!({
+            "resultType": "input_required",
+            "inputRequests": {"ask": {"method": ask.method, "params": ask.params}},
+            "requestState": state,
+        });
+    };
+    if message.pointer("/params/requestState").and_then(Value::as_str) != Some(state.as_str()) {
+        return failed(format!("the retry lost its requestState: {message}"));
+    }
+    match ask.answer_text(answer) {
+        Ok(text) => json!({"content": [{"type": "text", "text": text}]}),
+        Err(text) => failed(text),
     }
 }
 
@@ -149,18 +190,21 @@ fn enums_schema() -> Value {
 }
 
 /// The `tools/list` entries of these tools.
-pub(super) fn descriptions() -> [Value; 4] {
+pub(super) fn descriptions() -> [Value; 5] {
     let empty = json!({"type": "object", "properties": {}});
     [
-        json!({"name": "test_sampling", "description": "Ask the client for an LLM sample (2025 sessions).",
+        json!({"name": "test_sampling", "description": "Ask the client for an LLM sample.",
                "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}}),
-        json!({"name": "test_elicitation", "description": "Ask the client for user input (2025 sessions).",
+        json!({"name": "test_elicitation", "description": "Ask the client for user input.",
                "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}}),
         json!({"name": "test_elicitation_sep1034_defaults",
-               "description": "Elicit a form whose fields have defaults of every primitive type (2025 sessions).",
+               "description": "Elicit a form whose fields have defaults of every primitive type.",
                "inputSchema": empty}),
         json!({"name": "test_elicitation_sep1330_enums",
-               "description": "Elicit a form with every enum shape (2025 sessions).",
+               "description": "Elicit a form with every enum shape.",
+               "inputSchema": empty.clone()}),
+        json!({"name": "test_streaming_elicitation",
+               "description": "Elicit a confirmation; on 2026-07-28 the request for input comes on the call's stream.",
                "inputSchema": empty}),
     ]
 }
