@@ -31,6 +31,8 @@
 //!
 //! `--stateless` serves the echo handler with no layer at all: a stateless upstream
 //! for `examples/proxy.rs` (the interop suite runs the clients through the proxy).
+//! With `--translate` too, that upstream is the 2026-07-28-only handler, for `proxy
+//! --translate`.
 //!
 //! `--metrics` serves the layer's metrics on `GET /metrics` in the Prometheus text
 //! format (`metrics-exporter-prometheus`, outside the MCP layer). It needs the

@@ -14,7 +14,11 @@
 //! (repeatable) admits a public host name besides the loopback ones; `--response-timeout
 //! SECONDS` bounds the wait for the upstream's answer head (default 30; then 504);
 //! `--strict-modern` has the layer check 2026-07-28 headers and `_meta` itself, for an
-//! upstream that does not.
+//! upstream that does not. `--translate` puts the layer in translation mode, for an
+//! upstream that speaks 2026-07-28 only: every 2025-era client is then served by it
+//! (`initialize` from its `server/discover`, sessions, server requests through
+//! `InputRequiredResult` rounds, resumable streams), and it never sees a legacy
+//! message.
 //! Upstream failures reach the client as 502/504 with a JSON-RPC error answer. The
 //! proxy stops on Ctrl-C or SIGTERM, finishing the requests in flight.
 
@@ -37,10 +41,11 @@ struct Args {
     allow_hosts: Vec<String>,
     response_timeout: Duration,
     strict_modern: bool,
+    translate: bool,
 }
 
 const USAGE: &str = "usage: proxy --upstream URL [--addr IP:PORT] [--redis URL] [--max-sessions N] \
-                     [--allow-host NAME]... [--response-timeout SECONDS] [--strict-modern]";
+                     [--allow-host NAME]... [--response-timeout SECONDS] [--strict-modern] [--translate]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -51,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         allow_hosts: Vec::new(),
         response_timeout: Duration::from_secs(30),
         strict_modern: false,
+        translate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-sessions" => args.max_sessions = value()?.parse().map_err(|e| format!("--max-sessions: {e}"))?,
             "--allow-host" => args.allow_hosts.push(value()?),
             "--strict-modern" => args.strict_modern = true,
+            "--translate" => args.translate = true,
             "--response-timeout" => {
                 let secs: f64 = value()?.parse().map_err(|e| format!("--response-timeout: {e}"))?;
                 args.response_timeout =
@@ -99,7 +106,8 @@ async fn main() {
 
     let mut builder = McpSessionLayer::builder()
         .max_sessions(Some(args.max_sessions))
-        .strict_modern_headers(args.strict_modern);
+        .strict_modern_headers(args.strict_modern)
+        .translate_to_modern(args.translate);
     for host in &args.allow_hosts {
         builder = builder.allow_host(host.clone());
     }

@@ -24,6 +24,7 @@ use crate::store::SessionStore;
 use crate::stream::policy::StreamSetup;
 use crate::stream::{SseConfig, Streams};
 use crate::translate::cache::DiscoverCache;
+use crate::translate::in_flight::InFlight;
 use crate::util::run_detached;
 
 /// Told about every session the layer creates.
@@ -96,6 +97,7 @@ pub(crate) struct Engine {
     drain: Arc<Drain>,
     counters: Counters,
     discoveries: DiscoverCache,
+    in_flight: Arc<InFlight>,
     keep_alive: Periodic<Engine>,
     expiry_sweep: Periodic<Engine>,
     local_sweep: Periodic<Engine>,
@@ -138,6 +140,7 @@ impl Engine {
                 drain,
                 counters: Counters::new(lifetime),
                 discoveries: DiscoverCache::default(),
+                in_flight: Arc::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
                     Box::pin(async move { engine.sessions.keep_alive().await })
                 }),
@@ -204,6 +207,11 @@ impl Engine {
     }
 
     /// The layer's counters.
+    /// Translated requests running here, for legacy cancellations.
+    pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
+    }
+
     pub(crate) fn metrics(&self) -> Metrics {
         self.counters.snapshot(self.streams.session_count())
     }

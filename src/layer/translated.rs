@@ -39,6 +39,7 @@ use crate::translate::cache::DiscoverCache;
 use crate::translate::context::{LOG_LEVELS, LegacyContext};
 use crate::translate::discover::{LayerCapabilities, discover_request, initialize_result, negotiate};
 use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
+use crate::translate::in_flight::Registration;
 use crate::translate::request::{LegacyRoute, LocalKind, ModernRequest, route, translate_request};
 
 /// What the answers to one translated request are turned back with: the legacy
@@ -112,12 +113,18 @@ where
                     Ok(modern) => modern,
                     Err(e) => return Ok(local_error(e.code(), "The request could not be translated")),
                 };
+                let running = self.engine.in_flight().register(record.id(), client_id.get());
                 let translated = Arc::new(Translated { method, client_id });
                 let parts = modern_parts(parts, &modern);
                 let level = level.and_then(|level| level.as_str().map(str::to_owned));
-                return self
-                    .call_translated(parts, modern.body, record, busy, translated, level)
-                    .await;
+                let call = Call {
+                    record,
+                    busy,
+                    translated,
+                    log_level: level,
+                    running,
+                };
+                return self.call_translated(parts, modern.body, call).await;
             }
             LegacyRoute::ServeLocally(kind) => kind,
         };
@@ -140,14 +147,49 @@ where
             LocalKind::Subscribe | LocalKind::Unsubscribe | LocalKind::Unsupported | LocalKind::Initialize => {
                 local_error(-32601, "Method not found")
             }
-            // No handshake to complete, nothing to forward; a cancelled request's
-            // inner work runs on into the log (the client may still resume it).
-            LocalKind::Initialized | LocalKind::RootsListChanged | LocalKind::Cancelled | LocalKind::Discard => {
+            // The inner request ends if it runs here (its answer is not sent); a
+            // request running on another instance is not reached (see the README).
+            LocalKind::Cancelled => {
+                if let Some(id) = cancelled_request(&bytes) {
+                    self.engine.in_flight().cancel(record.id(), id.get());
+                }
                 accepted()
             }
+            // No handshake to complete, nothing to forward.
+            LocalKind::Initialized | LocalKind::RootsListChanged | LocalKind::Discard => accepted(),
         })
     }
 }
+
+/// The `requestId` a `notifications/cancelled` names.
+fn cancelled_request(bytes: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Notification {
+        params: Params,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        request_id: Box<RawValue>,
+    }
+    serde_json::from_slice::<Notification>(bytes)
+        .ok()
+        .map(|n| n.params.request_id)
+}
+
+/// One translated request on its way in: its session and how its answers go back.
+struct Call {
+    record: Arc<SessionRecord>,
+    busy: BusyGuard,
+    translated: Arc<Translated>,
+    log_level: Option<String>,
+    /// Its entry among the requests running here, which a cancellation completes.
+    running: Registration,
+}
+
+/// The answer to a request the client cancelled before its answer: the client no
+/// longer waits for it, but an HTTP request needs a response.
+const CANCELLED: (i64, &str) = (-32800, "Request cancelled");
 
 /// An empty result, the answer to what 2026-07-28 removed (`ping`, `setLevel`).
 fn local_result<B>(id: Option<&RawValue>) -> Response<McpBody<B>> {
@@ -166,6 +208,9 @@ fn modern_parts(mut parts: Parts, modern: &ModernRequest) -> Parts {
     }
     parts
 }
+
+/// What the inner service's first answer leads to: rounds on a stream, or the answer.
+type FirstAnswer<B> = Result<Start<B>, Box<Response<McpBody<B>>>>;
 
 /// What a translated request's JSON answer (or HTTP error) comes to.
 enum JsonAnswer<B> {
@@ -226,27 +271,40 @@ where
     /// Call the inner service with a translated request. A JSON answer goes back as
     /// JSON; a streamed one, or one that asks for client input, becomes a resumable
     /// stream fed by a [`Relay`], which runs the MRTR rounds.
-    async fn call_translated(
-        mut self,
-        parts: Parts,
-        body: Bytes,
-        record: Arc<SessionRecord>,
-        busy: BusyGuard,
-        translated: Arc<Translated>,
-        log_level: Option<String>,
-    ) -> Answer<ResBody, S::Error> {
+    async fn call_translated(mut self, parts: Parts, body: Bytes, call: Call) -> Answer<ResBody, S::Error> {
+        let Call {
+            record,
+            busy,
+            translated,
+            log_level,
+            running,
+        } = call;
         let engine = self.engine.clone();
         let template = parts.clone();
         let mut req = Request::from_parts(parts, Full::new(body.clone()));
         let call = InSession::prepare(&engine, &mut req, &record, true);
-        let response = self.inner.call(req).await?;
-        let (head, inner_body) = response.into_parts();
-        let start = match StreamFormat::of(&head.headers).filter(|_| head.status.is_success()) {
-            Some(format) => Start::Stream(format, inner_body),
-            None => match Box::pin(translated_answer(&engine, &translated, head, inner_body)).await {
-                JsonAnswer::Done(answer) => return Ok(*answer),
-                JsonAnswer::InputRequired(input) => Start::InputRequired(input),
-            },
+        // Until the answer starts, a cancellation drops the inner call, which for a
+        // 2026-07-28 service is the cancellation.
+        let first = async {
+            let response = self.inner.call(req).await?;
+            let (head, inner_body) = response.into_parts();
+            let first: FirstAnswer<ResBody> = match StreamFormat::of(&head.headers).filter(|_| head.status.is_success())
+            {
+                Some(format) => Ok(Start::Stream(format, inner_body)),
+                None => match Box::pin(translated_answer(&engine, &translated, head, inner_body)).await {
+                    JsonAnswer::Done(answer) => Err(answer),
+                    JsonAnswer::InputRequired(input) => Ok(Start::InputRequired(input)),
+                },
+            };
+            Ok::<_, S::Error>(first)
+        };
+        let first = tokio::select! {
+            first = first => first,
+            () = running.cancelled() => return Ok(json_answer(translated.error(CANCELLED.0, CANCELLED.1))),
+        };
+        let start = match first? {
+            Ok(start) => start,
+            Err(answer) => return Ok(*answer),
         };
         let Some((stream_id, live)) = call.stream else {
             return Ok(json_answer(translated.error(-32603, "Internal error")));
@@ -267,8 +325,15 @@ where
         engine.ensure_maintenance();
         // Before the task starts: its requests to the client wait for the stream.
         let related = call.related.opening();
-        // A session's pumps end with it; a drain waits for them.
-        engine.streams().spawn_pump(record.id(), rounds);
+        // A session's pumps end with it; a drain waits for them. A cancellation drops
+        // the rounds, and with them the inner stream: the client's stream ends without
+        // an answer, as a cancelled request has none.
+        engine.streams().spawn_pump(record.id(), async move {
+            tokio::select! {
+                () = rounds => {}
+                () = running.cancelled() => {}
+            }
+        });
         let mut head = Response::new(()).into_parts().0;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

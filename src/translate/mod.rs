@@ -33,6 +33,7 @@ pub(crate) mod context;
 pub(crate) mod discover;
 pub(crate) mod header;
 pub(crate) mod http_error;
+pub(crate) mod in_flight;
 pub(crate) mod mrtr;
 pub(crate) mod raw;
 pub(crate) mod request;

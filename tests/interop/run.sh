@@ -111,6 +111,12 @@ start_bin "$proxy_bin" proxy --upstream "$url_upstream" --strict-modern
 # Translation mode: the echo handler made 2026-07-28-only (a legacy message reaching
 # it is refused and logged with a marker this script looks for).
 start_server translate --translate --strict-modern
+start_server upstream_modern --stateless --translate
+start_bin "$proxy_bin" proxy_translate --upstream "$url_upstream_modern" --translate --strict-modern
+# The readiness probes above are GETs that a 2026-07-28-only handler refuses (and logs);
+# only what comes after them counts.
+declare -A probed
+for name in translate upstream_modern; do probed[$name]="$(wc -l < "$logs/$name.log")"; done
 
 # --- suites ------------------------------------------------------------------------
 total_passed=0
@@ -141,7 +147,7 @@ run_suite() { # label, command...
 # First, while the JSON server's counters hold only what the scrape itself did.
 run_suite "metrics scrape (json)" bash "$here/metrics-scrape.sh" "$url_json"
 
-for mode in json sse; do
+for mode in json sse translate; do
   url_var="url_$mode"
   url="${!url_var}"
   run_suite "typescript-sdk ($mode)" "$node" "$here/ts-client.mjs" "$url"
@@ -155,18 +161,22 @@ run_suite "conformance (proxy)" "$node" "$here/conformance.mjs" --url "$url_prox
   --skip tools-call-sampling,tools-call-elicitation,elicitation-sep1034-defaults,elicitation-sep1330-enums
 # Translation mode runs them all: the 2026-07-28 handler asks through multi round-trip
 # requests, which the layer turns into server → client requests for the legacy client.
-run_suite "conformance (translate)" "$node" "$here/conformance.mjs" --url "$url_translate" --label translate
+run_suite "conformance (proxy translate)" "$node" "$here/conformance.mjs" --url "$url_proxy_translate" \
+  --label proxy-translate
 
 stop_servers
-if grep -q "LEGACY MESSAGE REACHED THE HANDLER" "$logs/translate.log"; then
-  echo "translation mode let legacy messages through to the 2026-07-28 handler:"
-  grep "LEGACY MESSAGE" "$logs/translate.log" | head -5 | sed 's/^/  /'
-  total_failed=$((total_failed + 1))
-else
-  total_passed=$((total_passed + 1))
-  summary+=("$(printf '%-28s %4d passed %4d failed' "translate: handler saw no legacy message" 1 0)")
-fi
-for name in json sse upstream proxy translate; do
+for name in translate upstream_modern; do
+  after_probes="$(tail -n +"$((probed[$name] + 1))" "$logs/$name.log")"
+  if grep -q "LEGACY MESSAGE REACHED THE HANDLER" <<<"$after_probes"; then
+    echo "translation mode ($name) let legacy messages through to the 2026-07-28 handler:"
+    grep "LEGACY MESSAGE" <<<"$after_probes" | head -5 | sed 's/^/  /'
+    total_failed=$((total_failed + 1))
+  else
+    total_passed=$((total_passed + 1))
+    summary+=("$(printf '%-28s %4d passed %4d failed' "$name: no legacy message" 1 0)")
+  fi
+done
+for name in json sse upstream proxy translate upstream_modern proxy_translate; do
   if grep -q "panicked" "$logs/$name.log"; then
     echo "server '$name' panicked:"; sed 's/^/  /' "$logs/$name.log" | head -40
     total_failed=$((total_failed + 1))

@@ -1,0 +1,148 @@
+//! Translated requests in flight on this instance, so that a legacy
+//! `notifications/cancelled` can end one. A 2025-era client cancels with a
+//! notification naming its request id; a 2026-07-28 handler learns of a cancellation
+//! only by its response stream being dropped. The layer holds the inner call (or the
+//! task relaying its stream and MRTR rounds), so it is the one to drop it.
+//!
+//! Entries live exactly as long as their request: a [`Registration`] removes its entry
+//! when dropped, so the map never holds more than the requests running here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::SessionId;
+
+/// A request id in one spelling: two ids that are equal JSON values (`"a"` and
+/// `"\u0061"`, `1` and `1.0`) name the same request.
+fn canonical(id: &str) -> Option<String> {
+    match serde_json::from_str::<Value>(id).ok()? {
+        Value::String(s) => Some(format!("s{s}")),
+        Value::Number(n) => Some(format!("n{}", n.as_f64()?)),
+        _ => None,
+    }
+}
+
+type Key = (SessionId, String);
+
+/// The translated requests running on this instance, by session and client id.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    entries: Mutex<HashMap<Key, Arc<Notify>>>,
+}
+
+/// One request's entry: [`Registration::cancelled`] completes when the client cancels
+/// the request; dropping the registration forgets it.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    owner: Arc<InFlight>,
+    key: Option<Key>,
+    notify: Arc<Notify>,
+}
+
+impl InFlight {
+    /// Note the request `id` (raw JSON) of `session` as running here. An id that is not
+    /// a string or number cannot be cancelled; its registration never completes.
+    pub(crate) fn register(self: &Arc<Self>, session: &SessionId, id: &str) -> Registration {
+        let notify = Arc::new(Notify::new());
+        let key = canonical(id).map(|id| (session.clone(), id));
+        if let Some(key) = &key {
+            // A client that reuses the id of a running request breaks JSON-RPC's rule;
+            // the newer request is the one a cancellation then names.
+            self.lock().insert(key.clone(), Arc::clone(&notify));
+        }
+        Registration {
+            owner: Arc::clone(self),
+            key,
+            notify,
+        }
+    }
+
+    /// Cancel the request `id` (raw JSON) of `session`, if it runs here: whether it did.
+    pub(crate) fn cancel(&self, session: &SessionId, id: &str) -> bool {
+        let Some(id) = canonical(id) else {
+            return false;
+        };
+        match self.lock().remove(&(session.clone(), id)) {
+            Some(notify) => {
+                // A stored permit: a request between two waits still sees it.
+                notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Notify>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Registration {
+    /// Completes when the client cancels the request.
+    pub(crate) async fn cancelled(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut entries = self.owner.lock();
+            // Only our own entry: a newer request with the same id may have replaced it.
+            if entries.get(&key).is_some_and(|n| Arc::ptr_eq(n, &self.notify)) {
+                entries.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn session(name: &str) -> SessionId {
+        SessionId::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_reaches_the_request_it_names_only() {
+        let in_flight = Arc::new(InFlight::default());
+        let seven = in_flight.register(&session("a"), "7");
+        let other = in_flight.register(&session("b"), "7");
+        assert!(!in_flight.cancel(&session("a"), "8"), "no such request");
+        assert!(in_flight.cancel(&session("a"), "7.0"), "equal ids are one request");
+        tokio::time::timeout(Duration::from_secs(5), seven.cancelled())
+            .await
+            .expect("the request sees its cancellation");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), other.cancelled())
+                .await
+                .is_err(),
+            "another session's request with the same id runs on"
+        );
+        assert!(!in_flight.cancel(&session("a"), "7"), "a cancellation counts once");
+    }
+
+    #[tokio::test]
+    async fn entries_end_with_their_requests() {
+        let in_flight = Arc::new(InFlight::default());
+        let first = in_flight.register(&session("a"), r#""x""#);
+        let reused = in_flight.register(&session("a"), r#""\u0078""#);
+        drop(first);
+        assert_eq!(in_flight.len(), 1, "the newer request keeps its entry");
+        assert!(in_flight.cancel(&session("a"), r#""x""#));
+        drop(reused);
+        let _odd = in_flight.register(&session("a"), "null");
+        assert_eq!(in_flight.len(), 0, "nothing is left, and an unusable id is not kept");
+    }
+}
