@@ -116,14 +116,17 @@ async fn what_2026_removed_is_served_by_the_layer() {
             "warning"
         );
     }
-    // Not advertised, so not served.
+    // Kept by the layer for its `subscriptions/listen` (tests/translation_listen.rs);
+    // the inner service sees no such method.
     let (_, _, body) = send(
         &app,
         Some(&sid),
         &request(6, "resources/subscribe", json!({"uri": "x:a"})),
     )
     .await;
-    assert_eq!(json(&body)["error"]["code"], -32601);
+    assert_eq!(json(&body)["result"], json!({}));
+    let (_, _, body) = send(&app, Some(&sid), &request(7, "resources/subscribe", json!({}))).await;
+    assert_eq!(json(&body)["error"]["code"], -32602, "a URI is required");
     assert_eq!(methods(&seen), ["server/discover", "tools/list"]);
     no_legacy_reached(&seen);
 }

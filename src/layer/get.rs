@@ -11,6 +11,7 @@ use http_body_util::Full;
 use tokio::time::timeout;
 use tower_service::Service;
 
+use super::listen::Listener;
 use super::negotiate::accepts_all;
 use super::service::{Answer, Handler};
 use crate::era::VersionHeader;
@@ -83,6 +84,7 @@ where
                 }
             }
         };
+        let resumed_standalone = resumed.as_ref().is_some_and(|(key, _)| *key == standalone);
         let (key, cursor, priming) = match resumed {
             Some((key, cursor)) => {
                 engine.counters().resumed();
@@ -113,8 +115,9 @@ where
             claim,
             ends_on_drain: true,
         };
+        let listens = engine.config().translate && key == standalone;
         let attachment = live.attach();
-        let reader = Reader::new(
+        let mut reader = Reader::new(
             engine.log().clone(),
             key,
             engine.config().sse.clone(),
@@ -123,6 +126,20 @@ where
             busy,
             engine.streams().drain(),
         );
+        if listens {
+            // Translation mode: the session's change notifications come from a
+            // `subscriptions/listen` the layer holds while this reader lives.
+            let (tied, reader_gone) = tokio::sync::oneshot::channel::<()>();
+            reader = reader.tie(tied);
+            Listener {
+                inner: self.inner.clone(),
+                engine: engine.clone(),
+                record,
+                parts,
+                after_gap: resumed_standalone,
+            }
+            .spawn(reader_gone);
+        }
         let mut response = Response::new(McpBody::stream(reader));
         set_sse_headers(&mut response);
         Ok(response)

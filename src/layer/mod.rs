@@ -6,6 +6,7 @@ mod delete;
 mod future;
 mod get;
 mod initialize;
+mod listen;
 mod modern;
 pub(crate) mod negotiate;
 mod post;

@@ -27,7 +27,8 @@ use crate::headers::{LAST_EVENT_ID, MCP_SESSION_ID};
 use crate::jsonrpc::InitializeOutcome;
 use crate::jsonrpc::{self, MessageKind, Peeked};
 use crate::lifecycle::Session;
-use crate::lifecycle::client_state::{LOG_LEVEL, set_log_level};
+use crate::lifecycle::SessionError;
+use crate::lifecycle::client_state::{LOG_LEVEL, set_log_level, set_subscription};
 use crate::lifecycle::sessions::BusyGuard;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
@@ -143,10 +144,31 @@ where
                     Err(_) => self.reject(Rejection::store_unavailable().with_id(client_id.as_deref())),
                 }
             }
-            // Not advertised until the layer serves them from `subscriptions/listen`.
-            LocalKind::Subscribe | LocalKind::Unsubscribe | LocalKind::Unsupported | LocalKind::Initialize => {
-                local_error(-32601, "Method not found")
+            // Recorded in the session; the session's listener (`listen.rs`) passes them
+            // to the inner service in its `subscriptions/listen`.
+            LocalKind::Subscribe | LocalKind::Unsubscribe => {
+                let uri = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|m| m.pointer("/params/uri").and_then(Value::as_str).map(str::to_owned));
+                let Some(uri) = uri else {
+                    return Ok(local_error(-32602, "A resource URI is required"));
+                };
+                let subscribed = matches!(kind, LocalKind::Subscribe);
+                match set_subscription(self.engine.sessions(), record.id(), &uri, subscribed).await {
+                    Ok(()) => {
+                        self.engine.in_flight().subscriptions_changed(record.id());
+                        local_result(client_id.as_deref())
+                    }
+                    Err(SessionError::AttributeLimit) => {
+                        self.reject(Rejection::new(RejectionKind::SubscriptionLimit).with_id(client_id.as_deref()))
+                    }
+                    Err(SessionError::Ended) => {
+                        self.reject(Rejection::new(RejectionKind::SessionNotFound).with_id(client_id.as_deref()))
+                    }
+                    Err(_) => self.reject(Rejection::store_unavailable().with_id(client_id.as_deref())),
+                }
             }
+            LocalKind::Unsupported | LocalKind::Initialize => local_error(-32601, "Method not found"),
             // The inner request ends if it runs here (its answer is not sent); a
             // request running on another instance is not reached (see the README).
             LocalKind::Cancelled => {
@@ -386,8 +408,8 @@ where
         };
         let layer = LayerCapabilities {
             log_level: true,
-            subscriptions: false,
-            list_changed: false,
+            subscriptions: true,
+            list_changed: true,
         };
         let Ok(initialize) = initialize_result(&result, pending.protocol_version(), layer) else {
             return Ok(Err(Rejection::new(RejectionKind::InvalidUpstreamResponse)));

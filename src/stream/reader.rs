@@ -45,6 +45,8 @@ pub(crate) struct Reader {
     /// Counts this connection as in flight for a drain.
     work: Work,
     _busy: Arc<BusyGuard>,
+    /// Something that must live exactly as long as this connection (see [`Reader::tie`]).
+    _tied: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Where and how a reader starts.
@@ -107,7 +109,15 @@ impl Reader {
             ends_on_drain: start.ends_on_drain,
             work: drain.track(Kind::Reader),
             _busy: busy,
+            _tied: None,
         }
+    }
+
+    /// Keep `guard` until this connection ends, whatever ends it (the client, a
+    /// take-over by a newer reader, the session's end, a drain).
+    pub(crate) fn tie(mut self, guard: impl Send + Sync + 'static) -> Self {
+        self._tied = Some(Box::new(guard));
+        self
     }
 
     /// Produce the next chunk of SSE bytes, or `None` when this connection should end.

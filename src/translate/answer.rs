@@ -152,7 +152,12 @@ fn notification(mut obj: RawObject<'_>) -> Result<LegacyMessage, TranslateError>
         // `subscriptionId` names the layer's listen request, an id the legacy client
         // never sent; the GET stream is its correlation.
         if strip_meta(&mut params, &[META_SUBSCRIPTION_ID]) {
-            obj.set_object("params", &params);
+            if params.is_empty() {
+                // `{}` is as valid, but the notification was sent without params.
+                obj.remove("params");
+            } else {
+                obj.set_object("params", &params);
+            }
         }
     }
     Ok(LegacyMessage::Notification(obj.to_bytes()))

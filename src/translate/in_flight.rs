@@ -1,5 +1,7 @@
-//! Translated requests in flight on this instance, so that a legacy
-//! `notifications/cancelled` can end one. A 2025-era client cancels with a
+//! What translation mode keeps running on this instance: the translated requests in
+//! flight, so that a legacy `notifications/cancelled` can end one, and the sessions'
+//! listeners (`layer/listen.rs`), so that a `resources/subscribe` here reaches its
+//! session's listener at once. A 2025-era client cancels with a
 //! notification naming its request id; a 2026-07-28 handler learns of a cancellation
 //! only by its response stream being dropped. The layer holds the inner call (or the
 //! task relaying its stream and MRTR rounds), so it is the one to drop it.
@@ -31,6 +33,34 @@ type Key = (SessionId, String);
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     entries: Mutex<HashMap<Key, Arc<Notify>>>,
+    watchers: Mutex<HashMap<SessionId, Vec<Arc<Notify>>>>,
+}
+
+/// A listener's interest in its session's subscriptions; dropping it ends the interest.
+#[derive(Debug)]
+pub(crate) struct SubscriptionWatch {
+    owner: Arc<InFlight>,
+    session: SessionId,
+    notify: Arc<Notify>,
+}
+
+impl SubscriptionWatch {
+    /// Completes after the session's subscriptions changed on this instance.
+    pub(crate) async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for SubscriptionWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.owner.watchers();
+        if let Some(list) = watchers.get_mut(&self.session) {
+            list.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if list.is_empty() {
+                watchers.remove(&self.session);
+            }
+        }
+    }
 }
 
 /// One request's entry: [`Registration::cancelled`] completes when the client cancels
@@ -73,6 +103,33 @@ impl InFlight {
             }
             None => false,
         }
+    }
+
+    /// Watch `session`'s subscriptions for changes made on this instance.
+    pub(crate) fn watch_subscriptions(self: &Arc<Self>, session: &SessionId) -> SubscriptionWatch {
+        let notify = Arc::new(Notify::new());
+        self.watchers()
+            .entry(session.clone())
+            .or_default()
+            .push(Arc::clone(&notify));
+        SubscriptionWatch {
+            owner: Arc::clone(self),
+            session: session.clone(),
+            notify,
+        }
+    }
+
+    /// `session`'s subscriptions changed here: wake its watchers.
+    pub(crate) fn subscriptions_changed(&self, session: &SessionId) {
+        if let Some(list) = self.watchers().get(session) {
+            for notify in list {
+                notify.notify_one();
+            }
+        }
+    }
+
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<Arc<Notify>>>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Notify>>> {
@@ -144,5 +201,24 @@ mod tests {
         drop(reused);
         let _odd = in_flight.register(&session("a"), "null");
         assert_eq!(in_flight.len(), 0, "nothing is left, and an unusable id is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_subscription_change_wakes_the_session_watchers_only() {
+        let in_flight = Arc::new(InFlight::default());
+        let watch = in_flight.watch_subscriptions(&session("a"));
+        let other = in_flight.watch_subscriptions(&session("b"));
+        in_flight.subscriptions_changed(&session("a"));
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("woken");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), other.changed())
+                .await
+                .is_err()
+        );
+        drop(watch);
+        drop(other);
+        assert!(in_flight.watchers().is_empty(), "watches end with their listeners");
     }
 }

@@ -7,10 +7,14 @@
 //! (`@modelcontextprotocol/conformance`) calls, so `tests/interop/run.sh` can drive the
 //! layer with it: content tools, logging, sampling and elicitation (server-to-client
 //! requests on a POST stream, answered by a separate POST; see `echo/asks.rs`), and the
-//! 2026-07-28 diagnostic tools `test_missing_capability` and `test_logging_tool`.
+//! 2026-07-28 diagnostic tools `test_missing_capability` and `test_logging_tool`. For
+//! 2026-07-28 clients it also serves `subscriptions/listen` (`echo/listen.rs`).
 #![allow(dead_code)]
 
 mod asks;
+mod listen;
+
+pub use listen::{listens_opened, open_listens};
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -120,6 +124,9 @@ impl Ctx {
             return status(StatusCode::ACCEPTED);
         };
         let modern = is_modern(&message);
+        if method == "subscriptions/listen" && modern {
+            return listen::listen(id, &message);
+        }
         if method == "tools/call" {
             let name = message.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
             match name {
@@ -207,7 +214,7 @@ impl Ctx {
                     id,
                     json!({
                         "supportedVersions": versions,
-                        "capabilities": {"tools": {}},
+                        "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}},
                         "serverInfo": info,
                         "_meta": {"io.modelcontextprotocol/serverInfo": info},
                     }),
@@ -223,6 +230,11 @@ impl Ctx {
 
     async fn call_tool(&self, id: Value, message: &Value) -> Value {
         let name = message.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
+        if is_modern(message)
+            && let Some(done) = listen::trigger(name, message)
+        {
+            return result(id, done);
+        }
         match name {
             "echo" => {
                 let text = message
