@@ -167,7 +167,9 @@ async fn kill9_mid_stream_resumes_on_the_other_instance() {
         );
         assert!(progress.len() < 40, "call {id}: the handler died before it finished");
         assert!(
-            replayed.iter().all(|(_, m)| m.get("result").is_none() && m.get("error").is_none()),
+            replayed
+                .iter()
+                .all(|(_, m)| m.get("result").is_none() && m.get("error").is_none()),
             "call {id}: the handler's answer was never produced; the error answer comes once, last"
         );
         report.push((*id, got_on_a.len(), replayed.len()));

@@ -43,7 +43,8 @@ fn app(layer: &McpSessionLayer) -> App {
         }
         let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}});
         let first = Bytes::from(format!("data: {note}\n\n"));
-        let done = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
+        let done =
+            json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
         let last = Bytes::from(format!("data: {done}\n\n"));
         let frames = futures_util::stream::once(async move { Ok::<_, Infallible>(http_body::Frame::data(first)) });
         let rest = futures_util::stream::once(async move {
@@ -186,10 +187,7 @@ mod redis {
         let mut pair = Vec::new();
         for _ in 0..2 {
             let conn = server.connect().await;
-            pair.push(instance(
-                RedisSessionStore::new(conn.clone()),
-                RedisEventLog::new(conn),
-            ));
+            pair.push(instance(RedisSessionStore::new(conn.clone()), RedisEventLog::new(conn)));
         }
         let b = pair.pop().unwrap();
         (pair.pop().unwrap(), b)

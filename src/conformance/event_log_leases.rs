@@ -75,7 +75,11 @@ pub(super) async fn renewed(h: LogHandles) {
         sleep(Duration::from_millis(300)).await;
         let sent = Instant::now();
         let renewed = done("renew_lease", h.by(round).renew_lease(&key, lease).await);
-        log_ensure!(renewed, promise, "renew_lease of a live leased stream returned false (round {round})");
+        log_ensure!(
+            renewed,
+            promise,
+            "renew_lease of a live leased stream returned false (round {round})"
+        );
         let state = producer(h.by(round + 1), &key).await;
         let abandoned = end_abandoned(h.by(round), &key).await;
         if sent.elapsed() >= lease {

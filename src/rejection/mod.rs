@@ -289,7 +289,12 @@ pub(crate) struct Rejection {
 /// written into the event log and read by whoever tails the stream.
 pub(crate) fn producer_lost_answer(id: Option<&RawValue>) -> Bytes {
     let data = serde_json::json!({ "reason": "producer_lost" });
-    jsonrpc::error_body(id, -32603, "the server instance handling this request stopped", Some(&data))
+    jsonrpc::error_body(
+        id,
+        -32603,
+        "the server instance handling this request stopped",
+        Some(&data),
+    )
 }
 
 impl Rejection {

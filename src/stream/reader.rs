@@ -12,8 +12,8 @@ use crate::drain::{Drain, Kind, Work};
 use serde_json::value::RawValue;
 
 use crate::event_log::{EventLog, ProducerState, ReadOutcome, StreamKey, lease};
-use crate::rejection::producer_lost_answer;
 use crate::lifecycle::sessions::BusyGuard;
+use crate::rejection::producer_lost_answer;
 use crate::sse::EventId;
 use crate::sse::{encode_comment, encode_priming, encode_retry};
 

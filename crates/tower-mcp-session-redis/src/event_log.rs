@@ -442,7 +442,10 @@ impl Inner {
         &self.notify[(key.stream().raw() % SHARDS as u64) as usize]
     }
 
-    pub(crate) async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, EventLogError> {
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, EventLogError> {
         let mut conn = self.conn.clone();
         bounded(self.cfg.op_timeout, inv.invoke_async(&mut conn))
             .await

@@ -26,7 +26,9 @@ impl Inner {
             Some(Value::Int(0)) => Ok(ProducerState::Unleased),
             Some(Value::Int(1)) => Ok(ProducerState::Live),
             Some(Value::Int(2)) => match reply.next() {
-                Some(Value::BulkString(note)) => Ok(ProducerState::Lapsed { note: Bytes::from(note) }),
+                Some(Value::BulkString(note)) => Ok(ProducerState::Lapsed {
+                    note: Bytes::from(note),
+                }),
                 _ => Err(bad("lease note")),
             },
             _ => Err(bad("lease")),

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 
 use super::MemoryEventLog;
 use super::state::{SessionStreams, lock, read, write};
+use crate::event_log::StreamId;
 use crate::session::SessionId;
 use tokio::time::Instant;
-use crate::event_log::StreamId;
 
 impl MemoryEventLog {
     /// Bring a session back under its byte bound: oldest events of finished streams
