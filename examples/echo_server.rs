@@ -26,6 +26,11 @@
 //! signal arrives and the drain's report when it ends. `tests/rolling_restart.rs`
 //! restarts two instances sharing Redis this way under traffic.
 //!
+//! `--producer-lease-ms N` sets the lease an instance holds on the streams it produces
+//! (`sse_producer_lease`, default 10 s): when the instance dies mid-stream, a client
+//! resuming on another one gets an error answer to its request about that long after.
+//! `tests/chaos.rs` kills an instance with a short lease.
+//!
 //! `--translate` puts the layer in translation mode in front of the echo handler made
 //! 2026-07-28-only (any other request is refused and logged before it reaches it).
 //!
@@ -74,6 +79,7 @@ struct Args {
     drain_seconds: u64,
     stateless: bool,
     translate: bool,
+    producer_lease_ms: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -90,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
         drain_seconds: 30,
         stateless: false,
         translate: false,
+        producer_lease_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,13 +112,16 @@ fn parse_args() -> Result<Args, String> {
             "--drain-seconds" => args.drain_seconds = value()?.parse().map_err(|e| format!("--drain-seconds: {e}"))?,
             "--stateless" => args.stateless = true,
             "--translate" => args.translate = true,
+            "--producer-lease-ms" => {
+                args.producer_lease_ms = Some(value()?.parse().map_err(|e| format!("--producer-lease-ms: {e}"))?)
+            }
             "--create-burst" => args.create_burst = Some(value()?.parse().map_err(|e| format!("--create-burst: {e}"))?),
             "--create-per-second" => {
                 args.create_per_second = Some(value()?.parse().map_err(|e| format!("--create-per-second: {e}"))?)
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--translate] [--metrics] [--create-burst N] [--create-per-second R] [--drain-seconds S]"
+                    "usage: echo_server [--addr IP:PORT] [--max-sessions N] [--redis URL] [--sse] [--sse-all] [--strict-modern] [--stateless] [--translate] [--metrics] [--create-burst N] [--create-per-second R] [--drain-seconds S] [--producer-lease-ms N]"
                 );
                 std::process::exit(0);
             }
@@ -142,6 +152,9 @@ async fn main() {
             std::process::exit(2);
         }),
     };
+    if let Some(ms) = args.producer_lease_ms {
+        builder = builder.sse_producer_lease(Duration::from_millis(ms));
+    }
     if args.create_burst.is_some() || args.create_per_second.is_some() {
         // New sessions per client IP, as axum's ConnectInfo reports it.
         let per_second = args.create_per_second.unwrap_or(NonZeroU32::MIN);

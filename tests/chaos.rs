@@ -62,18 +62,21 @@ fn assert_consecutive(events: &[(String, Value)], stream: &str, from: u64) {
 ///   is received exactly once;
 /// - each call stream: B replays exactly the events A's pump stored after the client's
 ///   cursor (ids consecutive, progress values continuing where A left off, nothing
-///   twice). Then nothing more: the handler ran on A and died with it, so its later
-///   progress and its answer were never produced, and no instance will finish the
-///   stream. The resumed stream stays open (keep-alive comments) with no answer; it
-///   ends when the session ends (here: DELETE on B) or when its keys expire (the stream
-///   TTL). The client learns the truth only from its own request timeout: see the
+///   twice). The handler ran on A and died with it, so its later progress and its
+///   answer were never produced. A held a producer lease on each call stream (1 s
+///   here, `--producer-lease-ms`) that nobody renews any more: once it has lapsed, the
+///   reader on B ends the stream with a JSON-RPC error answer to the call (its id, code
+///   `-32603`, `data.reason` `producer_lost`), stored once in the log, so every resume
+///   of the stream reads the same end. The client is told, instead of waiting on a
+///   stream that stays open with keep-alives until its own request timeout: see the
 ///   README's limits section.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_stream_resumes_on_the_other_instance() {
     let _one = serial().await;
     let redis = tokio::task::block_in_place(RedisServer::start);
-    let mut a = tokio::task::block_in_place(|| EchoProcess::start(&redis.url()));
-    let b = tokio::task::block_in_place(|| EchoProcess::start(&redis.url()));
+    let lease = ["--producer-lease-ms", "1000"];
+    let mut a = tokio::task::block_in_place(|| EchoProcess::start_with(&redis.url(), &lease));
+    let b = tokio::task::block_in_place(|| EchoProcess::start_with(&redis.url(), &lease));
     let sid = initialize(a.addr).await;
 
     // The GET stream on A, and five pushes (acknowledged by B's tool answer) read there.
@@ -127,9 +130,12 @@ async fn kill9_mid_stream_resumes_on_the_other_instance() {
     for (id, _, got_on_a) in &calls {
         let (stream, cursor) = id_parts(&got_on_a.last().unwrap().0);
         // From an earlier cursor, B replays what A's pump stored: the same ids and
-        // contents the client had from A (then whatever A stored but never sent).
+        // contents the client had from A (then whatever A stored but never sent), and
+        // ends with the error answer once A's lease has lapsed (5 s of quiet is five
+        // leases).
         let mut again = Sse::open(b.addr, Method::GET, &sid, Some(&got_on_a[0].0), None).await;
-        let replay = again.messages_until_quiet(Duration::from_secs(2)).await;
+        let replay = again.messages_until_quiet(Duration::from_secs(5)).await;
+        assert!(again.ended, "call {id}: the abandoned stream ends");
         assert_eq!(
             replay[..got_on_a.len() - 1],
             got_on_a[1..],
@@ -137,11 +143,18 @@ async fn kill9_mid_stream_resumes_on_the_other_instance() {
         );
         drop(again);
         let mut resumed = Sse::open(b.addr, Method::GET, &sid, Some(&got_on_a.last().unwrap().0), None).await;
-        // Read until the replay is over: nobody produces more (2 s of quiet is 20 of
-        // the dead handler's intervals).
-        let replayed = resumed.messages_until_quiet(Duration::from_secs(2)).await;
+        let replayed = resumed.messages_until_quiet(Duration::from_secs(5)).await;
+        assert!(resumed.ended, "call {id}: the resumed stream ends");
         assert_consecutive(&replayed, &stream, cursor + 1);
         assert_eq!(replayed[..], replay[got_on_a.len() - 1..], "call {id}: the rest, once");
+        let (answer, replayed) = replayed.split_last().expect("at least the error answer");
+        assert_eq!(answer.1["id"], *id, "call {id}: {answer:?}");
+        assert_eq!(answer.1["error"]["code"], -32603, "call {id}: {answer:?}");
+        assert_eq!(
+            answer.1["error"]["data"]["reason"], "producer_lost",
+            "call {id}: {answer:?}"
+        );
+        let replayed = replayed.to_vec();
         let progress: Vec<u64> = progress_of(got_on_a)
             .iter()
             .chain(&progress_of(&replayed))
@@ -154,14 +167,15 @@ async fn kill9_mid_stream_resumes_on_the_other_instance() {
         );
         assert!(progress.len() < 40, "call {id}: the handler died before it finished");
         assert!(
-            replayed.iter().all(|(_, m)| m.get("result").is_none()),
-            "call {id}: no answer was produced, so none is replayed"
+            replayed
+                .iter()
+                .all(|(_, m)| m.get("result").is_none() && m.get("error").is_none()),
+            "call {id}: the handler's answer was never produced; the error answer comes once, last"
         );
-        assert!(!resumed.ended, "call {id}: the unfinished stream stays open on B");
-        report.push((*id, got_on_a.len(), replayed.len(), resumed));
+        report.push((*id, got_on_a.len(), replayed.len()));
     }
 
-    // The session ends (DELETE on B): every stream held on B ends with it.
+    // The session ends (DELETE on B): the GET stream held on B ends with it.
     let (status, _, _) = tcp::read_body(
         tcp::client()
             .request(tcp::req(b.addr, Method::DELETE, Some(&sid), None))
@@ -170,14 +184,10 @@ async fn kill9_mid_stream_resumes_on_the_other_instance() {
     )
     .await;
     assert!(status.is_success(), "DELETE on B: {status}");
-    for (id, seen, replayed, resumed) in &mut report {
-        assert!(
-            matches!(resumed.event(Duration::from_secs(10)).await, Got::End | Got::Broken),
-            "call {id}: its stream ends with the session"
-        );
+    for (id, seen, replayed) in &report {
         eprintln!(
             "call {id}: {seen} progress events read on A, {replayed} more stored by A's pump and replayed on B, \
-             {} never produced (the handler died with A), no answer",
+             {} never produced (the handler died with A), then the producer_lost answer",
             40 - *seen - *replayed
         );
     }

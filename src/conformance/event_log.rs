@@ -1,7 +1,8 @@
 //! The entry points [`event_log`] and [`event_log_with`], the runner that starts every
 //! group of checks at once, each on a log of its own, and the helpers the checks share
-//! (in [`event_log_streams`](super::event_log_streams) and
-//! [`event_log_readers`](super::event_log_readers)).
+//! (in [`event_log_streams`](super::event_log_streams),
+//! [`event_log_readers`](super::event_log_readers) and
+//! [`event_log_leases`](super::event_log_leases)).
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
@@ -9,7 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fresh_id;
-use super::{event_log_readers as readers, event_log_sessions as sessions, event_log_streams as streams};
+use super::{
+    event_log_leases as leases, event_log_readers as readers, event_log_sessions as sessions,
+    event_log_streams as streams,
+};
 use crate::event_log::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamId, StreamKey};
 
 /// The per-stream retention bounds the suite asks of each fresh log.
@@ -185,6 +189,9 @@ where
         async { readers::purge(make(ROOMY).await).await },
         async { sessions::session_bytes(make(sessions::SESSION_300_BYTES).await).await },
         async { sessions::session_streams(make(sessions::TWO_STREAMS).await).await },
+        async { leases::renewed(make(ROOMY).await).await },
+        async { leases::lapsed(make(ROOMY).await).await },
+        async { leases::never_abandoned(make(ROOMY).await).await },
     );
 }
 

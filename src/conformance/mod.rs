@@ -116,6 +116,7 @@ macro_rules! log_broken {
 }
 
 mod event_log;
+mod event_log_leases;
 mod event_log_readers;
 mod event_log_sessions;
 mod event_log_streams;

@@ -5,11 +5,14 @@
 //! `Last-Event-ID` reads the same log from its cursor. Keys are (session, stream): a
 //! stream of one session can never be read through another.
 
+pub(crate) mod lease;
 mod memory;
 
+pub use lease::{ProducerLease, ProducerState};
 pub use memory::{MemoryEventLog, MemoryEventLogBuilder};
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -262,6 +265,120 @@ pub trait EventLog: Send + Sync + 'static {
         })
     }
 
+    /// Create an empty stream held by a producer's `lease`: the lease lives for its
+    /// duration after this call and after each [`renew_lease`](Self::renew_lease), and
+    /// finishing the stream clears it. Opening an existing stream is a no-op (its lease,
+    /// or the lack of one, stays).
+    ///
+    /// The default opens the stream without a lease ([`open`](Self::open)), so a backend
+    /// that keeps no leases never reports a producer lost, which is the behaviour before
+    /// leases existed: a reader of a stream whose producer died waits until the session
+    /// ends or the stream expires.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ProducerLease, ProducerState, StreamId, StreamKey};
+    /// use tower_mcp_session::SessionId;
+    ///
+    /// let log = MemoryEventLog::new();
+    /// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::random());
+    /// log.open_leased(&key, &ProducerLease::new(Duration::from_secs(10), Bytes::from_static(b"1"))).await?;
+    /// assert_eq!(log.producer(&key).await?, ProducerState::Live);
+    /// # Ok::<(), tower_mcp_session::event_log::EventLogError>(())
+    /// # }).unwrap();
+    /// ```
+    fn open_leased<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        lease: &'a ProducerLease,
+    ) -> BoxFuture<'a, Result<(), EventLogError>> {
+        let _ = lease;
+        self.open(key)
+    }
+
+    /// Extend the producer's lease on `key` to `duration` from now. Returns whether
+    /// there was a lease to renew: false for a stream opened without one, finished
+    /// (including ended by [`end_abandoned`](Self::end_abandoned)), or unknown. A lease
+    /// that lapsed but whose stream nobody ended yet is renewed: its producer is alive.
+    /// The default keeps no leases and answers false.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ProducerLease, StreamId, StreamKey};
+    /// use tower_mcp_session::SessionId;
+    ///
+    /// let log = MemoryEventLog::new();
+    /// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::random());
+    /// log.open_leased(&key, &ProducerLease::new(Duration::from_secs(1), Bytes::new())).await?;
+    /// assert!(log.renew_lease(&key, Duration::from_secs(1)).await?);
+    /// log.finish(&key).await?;
+    /// assert!(!log.renew_lease(&key, Duration::from_secs(1)).await?);
+    /// # Ok::<(), tower_mcp_session::event_log::EventLogError>(())
+    /// # }).unwrap();
+    /// ```
+    fn renew_lease<'a>(&'a self, key: &'a StreamKey, duration: Duration) -> BoxFuture<'a, Result<bool, EventLogError>> {
+        let _ = (key, duration);
+        Box::pin(async { Ok(false) })
+    }
+
+    /// Whether the producer of `key` holds a live lease, let it lapse, or holds none
+    /// (see [`ProducerState`]). The default keeps no leases: always
+    /// [`ProducerState::Unleased`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ProducerState, StreamId, StreamKey};
+    /// use tower_mcp_session::SessionId;
+    ///
+    /// let log = MemoryEventLog::new();
+    /// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::random());
+    /// log.open(&key).await?;
+    /// assert_eq!(log.producer(&key).await?, ProducerState::Unleased);
+    /// # Ok::<(), tower_mcp_session::event_log::EventLogError>(())
+    /// # }).unwrap();
+    /// ```
+    fn producer<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<ProducerState, EventLogError>> {
+        let _ = key;
+        Box::pin(async { Ok(ProducerState::Unleased) })
+    }
+
+    /// End a stream whose producer is gone: if `key` is unfinished and its lease has
+    /// lapsed, append `final_event` and finish the stream, in one atomic step, and
+    /// return the event's sequence number. Otherwise (lease live or renewed meanwhile,
+    /// no lease, already finished) change nothing and return `None`; an unknown stream
+    /// is [`EventLogError::UnknownStream`]. Of any number of concurrent callers, on any
+    /// number of instances, at most one gets `Some`. The default keeps no leases and
+    /// never ends a stream.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_session::event_log::{EventLog, MemoryEventLog, ProducerLease, StreamId, StreamKey};
+    /// use tower_mcp_session::SessionId;
+    ///
+    /// let log = MemoryEventLog::new();
+    /// let key = StreamKey::new(SessionId::parse("s1").unwrap(), StreamId::random());
+    /// log.open_leased(&key, &ProducerLease::new(Duration::from_millis(1), Bytes::new())).await?;
+    /// tokio::time::sleep(Duration::from_millis(5)).await;
+    /// assert_eq!(log.end_abandoned(&key, Bytes::from_static(b"{}")).await?, Some(1));
+    /// assert_eq!(log.end_abandoned(&key, Bytes::from_static(b"{}")).await?, None);
+    /// # Ok::<(), tower_mcp_session::event_log::EventLogError>(())
+    /// # }).unwrap();
+    /// ```
+    fn end_abandoned<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        final_event: Bytes,
+    ) -> BoxFuture<'a, Result<Option<u64>, EventLogError>> {
+        let _ = (key, final_event);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Read up to `max` events strictly after sequence number `after`.
     ///
     /// `after` is the sequence number of the last event the reader has (0 for none:
@@ -327,6 +444,26 @@ impl<T: EventLog + ?Sized> EventLog for std::sync::Arc<T> {
         max: usize,
     ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
         (**self).read_after(key, after, max)
+    }
+    fn open_leased<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        lease: &'a ProducerLease,
+    ) -> BoxFuture<'a, Result<(), EventLogError>> {
+        (**self).open_leased(key, lease)
+    }
+    fn renew_lease<'a>(&'a self, key: &'a StreamKey, duration: Duration) -> BoxFuture<'a, Result<bool, EventLogError>> {
+        (**self).renew_lease(key, duration)
+    }
+    fn producer<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<ProducerState, EventLogError>> {
+        (**self).producer(key)
+    }
+    fn end_abandoned<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        final_event: Bytes,
+    ) -> BoxFuture<'a, Result<Option<u64>, EventLogError>> {
+        (**self).end_abandoned(key, final_event)
     }
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
         (**self).wait_after(key, after)

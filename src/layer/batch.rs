@@ -65,6 +65,7 @@ where
             return Ok(self.reject(Rejection::new(RejectionKind::BatchNotAllowed)));
         }
         let has_request = items.iter().any(|m| matches!(m.kind, MessageKind::Request { .. }));
-        self.call_in_session(parts, bytes, record, busy, has_request).await
+        self.call_in_session(parts, bytes, record, busy, has_request, None)
+            .await
     }
 }

@@ -114,6 +114,9 @@ where
             polling: primes,
             claim,
             ends_on_drain: true,
+            // A resumed request stream: its producer may be gone already. The
+            // standalone stream has no lease to look at.
+            producer_check: (key != standalone).then_some(std::time::Duration::ZERO),
         };
         let listens = engine.config().translate && key == standalone;
         let attachment = live.attach();

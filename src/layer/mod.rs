@@ -416,6 +416,27 @@ impl McpSessionLayerBuilder {
         self
     }
 
+    /// The lease the instance running a request's SSE stream holds on it (default
+    /// 10 s, at least 10 ms), renewed every third of it while the request runs. When
+    /// that instance dies mid-stream, a client resuming elsewhere gets the stored events
+    /// and then, once the lease has lapsed, a JSON-RPC error answer to its request
+    /// (`-32603`, `data.reason` `producer_lost`) that ends the stream, instead of a
+    /// stream that stays open with nothing more to come. Shorter leases tell clients
+    /// sooner and cost more event-log writes; the renewals of a slow request must reach
+    /// the log within the lease. Every instance sharing a log should use the same lease.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_session::McpSessionLayer;
+    ///
+    /// let layer = McpSessionLayer::builder().sse_producer_lease(Duration::from_secs(5)).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn sse_producer_lease(mut self, lease: Duration) -> Self {
+        self.sse.producer_lease = lease.max(Duration::from_millis(10));
+        self
+    }
+
     /// How long a new SSE response waits for its first event so headers, priming event
     /// and first event go out together (default 20 ms).
     pub fn first_event_wait(mut self, wait: Duration) -> Self {

@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
+use serde_json::value::RawValue;
 use tower_service::Service;
 
 use super::client_messages::minted_answer;
@@ -26,7 +27,7 @@ use crate::outbound::RelatedStream;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::decode::{Decoder, StreamFormat};
-use crate::stream::policy::resumable;
+use crate::stream::policy::{StreamOf, resumable};
 use crate::stream::{LiveStream, McpBody, SseControl};
 use crate::telemetry::{Operation, in_span};
 
@@ -149,11 +150,14 @@ where
             return Ok(self.reject(rejection.with_id(message.id())));
         }
         let is_request = matches!(message.kind, MessageKind::Request { .. });
-        self.call_in_session(parts, bytes, record, busy, is_request).await
+        let request_id = message.id().filter(|_| is_request);
+        self.call_in_session(parts, bytes, record, busy, is_request, request_id)
+            .await
     }
 
     /// Call the inner service for a request of an established session and turn an SSE
-    /// answer into a resumable stream.
+    /// answer into a resumable stream. `request_id` is the id of the one request the
+    /// answer is for (none for a batch): with it the stream gets a producer lease.
     pub(super) async fn call_in_session(
         mut self,
         parts: Parts,
@@ -161,7 +165,9 @@ where
         record: Arc<Record>,
         busy: BusyGuard,
         expects_answer: bool,
+        request_id: Option<&RawValue>,
     ) -> Answer<ResBody, S::Error> {
+        let request = request_id.map(ToOwned::to_owned);
         let engine = self.engine.clone();
         let mut req = Request::from_parts(parts, Full::new(bytes));
         let call = InSession::prepare(&engine, &mut req, &record, expects_answer);
@@ -182,7 +188,12 @@ where
             head,
             body,
             busy,
-            (stream_id, live, related),
+            StreamOf {
+                id: stream_id,
+                live,
+                related,
+                request,
+            },
             Decoder::new(format, engine.config().sse.max_event_bytes),
         ))
         .await;

@@ -34,7 +34,7 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::McpBody;
 use crate::stream::decode::{Decoder, StreamFormat};
-use crate::stream::policy::resumable;
+use crate::stream::policy::{StreamOf, resumable};
 use crate::translate::answer::{AnswerTo, InputRequired, LegacyMessage, to_legacy};
 use crate::translate::cache::DiscoverCache;
 use crate::translate::context::{LOG_LEVELS, LegacyContext};
@@ -332,6 +332,8 @@ where
             return Ok(json_answer(translated.error(-32603, "Internal error")));
         };
         let max_message_bytes = engine.config().sse.max_event_bytes;
+        // The client's id: the answer it gets should this instance stop mid-stream.
+        let request = Some(translated.client_id.clone());
         let relay = Relay {
             inner: self.inner.clone(),
             parts: template,
@@ -365,7 +367,12 @@ where
             head,
             relay_body,
             Arc::new(busy),
-            (stream_id, live, related),
+            StreamOf {
+                id: stream_id,
+                live,
+                related,
+                request,
+            },
             // The relay's messages may outgrow the inner ones a little (the client's id
             // in place of a retry's).
             Decoder::new(StreamFormat::Sse, max_message_bytes.saturating_mul(2)),

@@ -283,6 +283,20 @@ pub(crate) struct Rejection {
     extra_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// The last event of a request's stream whose producer is gone (the instance running
+/// the request stopped renewing its lease): a JSON-RPC error answer to request `id`,
+/// code `-32603`, `data.reason` `producer_lost`. Not a refusal with a status: it is
+/// written into the event log and read by whoever tails the stream.
+pub(crate) fn producer_lost_answer(id: Option<&RawValue>) -> Bytes {
+    let data = serde_json::json!({ "reason": "producer_lost" });
+    jsonrpc::error_body(
+        id,
+        -32603,
+        "the server instance handling this request stopped",
+        Some(&data),
+    )
+}
+
 impl Rejection {
     /// The store or event log failed or did not answer in time: 503, try again in a
     /// second.

@@ -55,6 +55,9 @@ pub(crate) struct SseConfig {
     /// How long a connection may hold unwritten frames without writing any before it
     /// is cut (see [`outbox`]).
     pub(crate) write_timeout: Duration,
+    /// The lease a pump holds on its stream, renewed every third of it: a reader that
+    /// finds it lapsed ends the stream with an error answer (see `event_log::lease`).
+    pub(crate) producer_lease: Duration,
 }
 
 impl Default for SseConfig {
@@ -69,6 +72,7 @@ impl Default for SseConfig {
             log_timeout: Duration::from_secs(1),
             read_batch: 256,
             write_timeout: Duration::from_secs(30),
+            producer_lease: Duration::from_secs(10),
         }
     }
 }

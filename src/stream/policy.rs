@@ -14,7 +14,9 @@ use super::decode::Decoder;
 use super::pump::pump;
 use super::reader::{Reader, Start};
 use super::{LiveStream, McpBody, SseConfig, Streams};
-use crate::event_log::{EventLog, EventLogError, ReadOutcome, StreamId, StreamKey};
+use serde_json::value::RawValue;
+
+use crate::event_log::{EventLog, EventLogError, ProducerLease, ReadOutcome, StreamId, StreamKey, lease};
 use crate::headers::X_ACCEL_BUFFERING;
 use crate::lifecycle::sessions::BusyGuard;
 use crate::outbound::RelatedStream;
@@ -31,23 +33,52 @@ pub(crate) struct StreamSetup<'a> {
     pub(crate) timeout: Duration,
 }
 
+/// Which stream a streamed answer becomes, and the request it answers: its id, raw, when
+/// the stream answers exactly one request. Only then does the stream get a producer
+/// lease (the error answer that ends an abandoned stream needs the id); a batch's
+/// stream goes without, as before leases.
+pub(crate) struct StreamOf {
+    pub(crate) id: StreamId,
+    pub(crate) live: Arc<LiveStream>,
+    pub(crate) related: Option<Arc<RelatedStream>>,
+    pub(crate) request: Option<Box<RawValue>>,
+}
+
 /// Turn a streamed answer of an established session into a resumable SSE stream: a pump
 /// drives the inner body into the event log, and the response reads it back from the start.
+///
+/// With a request id the stream is opened with a producer lease, which the pump renews
+/// while it runs (`event_log::lease`): if this instance dies mid-stream, a reader
+/// elsewhere finds the lease lapsed and ends the stream with an error answer.
 pub(crate) async fn resumable<P, B>(
     setup: StreamSetup<'_>,
     record: Arc<SessionRecord>,
     mut head: http::response::Parts,
     body: P,
     busy: Arc<BusyGuard>,
-    (stream_id, live, related): (StreamId, Arc<LiveStream>, Option<Arc<RelatedStream>>),
+    of: StreamOf,
     decoder: Decoder,
 ) -> Result<Response<McpBody<B>>, Rejection>
 where
     P: Body<Data = Bytes> + Send + 'static,
     P::Error: Into<BoxError> + Send,
 {
+    let StreamOf {
+        id: stream_id,
+        live,
+        related,
+        request,
+    } = of;
     let key = StreamKey::new(record.id().clone(), stream_id);
-    let opened = match timeout(setup.timeout, setup.log.open(&key)).await {
+    let lease_for = setup.sse.producer_lease;
+    let lease = request.map(|id| ProducerLease::new(lease_for, Bytes::copy_from_slice(id.get().as_bytes())));
+    let open = async {
+        match &lease {
+            Some(lease) => setup.log.open_leased(&key, lease).await,
+            None => setup.log.open(&key).await,
+        }
+    };
+    let opened = match timeout(setup.timeout, open).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(refusal(&e)),
         Err(_) => Err(Rejection::store_unavailable()),
@@ -69,10 +100,13 @@ where
         return Err(rejection);
     }
     setup.streams.adopt(&key, &live);
-    setup.streams.spawn_pump(
-        record.id(),
-        pump(body, decoder, key.clone(), setup.log.clone(), busy.clone()),
-    );
+    let pumping = pump(body, decoder, key.clone(), setup.log.clone(), busy.clone());
+    if lease.is_some() {
+        let renewing = lease::renewing(pumping, setup.log.clone(), key.clone(), lease_for);
+        setup.streams.spawn_pump(record.id(), renewing);
+    } else {
+        setup.streams.spawn_pump(record.id(), pumping);
+    }
     if live.close_epoch() == 0 {
         // Let a quick answer catch up with the headers: one write instead of several,
         // so latency does not hinge on TCP_NODELAY.
@@ -88,6 +122,8 @@ where
         claim: None,
         // A primed client holds an event id to resume from elsewhere.
         ends_on_drain: primes,
+        // A healthy pump renews well within the lease: no need to look before.
+        producer_check: lease.is_some().then_some(lease_for / 2),
     };
     let reader = Reader::new(
         setup.log.clone(),

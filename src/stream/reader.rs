@@ -9,8 +9,11 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::outbox::Outbox;
 use super::{Attachment, SseConfig};
 use crate::drain::{Drain, Kind, Work};
-use crate::event_log::{EventLog, ReadOutcome, StreamKey};
+use serde_json::value::RawValue;
+
+use crate::event_log::{EventLog, ProducerState, ReadOutcome, StreamKey, lease};
 use crate::lifecycle::sessions::BusyGuard;
+use crate::rejection::producer_lost_answer;
 use crate::sse::EventId;
 use crate::sse::{encode_comment, encode_priming, encode_retry};
 
@@ -42,6 +45,8 @@ pub(crate) struct Reader {
     done: bool,
     /// Whether a drain of this instance ends this connection (see [`Start`]).
     ends_on_drain: bool,
+    /// When to look next at the stream's producer lease, while idle (see [`Start`]).
+    producer_check: Option<Instant>,
     /// Counts this connection as in flight for a drain.
     work: Work,
     _busy: Arc<BusyGuard>,
@@ -72,6 +77,12 @@ pub(crate) struct Start {
     /// clients that were primed with an event id; an older client's POST stream without
     /// any id could not be resumed, so it stays until its stream ends.
     pub(crate) ends_on_drain: bool,
+    /// For a request's stream: how long after starting the reader first looks at the
+    /// producer's lease when it has nothing to send (then every half lease). A lapsed
+    /// lease means the instance running the request is gone: the reader ends the
+    /// stream with an error answer to the request ([`lease::end_if_abandoned`]). `None`
+    /// for the standalone stream, which has no single producer.
+    pub(crate) producer_check: Option<std::time::Duration>,
 }
 
 impl Reader {
@@ -107,6 +118,7 @@ impl Reader {
             poll_deadline,
             done: false,
             ends_on_drain: start.ends_on_drain,
+            producer_check: start.producer_check.map(|d| Instant::now() + d),
             work: drain.track(Kind::Reader),
             _busy: busy,
             _tied: None,
@@ -211,6 +223,7 @@ impl Reader {
             }
             let keep_alive = self.cfg.keep_alive.map(|d| Instant::now() + d);
             let far = Instant::now() + std::time::Duration::from_secs(86_400);
+            let mut check_producer = false;
             tokio::select! {
                 _ = self.log.wait_after(&self.key, self.cursor) => {}
                 _ = &mut signal => {}
@@ -220,8 +233,27 @@ impl Reader {
                     return self.outbox.next_frame();
                 }
                 _ = sleep_until(self.poll_deadline.unwrap_or(far)) => {}
+                _ = sleep_until(self.producer_check.unwrap_or(far)) => check_producer = true,
+            }
+            if check_producer {
+                self.check_producer().await;
             }
         }
+    }
+
+    /// Look at the producer's lease; if it lapsed, end the stream with the error answer
+    /// to its request (the next read finds it). A stream without a lease never gains
+    /// one, so the reader stops looking.
+    async fn check_producer(&mut self) {
+        let state = lease::end_if_abandoned(&*self.log, &self.key, self.cfg.log_timeout, |note| {
+            let id = serde_json::from_slice::<&RawValue>(note).ok();
+            producer_lost_answer(id)
+        })
+        .await;
+        self.producer_check = match state {
+            ProducerState::Unleased => None,
+            _ => Some(Instant::now() + self.cfg.producer_lease / 2),
+        };
     }
 
     fn end(&mut self) -> Option<Bytes> {

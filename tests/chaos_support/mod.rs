@@ -83,12 +83,18 @@ pub(crate) struct EchoProcess {
 impl EchoProcess {
     /// Start one; blocks until it listens.
     pub(crate) fn start(redis_url: &str) -> Self {
+        Self::start_with(redis_url, &[])
+    }
+
+    /// Start one with `extra` arguments; blocks until it listens.
+    pub(crate) fn start_with(redis_url: &str, extra: &[&str]) -> Self {
         let bin = echo_server_bin();
         let mut last = String::new();
         for _ in 0..20 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let mut child = Command::new(bin)
                 .args(["--addr", &addr.to_string(), "--redis", redis_url])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -9,7 +9,9 @@ use redis::Value;
 use tokio::sync::Notify;
 
 use tower_mcp_session::SessionId;
-use tower_mcp_session::event_log::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
+use tower_mcp_session::event_log::{
+    EventLog, EventLogError, ProducerLease, ProducerState, ReadOutcome, StoredEvent, StreamKey,
+};
 use tower_mcp_session::store::BoxFuture;
 
 use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
@@ -32,7 +34,7 @@ const SHARDS: usize = 64;
 ///
 /// | key | type | holds |
 /// |---|---|---|
-/// | `…:ev:<sid>:m` | hash | `last` (newest sequence number), `bytes` (payload bytes retained), `fin` (`1` once finished) |
+/// | `…:ev:<sid>:m` | hash | `last` (newest sequence number), `bytes` (payload bytes retained), `fin` (`1` once finished), and while a producer holds a lease `lex` (when it runs out, ms on the server's clock) and `lnt` (its note) |
 /// | `…:ev:<sid>` | list | the retained payloads, oldest first |
 /// | `…:evs` | sorted set | the session's streams, scored by when they were opened |
 /// | `…:evl` | hash | stream id → newest sequence number, for unfinished streams: a stream whose keys expired and that is opened again goes on from there, so no event id is issued twice |
@@ -153,7 +155,7 @@ impl fmt::Debug for RedisEventLog {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     conn: RedisConnection,
     cfg: Config,
     notify: Box<[Notify]>,
@@ -412,17 +414,17 @@ impl RedisEventLog {
 }
 
 /// The keys of one stream: session base, index, numbering, meta, list.
-struct Keys {
+pub(crate) struct Keys {
     base: String,
     index: String,
     numbering: String,
-    meta: String,
+    pub(crate) meta: String,
     list: String,
     stream: String,
 }
 
 impl Inner {
-    fn keys(&self, key: &StreamKey) -> Keys {
+    pub(crate) fn keys(&self, key: &StreamKey) -> Keys {
         let base = session_base(&self.cfg.prefix, key.session());
         let stream = key.stream().to_string();
         Keys {
@@ -435,12 +437,15 @@ impl Inner {
         }
     }
 
-    fn shard(&self, key: &StreamKey) -> &Notify {
+    pub(crate) fn shard(&self, key: &StreamKey) -> &Notify {
         // Stream ids are random, so their low bits spread streams evenly.
         &self.notify[(key.stream().raw() % SHARDS as u64) as usize]
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, EventLogError> {
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, EventLogError> {
         let mut conn = self.conn.clone();
         bounded(self.cfg.op_timeout, inv.invoke_async(&mut conn))
             .await
@@ -459,7 +464,31 @@ impl Inner {
         }
     }
 
-    async fn append(&self, key: &StreamKey, data: Bytes, last: bool) -> Result<u64, EventLogError> {
+    async fn open(&self, key: &StreamKey, lease: Option<&ProducerLease>) -> Result<(), EventLogError> {
+        let k = self.keys(key);
+        let (lease_ms, note) = lease.map_or((0, &[][..]), |l| (millis(l.duration()).max(1), &l.note()[..]));
+        let mut inv = OPEN_SCRIPT.prepare_invoke();
+        inv.key(&k.index)
+            .key(&k.meta)
+            .key(&k.list)
+            .key(&k.numbering)
+            .arg(&k.stream)
+            .arg(millis(self.cfg.ttl))
+            .arg(self.cfg.max_streams)
+            .arg(&k.base)
+            .arg(millis(self.cfg.numbering_ttl()))
+            .arg(lease_ms)
+            .arg(note);
+        match self.run::<i64>(&inv).await? {
+            -3 => Err(EventLogError::TooManyStreams {
+                limit: usize::try_from(self.cfg.max_streams).unwrap_or(usize::MAX),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Mode: '0' append, '1' append and finish, '2' end an abandoned stream (see `APPEND`).
+    pub(crate) async fn append(&self, key: &StreamKey, data: Bytes, mode: &str) -> Result<u64, EventLogError> {
         let k = self.keys(key);
         let mut inv = APPEND_SCRIPT.prepare_invoke();
         inv.key(&k.index)
@@ -470,7 +499,7 @@ impl Inner {
             .arg(self.cfg.max_events)
             .arg(self.cfg.max_bytes)
             .arg(millis(self.cfg.ttl))
-            .arg(if last { "1" } else { "0" })
+            .arg(mode)
             .arg(self.cfg.max_session_bytes)
             .arg(&k.base)
             .arg(&k.stream)
@@ -479,6 +508,7 @@ impl Inner {
         match seq {
             -1 => Err(EventLogError::UnknownStream),
             -2 => Err(EventLogError::Finished),
+            -4 => Err(EventLogError::Finished),
             n if n > 0 => {
                 self.shard(key).notify_waiters();
                 Ok(n.unsigned_abs())
@@ -527,7 +557,7 @@ impl Inner {
     }
 }
 
-fn bad(what: &'static str) -> EventLogError {
+pub(crate) fn bad(what: &'static str) -> EventLogError {
     EventLogError::Unavailable(Box::new(BadReply(what)))
 }
 
@@ -548,34 +578,42 @@ fn int(v: &Value) -> Option<i64> {
 
 impl EventLog for RedisEventLog {
     fn open<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
-        Box::pin(async move {
-            let k = self.inner.keys(key);
-            let mut inv = OPEN_SCRIPT.prepare_invoke();
-            inv.key(&k.index)
-                .key(&k.meta)
-                .key(&k.list)
-                .key(&k.numbering)
-                .arg(&k.stream)
-                .arg(millis(self.inner.cfg.ttl))
-                .arg(self.inner.cfg.max_streams)
-                .arg(&k.base)
-                .arg(millis(self.inner.cfg.numbering_ttl()));
-            match self.inner.run::<i64>(&inv).await? {
-                -3 => Err(EventLogError::TooManyStreams {
-                    limit: usize::try_from(self.inner.cfg.max_streams).unwrap_or(usize::MAX),
-                }),
-                _ => Ok(()),
-            }
-        })
+        Box::pin(self.inner.open(key, None))
+    }
+
+    /// One script, as `open`: the lease is set only when the stream is made.
+    fn open_leased<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        lease: &'a ProducerLease,
+    ) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(self.inner.open(key, Some(lease)))
+    }
+
+    fn renew_lease<'a>(&'a self, key: &'a StreamKey, duration: Duration) -> BoxFuture<'a, Result<bool, EventLogError>> {
+        Box::pin(self.inner.renew_lease(key, duration))
+    }
+
+    fn producer<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<ProducerState, EventLogError>> {
+        Box::pin(self.inner.producer(key))
+    }
+
+    /// One script, the append's: lease check, append and finish in one step.
+    fn end_abandoned<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        final_event: Bytes,
+    ) -> BoxFuture<'a, Result<Option<u64>, EventLogError>> {
+        Box::pin(self.inner.end_abandoned(key, final_event))
     }
 
     fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.append(key, data, false))
+        Box::pin(self.inner.append(key, data, "0"))
     }
 
     /// One script: the event is appended and the stream finished in one round trip.
     fn append_last<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
-        Box::pin(self.inner.append(key, data, true))
+        Box::pin(self.inner.append(key, data, "1"))
     }
 
     fn finish<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {

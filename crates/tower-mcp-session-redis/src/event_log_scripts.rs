@@ -6,7 +6,11 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// KEYS: index, meta, list, numbering. ARGV: stream id, ttl ms, max streams, session
-/// base, numbering ttl ms. Returns 1, or -3 when the session holds `max streams` and none of them may go.
+/// base, numbering ttl ms, producer lease ms ('0' for none), lease note. Returns 1, or
+/// -3 when the session holds `max streams` and none of them may go.
+///
+/// A stream made with a lease gets `lex` (when the lease runs out, milliseconds on the
+/// server's clock) and `lnt` (the note) in its hash; an existing stream is left as it is.
 ///
 /// A stream whose keys expired unfinished and that is opened again goes on from the
 /// newest sequence number it had (kept in the numbering hash), so no event id is ever
@@ -49,6 +53,10 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   local last = redis.call('HGET', KEYS[4], ARGV[1]) or 0
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[2], 'last', last, 'bytes', 0, 'fin', 0)
+  if tonumber(ARGV[6]) > 0 then
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('HSET', KEYS[2], 'lex', now + tonumber(ARGV[6]), 'lnt', ARGV[7])
+  end
   redis.call('ZADD', KEYS[1], score, ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -59,8 +67,12 @@ return 1
 ";
 
 /// KEYS: index, meta, list, numbering. ARGV: payload, max events, max bytes, ttl ms,
-/// '1' to finish the stream with this event, max session bytes, session base, stream
-/// id, numbering ttl ms. Returns the new sequence number, -1 for an unknown stream, -2 for a finished one.
+/// mode, max session bytes, session base, stream id, numbering ttl ms. Mode '0'
+/// appends, '1' appends and finishes the stream, '2' appends and finishes only if the
+/// stream is unfinished and its producer lease (`lex`) has run out, else changes
+/// nothing and returns -4: the check and the write are one step, so of readers racing
+/// to end an abandoned stream exactly one does. Finishing clears the lease. Returns the
+/// new sequence number, -1 for an unknown stream, -2 for a finished one.
 ///
 /// The numbering hash holds the newest sequence number of every unfinished stream (see
 /// `OPEN`); a finished stream leaves it.
@@ -72,6 +84,12 @@ return 1
 const APPEND: &str = r"
 local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
 if not m[1] then return -1 end
+if ARGV[5] == '2' then
+  local lex = redis.call('HGET', KEYS[2], 'lex')
+  if m[3] == '1' or not lex then return -4 end
+  local t = redis.call('TIME')
+  if tonumber(lex) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return -4 end
+end
 if m[3] == '1' then return -2 end
 local seq = tonumber(m[1]) + 1
 local bytes = tonumber(m[2]) + #ARGV[1]
@@ -83,9 +101,10 @@ while len > 1 and (len > max_n or bytes > max_b) do
   len = len - 1
 end
 redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
-if ARGV[5] == '1' then
+if ARGV[5] ~= '0' then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+  redis.call('HDEL', KEYS[2], 'lex', 'lnt')
   redis.call('HDEL', KEYS[4], ARGV[8])
 else
   redis.call('HSET', KEYS[4], ARGV[8], seq)
@@ -132,7 +151,7 @@ return seq
 ";
 
 /// KEYS: index, meta, list, numbering. ARGV: ttl ms, stream id. Returns -1 for an
-/// unknown stream. The first
+/// unknown stream. Finishing clears the producer lease. The first
 /// finish records when (`fat`, microseconds), the order in which finished streams go;
 /// written as a string, since Lua formats numbers with 14 significant digits.
 const FINISH: &str = r"
@@ -141,6 +160,7 @@ if redis.call('HGET', KEYS[2], 'fin') ~= '1' then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
 end
+redis.call('HDEL', KEYS[2], 'lex', 'lnt')
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
@@ -204,3 +224,22 @@ return -1
 
 pub(crate) static READER_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READER_STATE));
 pub(crate) static REMOVE_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SESSION));
+
+/// KEYS: meta. ARGV: op, lease ms. The producer lease of one stream, on the server's
+/// clock. `renew` sets `lex` to now + lease ms on an unfinished stream that has a lease
+/// and returns {1}, else {0}. `state` returns {0} (no lease: none given, finished, or
+/// unknown stream), {1} (live) or {2, note} (run out). Never creates the hash.
+const LEASE: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'fin', 'lex', 'lnt')
+if m[1] ~= '0' or not m[2] then return {0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[1] == 'renew' then
+  redis.call('HSET', KEYS[1], 'lex', now + tonumber(ARGV[2]))
+  return {1}
+end
+if tonumber(m[2]) > now then return {1} end
+return {2, m[3] or ''}
+";
+
+pub(crate) static LEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE));

@@ -1,6 +1,7 @@
 //! The in-process event log.
 
 mod builder;
+mod lease;
 mod room;
 mod state;
 
@@ -11,17 +12,18 @@ use std::fmt;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use crate::util::{FastDashMap, FastHashMap};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{EventLog, EventLogError, ReadOutcome, StoredEvent, StreamKey};
+use super::{EventLog, EventLogError, ProducerLease, ProducerState, ReadOutcome, StoredEvent, StreamKey};
 use crate::session::SessionId;
 use crate::store::BoxFuture;
 use builder::Limits;
-use state::{EVENT_COST, STREAM_COST, SessionStreams, Stream, StreamState, WaiterCount, lock, read, write};
+use state::{EVENT_COST, Lease, STREAM_COST, SessionStreams, Stream, StreamState, WaiterCount, lock, read, write};
 
 /// An [`EventLog`] kept in this process's memory, bounded in events, bytes, streams and
 /// time.
@@ -189,47 +191,6 @@ impl MemoryEventLog {
         self.inner.sessions.iter().map(|s| read(&s.value().streams).len()).sum()
     }
 
-    /// Drop every expired stream now, and sessions left without streams.
-    fn purge_now(&self) {
-        let now = Instant::now();
-        let limits = &self.inner.limits;
-        // Snapshot first: no map shard stays locked while streams are examined.
-        let sessions: Vec<(SessionId, Arc<SessionStreams>)> = self
-            .inner
-            .sessions
-            .iter()
-            .map(|e| (e.key().clone(), Arc::clone(e.value())))
-            .collect();
-        for (id, session) in sessions {
-            let any_expired = read(&session.streams)
-                .values()
-                .any(|s| lock(&s.state).expired(now, limits));
-            if any_expired {
-                let mut dropped = Vec::new();
-                let mut streams = write(&session.streams);
-                streams.retain(|id, stream| {
-                    let mut state = lock(&stream.state);
-                    // Checked again under the write lock: an append may have just revived it.
-                    if state.expired(now, limits) {
-                        session.retire(*id, &state);
-                        state.clear(&session);
-                        dropped.push(Arc::clone(stream));
-                        false
-                    } else {
-                        true
-                    }
-                });
-                drop(streams);
-                for stream in dropped {
-                    stream.changed.notify_waiters();
-                }
-            }
-            self.inner
-                .sessions
-                .remove_if(&id, |_, s| Arc::ptr_eq(s, &session) && s.is_empty());
-        }
-    }
-
     fn lookup(&self, key: &StreamKey) -> Option<(Arc<SessionStreams>, Arc<Stream>)> {
         let session = Arc::clone(self.inner.sessions.get(key.session())?.value());
         let stream = Arc::clone(read(&session.streams).get(&key.stream())?);
@@ -255,7 +216,7 @@ impl MemoryEventLog {
             .remove_if(key.session(), |_, s| Arc::ptr_eq(s, session) && s.is_empty());
     }
 
-    fn open_now(&self, key: &StreamKey) -> Result<(), EventLogError> {
+    fn open_now(&self, key: &StreamKey, lease: Option<&ProducerLease>) -> Result<(), EventLogError> {
         let now = Instant::now();
         let limits = &self.inner.limits;
         // A full log takes no new stream it could not append to. Checked before the
@@ -322,6 +283,10 @@ impl MemoryEventLog {
             }
         }
         let mut state = StreamState::new(now);
+        state.lease = lease.map(|l| Lease {
+            until: now + l.duration(),
+            note: l.note().clone(),
+        });
         if let Some(last) = lock(&session.retired).remove(&key.stream()) {
             state.last_seq = last;
             state.first_seq = last + 1;
@@ -343,6 +308,12 @@ impl MemoryEventLog {
     }
 
     fn append_now(&self, key: &StreamKey, data: Bytes) -> Result<u64, EventLogError> {
+        self.append_inner(key, data, false).map(|seq| seq.unwrap_or_default())
+    }
+
+    /// Append `data`; with `abandon`, only to an unfinished stream whose lease lapsed,
+    /// finishing it in the same step (`None` when it is not abandoned).
+    fn append_inner(&self, key: &StreamKey, data: Bytes, abandon: bool) -> Result<Option<u64>, EventLogError> {
         let (session, stream) = self.lookup(key).ok_or(EventLogError::UnknownStream)?;
         let now = Instant::now();
         let limits = &self.inner.limits;
@@ -359,6 +330,9 @@ impl MemoryEventLog {
             self.expire(key, &session, &stream);
             return Err(EventLogError::UnknownStream);
         }
+        if abandon && !state.abandoned(now) {
+            return Ok(None);
+        }
         if state.finished_at.is_some() {
             return Err(EventLogError::Finished);
         }
@@ -372,7 +346,10 @@ impl MemoryEventLog {
             state.pop_oldest(&session);
         }
         let seq = state.last_seq;
-        let wake = state.waiters > 0;
+        if abandon {
+            state.mark_finished(now, &session, key.stream());
+        }
+        let wake = abandon || state.waiters > 0;
         drop(state);
         if wake {
             stream.changed.notify_waiters();
@@ -380,7 +357,7 @@ impl MemoryEventLog {
         if total > limits.session_bytes && session.bytes.load(Ordering::Relaxed) > limits.session_bytes {
             self.enforce_session_bytes(&session, key.stream());
         }
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     fn finish_now(&self, key: &StreamKey) -> Result<(), EventLogError> {
@@ -395,10 +372,7 @@ impl MemoryEventLog {
             self.expire(key, &session, &stream);
             return Err(EventLogError::UnknownStream);
         }
-        if state.finished_at.is_none() {
-            state.finished_at = Some(now);
-            lock(&session.finished).push_back(key.stream());
-        }
+        state.mark_finished(now, &session, key.stream());
         drop(state);
         stream.changed.notify_waiters();
         Ok(())
@@ -478,7 +452,7 @@ impl MemoryEventLog {
 
 impl EventLog for MemoryEventLog {
     fn open<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<(), EventLogError>> {
-        Box::pin(async move { self.open_now(key) })
+        Box::pin(async move { self.open_now(key, None) })
     }
 
     fn append<'a>(&'a self, key: &'a StreamKey, data: Bytes) -> BoxFuture<'a, Result<u64, EventLogError>> {
@@ -496,6 +470,30 @@ impl EventLog for MemoryEventLog {
         max: usize,
     ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
         Box::pin(async move { Ok(self.read_now(key, after, max)) })
+    }
+
+    fn open_leased<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        lease: &'a ProducerLease,
+    ) -> BoxFuture<'a, Result<(), EventLogError>> {
+        Box::pin(async move { self.open_now(key, Some(lease)) })
+    }
+
+    fn renew_lease<'a>(&'a self, key: &'a StreamKey, duration: Duration) -> BoxFuture<'a, Result<bool, EventLogError>> {
+        Box::pin(async move { Ok(self.renew_now(key, duration)) })
+    }
+
+    fn producer<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<ProducerState, EventLogError>> {
+        Box::pin(async move { Ok(self.producer_now(key)) })
+    }
+
+    fn end_abandoned<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        final_event: Bytes,
+    ) -> BoxFuture<'a, Result<Option<u64>, EventLogError>> {
+        Box::pin(async move { self.append_inner(key, final_event, true) })
     }
 
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {

@@ -1,13 +1,16 @@
 //! Making room at the byte bounds: a session's (its own streams pay, finished first)
 //! and the whole log's (every session's streams, finished first, then those no reader
 //! waits on). Cold paths, apart from the hot-path check at the top of `make_room`.
+//! Also the sweep of expired streams.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::MemoryEventLog;
-use super::state::{SessionStreams, lock, read};
+use super::state::{SessionStreams, lock, read, write};
 use crate::event_log::StreamId;
+use crate::session::SessionId;
+use tokio::time::Instant;
 
 impl MemoryEventLog {
     /// Bring a session back under its byte bound: oldest events of finished streams
@@ -122,6 +125,47 @@ impl MemoryEventLog {
             while state.finished_at.is_none() && state.events.len() > 1 && !enough() {
                 state.pop_oldest(&session);
             }
+        }
+    }
+
+    /// Drop every expired stream now, and sessions left without streams.
+    pub(super) fn purge_now(&self) {
+        let now = Instant::now();
+        let limits = &self.inner.limits;
+        // Snapshot first: no map shard stays locked while streams are examined.
+        let sessions: Vec<(SessionId, Arc<SessionStreams>)> = self
+            .inner
+            .sessions
+            .iter()
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .collect();
+        for (id, session) in sessions {
+            let any_expired = read(&session.streams)
+                .values()
+                .any(|s| lock(&s.state).expired(now, limits));
+            if any_expired {
+                let mut dropped = Vec::new();
+                let mut streams = write(&session.streams);
+                streams.retain(|id, stream| {
+                    let mut state = lock(&stream.state);
+                    // Checked again under the write lock: an append may have just revived it.
+                    if state.expired(now, limits) {
+                        session.retire(*id, &state);
+                        state.clear(&session);
+                        dropped.push(Arc::clone(stream));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                drop(streams);
+                for stream in dropped {
+                    stream.changed.notify_waiters();
+                }
+            }
+            self.inner
+                .sessions
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &session) && s.is_empty());
         }
     }
 }

@@ -88,6 +88,14 @@ pub(super) struct StreamState {
     pub(super) delivered: u64,
     /// The newest reader claim (`claim_reader`).
     pub(super) claim: u64,
+    /// The producer's lease (`open_leased`), cleared when the stream finishes.
+    pub(super) lease: Option<Lease>,
+}
+
+/// A producer's lease as the memory log keeps it.
+pub(super) struct Lease {
+    pub(super) until: Instant,
+    pub(super) note: Bytes,
 }
 
 impl StreamState {
@@ -103,6 +111,7 @@ impl StreamState {
             waiters: 0,
             delivered: 0,
             claim: 0,
+            lease: None,
         }
     }
 
@@ -110,6 +119,20 @@ impl StreamState {
         match self.finished_at {
             Some(at) => now.saturating_duration_since(at) >= limits.finished_retention,
             None => now.saturating_duration_since(self.last_append) >= limits.idle_timeout,
+        }
+    }
+
+    /// Whether the stream is unfinished and its producer's lease ran out.
+    pub(super) fn abandoned(&self, now: Instant) -> bool {
+        self.finished_at.is_none() && self.lease.as_ref().is_some_and(|l| now >= l.until)
+    }
+
+    /// Mark the stream finished (once), which clears its lease.
+    pub(super) fn mark_finished(&mut self, now: Instant, session: &SessionStreams, id: StreamId) {
+        self.lease = None;
+        if self.finished_at.is_none() {
+            self.finished_at = Some(now);
+            lock(&session.finished).push_back(id);
         }
     }
 
