@@ -18,7 +18,9 @@ use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
-use crate::session::{CloseReason, SessionId};
+use crate::session::SessionId;
+#[cfg(doc)]
+use crate::session::CloseReason;
 
 /// Why a message could not be queued for a session.
 ///
@@ -236,7 +238,9 @@ impl SessionManager {
         fan_out(&self.engine, Audience::Subscribers(uri.into()), Bytes::from(bytes)).await
     }
 
-    /// End `session` now; `Ok(true)` when it existed. Its streams end too.
+    /// End `session` now; `Ok(true)` when it existed. Its streams end too. The same
+    /// step as [`SessionAdmin::terminate`]: close listeners hear
+    /// [`CloseReason::Closed`].
     ///
     /// ```
     /// use tower_mcp_session::{McpSessionLayer, SessionId};
@@ -249,11 +253,7 @@ impl SessionManager {
     /// # }
     /// ```
     pub async fn close(&self, session: &SessionId) -> Result<bool, SessionError> {
-        self.engine
-            .sessions()
-            .end(session, CloseReason::Closed)
-            .await
-            .map_err(SessionError::Store)
+        self.admin().terminate(session).await
     }
 
     /// The layer's background work — keep-alive of busy sessions, the expiry sweep that
