@@ -331,13 +331,27 @@ impl SessionManager {
     /// ```
     pub fn drain(&self, deadline: Duration) -> impl Future<Output = DrainReport> + Send + 'static {
         let engine = self.engine.clone();
-        engine.drain().begin();
+        let first = engine.drain().begin();
+        #[cfg(feature = "metrics")]
+        if first {
+            crate::metrics::facade::drain_begun();
+        }
         #[cfg(feature = "tracing")]
         tracing::info!(
             deadline_ms = deadline.as_millis(),
             "draining: no new sessions, SSE clients sent elsewhere"
         );
-        async move { engine.drain().settle(deadline).await }
+        let _ = first;
+        async move {
+            #[cfg(feature = "metrics")]
+            let observe = crate::metrics::facade::drain_in_flight;
+            #[cfg(not(feature = "metrics"))]
+            let observe = |_: &DrainReport| {};
+            let report = engine.drain().settle(deadline, observe).await;
+            #[cfg(feature = "metrics")]
+            crate::metrics::facade::drain_ended(&report);
+            report
+        }
     }
 
     /// Whether [`drain`](Self::drain) was called: a readiness check should fail from

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use metrics::{Label, Unit};
 
 use crate::ProtocolVersion;
+use crate::drain::DrainReport;
 use crate::rejection::RejectionKind;
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::util::FastDashMap;
@@ -40,6 +41,31 @@ pub(crate) const STREAMS_RESUMED: &str = "mcp.server.stream.resumed";
 pub(crate) const EVENTS_EVICTED: &str = "mcp.server.event_log.evicted";
 /// One `SessionStore` call of the layer, by `mcp.store.operation` (histogram, seconds).
 pub(crate) const STORE_DURATION: &str = "mcp.server.store.duration";
+/// Layers of this process that were told to drain (gauge): 0, then 1 from the drain
+/// call on (a drain is never undone).
+pub(crate) const DRAIN_ACTIVE: &str = "mcp.server.drain.active";
+/// What a drain still waits for, by `mcp.drain.work` (gauge), while it waits.
+pub(crate) const DRAIN_IN_FLIGHT: &str = "mcp.server.drain.in_flight";
+/// One sample per drain as it ends, by `mcp.drain.outcome` (histogram, seconds).
+pub(crate) const DRAIN_DURATION: &str = "mcp.server.drain.duration";
+
+/// Every name this module can emit, for the README's table to be checked against.
+#[cfg(test)]
+pub(crate) const ALL: [&str; 13] = [
+    OPERATION_DURATION,
+    SESSION_DURATION,
+    SESSIONS_ACTIVE,
+    SESSIONS_CREATED,
+    SESSIONS_CLOSED,
+    REJECTIONS,
+    STREAMS_OPEN,
+    STREAMS_RESUMED,
+    EVENTS_EVICTED,
+    STORE_DURATION,
+    DRAIN_ACTIVE,
+    DRAIN_IN_FLIGHT,
+    DRAIN_DURATION,
+];
 
 /// Sessions whose creation time is kept for `mcp.server.session.duration`, at most.
 const MAX_TRACKED: usize = 1 << 16;
@@ -67,6 +93,9 @@ pub(crate) fn describe() {
             "Events dropped by the memory event log to stay within bounds"
         );
         metrics::describe_histogram!(STORE_DURATION, Unit::Seconds, "Duration of session store calls");
+        metrics::describe_gauge!(DRAIN_ACTIVE, "Session layers told to drain");
+        metrics::describe_gauge!(DRAIN_IN_FLIGHT, "What a drain still waits for, by kind of work");
+        metrics::describe_histogram!(DRAIN_DURATION, Unit::Seconds, "Duration of drains, by outcome");
     });
 }
 
@@ -127,6 +156,8 @@ pub(crate) struct Births {
 impl Births {
     pub(crate) fn new(lifetime: Duration) -> Self {
         describe();
+        // Registered at 0 from the start, so a scrape shows an instance not draining.
+        metrics::gauge!(DRAIN_ACTIVE).increment(0.0);
         Self {
             born: FastDashMap::default(),
             lifetime,
@@ -196,4 +227,27 @@ pub(crate) fn event_evicted() {
 /// One store call of `operation`, `seconds` long.
 pub(crate) fn store_call(operation: &'static str, seconds: f64) {
     metrics::histogram!(STORE_DURATION, "mcp.store.operation" => operation).record(seconds);
+}
+
+/// A layer was told to drain, for the first time.
+pub(crate) fn drain_begun() {
+    metrics::gauge!(DRAIN_ACTIVE).increment(1.0);
+}
+
+/// What a drain waits for now.
+pub(crate) fn drain_in_flight(report: &DrainReport) {
+    let work = [
+        ("pump", report.pumps),
+        ("connection", report.connections),
+        ("client_request", report.client_requests),
+    ];
+    for (kind, count) in work {
+        metrics::gauge!(DRAIN_IN_FLIGHT, "mcp.drain.work" => kind).set(count as f64);
+    }
+}
+
+/// A drain ended: nothing left (`complete`) or at its deadline (`deadline`).
+pub(crate) fn drain_ended(report: &DrainReport) {
+    let outcome = if report.is_complete() { "complete" } else { "deadline" };
+    metrics::histogram!(DRAIN_DURATION, "mcp.drain.outcome" => outcome).record(report.elapsed.as_secs_f64());
 }
