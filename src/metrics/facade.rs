@@ -49,22 +49,22 @@ pub(crate) const DRAIN_IN_FLIGHT: &str = "mcp.server.drain.in_flight";
 /// One sample per drain as it ends, by `mcp.drain.outcome` (histogram, seconds).
 pub(crate) const DRAIN_DURATION: &str = "mcp.server.drain.duration";
 
-/// Every name this module can emit, for the README's table to be checked against.
+/// Every metric this module can emit, with its type: what the README's table must list.
 #[cfg(test)]
-pub(crate) const ALL: [&str; 13] = [
-    OPERATION_DURATION,
-    SESSION_DURATION,
-    SESSIONS_ACTIVE,
-    SESSIONS_CREATED,
-    SESSIONS_CLOSED,
-    REJECTIONS,
-    STREAMS_OPEN,
-    STREAMS_RESUMED,
-    EVENTS_EVICTED,
-    STORE_DURATION,
-    DRAIN_ACTIVE,
-    DRAIN_IN_FLIGHT,
-    DRAIN_DURATION,
+const ALL: [(&str, &str); 13] = [
+    (OPERATION_DURATION, "histogram"),
+    (SESSION_DURATION, "histogram"),
+    (SESSIONS_ACTIVE, "gauge"),
+    (SESSIONS_CREATED, "counter"),
+    (SESSIONS_CLOSED, "counter"),
+    (REJECTIONS, "counter"),
+    (STREAMS_OPEN, "gauge"),
+    (STREAMS_RESUMED, "counter"),
+    (EVENTS_EVICTED, "counter"),
+    (STORE_DURATION, "histogram"),
+    (DRAIN_ACTIVE, "gauge"),
+    (DRAIN_IN_FLIGHT, "gauge"),
+    (DRAIN_DURATION, "histogram"),
 ];
 
 /// Sessions whose creation time is kept for `mcp.server.session.duration`, at most.
@@ -250,4 +250,53 @@ pub(crate) fn drain_in_flight(report: &DrainReport) {
 pub(crate) fn drain_ended(report: &DrainReport) {
     let outcome = if report.is_complete() { "complete" } else { "deadline" };
     metrics::histogram!(DRAIN_DURATION, "mcp.drain.outcome" => outcome).record(report.elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The metric table of the README's "Operating it" section: `(name, type, unit)` for
+    /// each of its rows.
+    fn readme_table() -> BTreeSet<(String, String, String)> {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("\n## Operating it\n").expect("an \"Operating it\" section");
+        let section = &readme[start + 1..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+        let table = section
+            .find("\n| metric | type | unit | attributes | Prometheus |\n")
+            .map(|at| &section[at + 1..])
+            .expect("the metric table");
+        let mut rows = BTreeSet::new();
+        for line in table.lines().take_while(|line| line.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // "", name, type, unit, attributes, Prometheus, ""
+            if let [_, name, kind, unit, ..] = cells.as_slice()
+                && let Some(name) = name.strip_prefix("`mcp.").and_then(|n| n.strip_suffix('`'))
+            {
+                rows.insert((format!("mcp.{name}"), (*kind).to_owned(), (*unit).to_owned()));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_metric_and_no_other() {
+        let table = readme_table();
+        let documented: BTreeSet<(String, String)> = table.iter().map(|(n, k, _)| (n.clone(), k.clone())).collect();
+        let emitted: BTreeSet<(String, String)> = super::ALL
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), (*k).to_owned()))
+            .collect();
+        let missing: Vec<_> = emitted.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&emitted).collect();
+        assert!(missing.is_empty(), "emitted but not in the README's table: {missing:?}");
+        assert!(stale.is_empty(), "in the README's table but never emitted: {stale:?}");
+        assert_eq!(table.len(), emitted.len(), "a metric is listed twice: {table:?}");
+        // Every histogram is in seconds, and nothing else has a unit.
+        for (name, kind, unit) in &table {
+            let want = if kind == "histogram" { "s" } else { "—" };
+            assert_eq!(unit, want, "the unit of {name}");
+        }
+    }
 }
