@@ -190,7 +190,9 @@ mod tests {
         assert!(!drain.begin(), "and only the first");
         assert!(drain.is_draining());
         let mut seen = Vec::new();
-        let left = drain.settle(Duration::from_secs(1), |r| seen.push(r.pumps + r.connections)).await;
+        let left = drain
+            .settle(Duration::from_secs(1), |r| seen.push(r.pumps + r.connections))
+            .await;
         assert_eq!(seen, [2, 2], "read at the start and at the deadline");
         assert_eq!((left.pumps, left.connections, left.client_requests), (1, 1, 0));
         assert!(!left.is_complete());

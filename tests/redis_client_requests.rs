@@ -357,15 +357,26 @@ async fn the_admin_handle_counts_and_ends_sessions_of_every_instance() {
     let idle = admin.inspect(&dave_id).await.unwrap().expect("live").idle_for;
     // Slack below for the keep-alive touch the layer may make as the request ends.
     assert!(idle >= Duration::from_millis(300), "idle {idle:?} after a 400 ms wait");
-    assert!(idle <= dave_began.elapsed() + Duration::from_millis(30), "idle {idle:?}");
+    assert!(
+        idle <= dave_began.elapsed() + Duration::from_millis(30),
+        "idle {idle:?}"
+    );
     let ping_began = tokio::time::Instant::now();
     let before = std::time::SystemTime::now();
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    let dave_again = As { session: Some(&dave), user: Some("dave"), ..As::default() };
+    let dave_again = As {
+        session: Some(&dave),
+        user: Some("dave"),
+        ..As::default()
+    };
     let (status, _) = post(&a, dave_again, &ping).await;
     assert_eq!(status, StatusCode::OK);
     let info = admin.inspect(&dave_id).await.unwrap().expect("live");
-    assert!(info.idle_for <= ping_began.elapsed() + Duration::from_millis(30), "{:?}", info.idle_for);
+    assert!(
+        info.idle_for <= ping_began.elapsed() + Duration::from_millis(30),
+        "{:?}",
+        info.idle_for
+    );
     let slack = Duration::from_millis(30);
     assert!(
         info.last_activity + slack >= before && info.last_activity <= std::time::SystemTime::now() + slack,

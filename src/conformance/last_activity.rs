@@ -51,7 +51,10 @@ fn within(seen: Duration, activity: Window, question: Window, promise: &str, wha
         promise,
         "{what}: idle_for said {seen:?}, but at most {most:?} had passed since the activity began"
     );
-    let least = question.start.saturating_duration_since(activity.end).saturating_sub(EPS);
+    let least = question
+        .start
+        .saturating_duration_since(activity.end)
+        .saturating_sub(EPS);
     ensure!(
         seen >= least,
         promise,
@@ -80,14 +83,26 @@ async fn last_activity_once(h: &Handles) -> Result<(), Late> {
         h.a.replace_attributes(&plain, 0, &object(json!({"k": 1}))).await,
     );
     let (grown, asked) = idle(&h.a, &plain, promise).await;
-    within(grown, made_plain, asked, promise, "after a wait with reads and an attribute write");
+    within(
+        grown,
+        made_plain,
+        asked,
+        promise,
+        "after a wait with reads and an attribute write",
+    );
     ensure!(
         grown >= fresh,
         promise,
         "idle time went down from {fresh:?} to {grown:?} with no activity between"
     );
     let (aged, asked) = idle(&h.a, &capped, promise).await;
-    within(aged, made_capped, asked, promise, "a session whose lifetime bounds its expiry");
+    within(
+        aged,
+        made_capped,
+        asked,
+        promise,
+        "a session whose lifetime bounds its expiry",
+    );
 
     // A refreshing load and a touch start the count again.
     let (found, loaded) = timed(h.b.load(&refreshed, Some(LONG))).await;

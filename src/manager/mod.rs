@@ -18,9 +18,9 @@ use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
-use crate::session::SessionId;
 #[cfg(doc)]
 use crate::session::CloseReason;
+use crate::session::SessionId;
 
 /// Why a message could not be queued for a session.
 ///

@@ -14,9 +14,9 @@ use serde_json::{Map, Value as Json};
 use tower_mcp_session::store::{
     Attributes, BoxFuture, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
 };
-use tower_mcp_session::{SessionId, SessionRecord};
 #[cfg(doc)]
 use tower_mcp_session::{CloseReason, store::Expired};
+use tower_mcp_session::{SessionId, SessionRecord};
 
 use self::record::{RECORD_FIELDS, bad, decode, decode_attributes, encode};
 use self::scripts::{
@@ -24,7 +24,6 @@ use self::scripts::{
     RESERVE_SCRIPT, UNINDEX_SCRIPT,
 };
 use crate::connection::{RedisConnection, bounded, millis, session_base};
-
 
 /// Durations handed to Redis are capped here (about 100 years): `PEXPIRE` refuses
 /// times that overflow, and nothing needs more.
