@@ -11,12 +11,17 @@
 //!
 //! `GET /admin/sessions` answers `{"count": n}` with `?count`, else one page
 //! `{"sessions": [...], "next": cursor-or-null}`; pass `next` back as `?cursor=`.
+//! `GET /admin/sessions/<id>` describes one session; its times are milliseconds:
+//! `createdAt` and `lastActivity` since the Unix epoch, `idleMs` since the session's
+//! last activity (its `initialize`, a request, or the layer's keep-alive of a request or
+//! stream in flight), by the store's clock.
 //! The admin routes are not behind the MCP layer: they are not MCP traffic.
 
 use mcp_test_support::echo as common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -82,14 +87,13 @@ async fn inspect(State(admin): State<Admin>, headers: HeaderMap, Path(id): Path<
     match admin.sessions.inspect(&id).await {
         Ok(Some(info)) => {
             let record = &info.record;
-            let created = record
-                .created_at()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let unix_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             axum::Json(json!({
                 "id": record.id().as_str(),
                 "protocolVersion": record.protocol_version().to_string(),
-                "createdAt": created,
+                "createdAt": unix_ms(record.created_at()),
+                "lastActivity": unix_ms(info.last_activity),
+                "idleMs": info.idle_for.as_millis(),
                 "principal": record.principal().map(Principal::as_str),
                 "clientInfo": record.client_info().map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok()),
                 "attributes": info.attributes,

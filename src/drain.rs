@@ -111,10 +111,11 @@ impl Drain {
         self.begun.notified()
     }
 
-    /// Begin draining (again, harmlessly).
-    pub(crate) fn begin(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+    /// Begin draining (again, harmlessly); whether this call was the first.
+    pub(crate) fn begin(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::SeqCst);
         self.begun.notify_waiters();
+        first
     }
 
     /// What is in flight now.
@@ -128,7 +129,9 @@ impl Drain {
     }
 
     /// Wait until nothing is in flight or `deadline` has passed; what was left.
-    pub(crate) async fn settle(&self, deadline: Duration) -> DrainReport {
+    /// `observe` sees the counts each time they are read: at the start, after each end
+    /// of work, at the deadline; the last it sees is the report returned.
+    pub(crate) async fn settle(&self, deadline: Duration, mut observe: impl FnMut(&DrainReport)) -> DrainReport {
         let start = tokio::time::Instant::now();
         let until = start + deadline;
         loop {
@@ -137,8 +140,14 @@ impl Drain {
             let mut ended = std::pin::pin!(ended);
             ended.as_mut().enable();
             let report = self.in_flight(start.elapsed());
-            if report.is_complete() || tokio::time::timeout_at(until, ended).await.is_err() {
-                return self.in_flight(start.elapsed());
+            observe(&report);
+            if report.is_complete() {
+                return report;
+            }
+            if tokio::time::timeout_at(until, ended).await.is_err() {
+                let last = self.in_flight(start.elapsed());
+                observe(&last);
+                return last;
             }
         }
     }
@@ -177,9 +186,14 @@ mod tests {
         let drain = Arc::new(Drain::default());
         let pump = drain.track(Kind::Pump);
         let reader = drain.track(Kind::Reader);
-        drain.begin();
+        assert!(drain.begin(), "the first begin");
+        assert!(!drain.begin(), "and only the first");
         assert!(drain.is_draining());
-        let left = drain.settle(Duration::from_secs(1)).await;
+        let mut seen = Vec::new();
+        let left = drain
+            .settle(Duration::from_secs(1), |r| seen.push(r.pumps + r.connections))
+            .await;
+        assert_eq!(seen, [2, 2], "read at the start and at the deadline");
         assert_eq!((left.pumps, left.connections, left.client_requests), (1, 1, 0));
         assert!(!left.is_complete());
         assert!(left.to_string().contains("1 pumps"), "{left}");
@@ -187,7 +201,7 @@ mod tests {
         drop(reader);
         let settling = tokio::spawn({
             let drain = drain.clone();
-            async move { drain.settle(Duration::from_secs(60)).await }
+            async move { drain.settle(Duration::from_secs(60), |_| {}).await }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(pump);

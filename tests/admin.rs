@@ -1,8 +1,10 @@
 //! The operator's handle, `SessionManager::admin()`, on one instance with the memory
-//! backends: count, list in pages, inspect, terminate one, terminate a principal's. The
-//! cross-instance count over Redis is in `redis_client_requests.rs`.
+//! backends: count, list in pages, inspect (last activity included), terminate one,
+//! terminate a principal's. The cross-instance count and last activity over Redis are
+//! in `redis_client_requests.rs`.
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use mcp_test_support::http as support;
@@ -70,8 +72,56 @@ async fn count_list_inspect_and_terminate() {
     let (status, _, _) = send(&app, Some(&alice[0]), &request(3, "ping", json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a terminated session is gone");
 
-    assert!(admin.terminate(&bob_id).await.unwrap());
+    // A manager's close is the admin's terminate: the session ends once.
+    assert!(layer.manager().close(&bob_id).await.unwrap());
     assert!(!admin.terminate(&bob_id).await.unwrap());
     assert!(admin.inspect(&bob_id).await.unwrap().is_none());
     assert_eq!(admin.count().await.unwrap(), 0);
+}
+
+/// `inspect` tells how long a session has been idle: from its `initialize`, then from
+/// its last request; reading it (and the admin's other reads) is not activity. Paused
+/// time, so the figures are exact.
+#[tokio::test(start_paused = true)]
+async fn inspect_tells_the_last_activity() {
+    let layer = McpSessionLayer::builder()
+        .bind_principal(false)
+        .idle_timeout(Duration::from_secs(600))
+        .build();
+    let app = support::app(&layer);
+    let admin = layer.manager().admin();
+    let session = initialize_as(&app, "erin").await;
+    let id = SessionId::parse(&session).unwrap();
+    // Let the detached touch at the end of the request land before the clock moves.
+    settle().await;
+
+    tokio::time::advance(Duration::from_secs(42)).await;
+    let info = admin.inspect(&id).await.unwrap().expect("live");
+    assert_eq!(info.idle_for, Duration::from_secs(42));
+    let now = SystemTime::now();
+    let last = info.last_activity;
+    assert!(last <= now && now.duration_since(last).unwrap() >= Duration::from_secs(42));
+    assert_eq!(admin.count().await.unwrap(), 1);
+    tokio::time::advance(Duration::from_secs(8)).await;
+    assert_eq!(
+        admin.inspect(&id).await.unwrap().expect("live").idle_for,
+        Duration::from_secs(50),
+        "inspecting and counting are not activity"
+    );
+
+    let (status, _, _) = send(&app, Some(&session), &request(1, "ping", json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    settle().await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        admin.inspect(&id).await.unwrap().expect("live").idle_for,
+        Duration::from_secs(5)
+    );
+}
+
+/// Lets detached tasks (the layer's end-of-request touch) run without moving the clock.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
 }

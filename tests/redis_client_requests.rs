@@ -327,6 +327,7 @@ async fn the_admin_handle_counts_and_ends_sessions_of_every_instance() {
     for at in [&a, &b, &b] {
         initialize(at, Some("carol"), json!({})).await;
     }
+    let dave_began = tokio::time::Instant::now();
     let dave = initialize(&a, Some("dave"), json!({})).await;
     assert_eq!(a.layer.manager().admin().count().await.unwrap(), 4);
     assert_eq!(b.layer.manager().admin().count().await.unwrap(), 4);
@@ -345,5 +346,41 @@ async fn the_admin_handle_counts_and_ends_sessions_of_every_instance() {
         .inspect(&SessionId::parse(&dave).unwrap())
         .await
         .unwrap();
-    assert_eq!(info.expect("live").record.principal(), Some(&Principal::new("dave")));
+    let info = info.expect("live");
+    assert_eq!(info.record.principal(), Some(&Principal::new("dave")));
+
+    // Last activity, as another instance sees it: the time since dave's last request,
+    // by Redis' clock, which a request on either instance starts again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let dave_id = SessionId::parse(&dave).unwrap();
+    let admin = b.layer.manager().admin();
+    let idle = admin.inspect(&dave_id).await.unwrap().expect("live").idle_for;
+    // Slack below for the keep-alive touch the layer may make as the request ends.
+    assert!(idle >= Duration::from_millis(300), "idle {idle:?} after a 400 ms wait");
+    assert!(
+        idle <= dave_began.elapsed() + Duration::from_millis(30),
+        "idle {idle:?}"
+    );
+    let ping_began = tokio::time::Instant::now();
+    let before = std::time::SystemTime::now();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let dave_again = As {
+        session: Some(&dave),
+        user: Some("dave"),
+        ..As::default()
+    };
+    let (status, _) = post(&a, dave_again, &ping).await;
+    assert_eq!(status, StatusCode::OK);
+    let info = admin.inspect(&dave_id).await.unwrap().expect("live");
+    assert!(
+        info.idle_for <= ping_began.elapsed() + Duration::from_millis(30),
+        "{:?}",
+        info.idle_for
+    );
+    let slack = Duration::from_millis(30);
+    assert!(
+        info.last_activity + slack >= before && info.last_activity <= std::time::SystemTime::now() + slack,
+        "last activity {:?} is not during the ping",
+        info.last_activity
+    );
 }

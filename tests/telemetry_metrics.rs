@@ -128,6 +128,8 @@ fn names_and_labels_after_real_requests() {
         Value::Counter(1),
     );
     expect("mcp.server.session.active", &[], Value::Gauge(1.0));
+    // Not draining: the gauge is there, at 0.
+    expect("mcp.server.drain.active", &[], Value::Gauge(0.0));
     expect(
         "mcp.server.session.duration",
         &[("mcp.protocol.version", LEGACY), tcp],
@@ -152,6 +154,9 @@ fn names_and_labels_after_real_requests() {
         "mcp.server.stream.resumed",
         "mcp.server.event_log.evicted",
         "mcp.server.store.duration",
+        "mcp.server.drain.active",
+        "mcp.server.drain.in_flight",
+        "mcp.server.drain.duration",
     ];
     for (name, _) in seen.keys() {
         assert!(documented.contains(&name.as_str()), "undocumented metric {name}");
@@ -196,6 +201,81 @@ fn open_streams_gauge() {
             let body = read_all(response.into_body()).await;
             assert!(!sse_messages(&body).is_empty());
             assert_eq!(gauge(), Some(DebugValue::Gauge((-1.0).into())), "and closed again");
+        });
+    });
+}
+
+/// A drain: `drain.active` is registered at 0 with the layer and goes to 1 with the
+/// drain call; `drain.in_flight` says, by kind of work, what the drain waits for; one
+/// `drain.duration` sample per drain, by outcome. The first drain hits its deadline
+/// with a streamed call running (its pump, and the connection of a 2025-06-18 client,
+/// which holds no event id to resume from); the second, once the call is read to its
+/// end, completes.
+#[test]
+fn drain_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let snapshot = || {
+        let mut seen: BTreeMap<Series, DebugValue> = BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            if key.name().starts_with("mcp.server.drain.") {
+                let labels: Vec<(&str, &str)> = key.labels().map(|l| (l.key(), l.value())).collect();
+                seen.insert(series(key.name(), &labels), value);
+            }
+        }
+        seen
+    };
+    let gauge = |g: f64| DebugValue::Gauge(g.into());
+    let pumps = series("mcp.server.drain.in_flight", &[("mcp.drain.work", "pump")]);
+    let connections = series("mcp.server.drain.in_flight", &[("mcp.drain.work", "connection")]);
+    let requests = series("mcp.server.drain.in_flight", &[("mcp.drain.work", "client_request")]);
+    let active = series("mcp.server.drain.active", &[]);
+    let samples = |seen: &BTreeMap<Series, DebugValue>, outcome: &str| match seen
+        .get(&series("mcp.server.drain.duration", &[("mcp.drain.outcome", outcome)]))
+    {
+        Some(DebugValue::Histogram(samples)) => samples.len(),
+        _ => 0,
+    };
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let layer = McpSessionLayer::new();
+            let before = snapshot();
+            assert_eq!(before.get(&active), Some(&gauge(0.0)), "{before:#?}");
+            assert_eq!(before.len(), 1, "only the active gauge before a drain: {before:#?}");
+
+            let app = app(&layer);
+            let session = initialize(&app, LEGACY).await;
+            let progress = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+                "name": "test_tool_with_progress", "arguments": {"intervalMs": 5_000},
+                "_meta": {"progressToken": "p"}}});
+            let response = support::call(&app, with_body(post().header("mcp-session-id", &session), &progress)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut stream = SseReader::new(response.into_body());
+            stream.next_message().await.expect("first progress");
+
+            let report = layer.manager().drain(std::time::Duration::from_millis(50)).await;
+            assert!(!report.is_complete(), "{report}");
+            let seen = snapshot();
+            assert_eq!(seen.get(&active), Some(&gauge(1.0)), "{seen:#?}");
+            assert_eq!(seen.get(&pumps), Some(&gauge(1.0)), "{seen:#?}");
+            assert_eq!(seen.get(&connections), Some(&gauge(1.0)), "{seen:#?}");
+            assert_eq!(seen.get(&requests), Some(&gauge(0.0)), "{seen:#?}");
+            assert_eq!((samples(&seen, "deadline"), samples(&seen, "complete")), (1, 0));
+
+            while stream.next_message().await.is_some() {}
+            drop(stream);
+            let report = layer.manager().drain(std::time::Duration::from_secs(5)).await;
+            assert!(report.is_complete(), "{report}");
+            let seen = snapshot();
+            assert_eq!(seen.get(&pumps), Some(&gauge(0.0)), "{seen:#?}");
+            assert_eq!(seen.get(&connections), Some(&gauge(0.0)), "{seen:#?}");
+            assert_eq!((samples(&seen, "deadline"), samples(&seen, "complete")), (0, 1));
         });
     });
 }

@@ -120,6 +120,7 @@ mod event_log_leases;
 mod event_log_readers;
 mod event_log_sessions;
 mod event_log_streams;
+mod last_activity;
 mod listing;
 mod store;
 mod timing;

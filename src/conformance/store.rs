@@ -34,6 +34,7 @@ where
         async { timing::shortened_idle(make().await).await },
         async { timing::idle_sessions(make().await).await },
         async { super::listing::list(make().await).await },
+        async { super::last_activity::last_activity(make().await).await },
     );
 }
 

@@ -315,6 +315,11 @@ impl Sessions {
         self.call(self.store.load(id, None)).await
     }
 
+    /// How long the session `id` has gone without activity; `None` when it is not live.
+    pub(crate) async fn idle_for(&self, id: &SessionId) -> Result<Option<Duration>, StoreError> {
+        self.call(self.store.idle_for(id)).await
+    }
+
     fn release(self: &Arc<Self>, id: &SessionId) {
         let idle = self.policy.idle_timeout;
         let removed = self

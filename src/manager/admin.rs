@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -68,6 +69,14 @@ pub struct SessionInfo {
     pub readers_here: usize,
     /// Whether a request or stream of the session is in flight on this instance.
     pub busy_here: bool,
+    /// How long the session has gone without activity, by the store's clock (see
+    /// [`SessionStore::idle_for`](crate::store::SessionStore::idle_for)): its creation
+    /// and every request count, and so do the keep-alive touches the layer makes every
+    /// third of the idle timeout while a request or stream of it is in flight anywhere.
+    pub idle_for: Duration,
+    /// When that activity was, by this machine's clock: now less
+    /// [`idle_for`](Self::idle_for), read when `inspect` answered.
+    pub last_activity: SystemTime,
 }
 
 impl SessionAdmin {
@@ -135,7 +144,8 @@ impl SessionAdmin {
         Ok(total)
     }
 
-    /// The live session `id`, or `None`. Reading is not activity.
+    /// The live session `id`, or `None`. Reading is not activity. Three store calls:
+    /// the record, the attributes, the idle time.
     ///
     /// ```
     /// use tower_mcp_session::{McpSessionLayer, SessionId};
@@ -153,11 +163,18 @@ impl SessionAdmin {
             return Ok(None);
         };
         let attributes = sessions.attributes(id).await?;
+        // Ended between the two reads: gone, as if the record had not been found.
+        let Some(idle_for) = sessions.idle_for(id).await.map_err(SessionError::Store)? else {
+            return Ok(None);
+        };
+        let now = SystemTime::now();
         Ok(Some(SessionInfo {
             record,
             attributes,
             readers_here: self.engine.streams().attached_readers(id),
             busy_here: sessions.is_busy_here(id),
+            idle_for,
+            last_activity: now.checked_sub(idle_for).unwrap_or(now),
         }))
     }
 
@@ -206,12 +223,7 @@ impl SessionAdmin {
         {
             for id in &ids {
                 let record = sessions.record(id).await.map_err(SessionError::Store)?;
-                if record.is_some_and(|r| r.principal() == Some(principal))
-                    && sessions
-                        .end(id, CloseReason::Closed)
-                        .await
-                        .map_err(SessionError::Store)?
-                {
+                if record.is_some_and(|r| r.principal() == Some(principal)) && self.terminate(id).await? {
                     ended += 1;
                 }
             }

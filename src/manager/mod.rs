@@ -18,7 +18,9 @@ use crate::event_log::EventLogError;
 use crate::lifecycle::{Session, SessionError};
 use crate::metrics::Metrics;
 use crate::outbound::RequestError;
-use crate::session::{CloseReason, SessionId};
+#[cfg(doc)]
+use crate::session::CloseReason;
+use crate::session::SessionId;
 
 /// Why a message could not be queued for a session.
 ///
@@ -236,7 +238,9 @@ impl SessionManager {
         fan_out(&self.engine, Audience::Subscribers(uri.into()), Bytes::from(bytes)).await
     }
 
-    /// End `session` now; `Ok(true)` when it existed. Its streams end too.
+    /// End `session` now; `Ok(true)` when it existed. Its streams end too. The same
+    /// step as [`SessionAdmin::terminate`]: close listeners hear
+    /// [`CloseReason::Closed`].
     ///
     /// ```
     /// use tower_mcp_session::{McpSessionLayer, SessionId};
@@ -249,11 +253,7 @@ impl SessionManager {
     /// # }
     /// ```
     pub async fn close(&self, session: &SessionId) -> Result<bool, SessionError> {
-        self.engine
-            .sessions()
-            .end(session, CloseReason::Closed)
-            .await
-            .map_err(SessionError::Store)
+        self.admin().terminate(session).await
     }
 
     /// The layer's background work — keep-alive of busy sessions, the expiry sweep that
@@ -331,13 +331,27 @@ impl SessionManager {
     /// ```
     pub fn drain(&self, deadline: Duration) -> impl Future<Output = DrainReport> + Send + 'static {
         let engine = self.engine.clone();
-        engine.drain().begin();
+        let first = engine.drain().begin();
+        #[cfg(feature = "metrics")]
+        if first {
+            crate::metrics::facade::drain_begun();
+        }
         #[cfg(feature = "tracing")]
         tracing::info!(
             deadline_ms = deadline.as_millis(),
             "draining: no new sessions, SSE clients sent elsewhere"
         );
-        async move { engine.drain().settle(deadline).await }
+        let _ = first;
+        async move {
+            #[cfg(feature = "metrics")]
+            let observe = crate::metrics::facade::drain_in_flight;
+            #[cfg(not(feature = "metrics"))]
+            let observe = |_: &DrainReport| {};
+            let report = engine.drain().settle(deadline, observe).await;
+            #[cfg(feature = "metrics")]
+            crate::metrics::facade::drain_ended(&report);
+            report
+        }
     }
 
     /// Whether [`drain`](Self::drain) was called: a readiness check should fail from

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use metrics::{Label, Unit};
 
 use crate::ProtocolVersion;
+use crate::drain::DrainReport;
 use crate::rejection::RejectionKind;
 use crate::session::{CloseReason, SessionId, SessionRecord};
 use crate::util::FastDashMap;
@@ -40,6 +41,31 @@ pub(crate) const STREAMS_RESUMED: &str = "mcp.server.stream.resumed";
 pub(crate) const EVENTS_EVICTED: &str = "mcp.server.event_log.evicted";
 /// One `SessionStore` call of the layer, by `mcp.store.operation` (histogram, seconds).
 pub(crate) const STORE_DURATION: &str = "mcp.server.store.duration";
+/// Layers of this process that were told to drain (gauge): 0, then 1 from the drain
+/// call on (a drain is never undone).
+pub(crate) const DRAIN_ACTIVE: &str = "mcp.server.drain.active";
+/// What a drain still waits for, by `mcp.drain.work` (gauge), while it waits.
+pub(crate) const DRAIN_IN_FLIGHT: &str = "mcp.server.drain.in_flight";
+/// One sample per drain as it ends, by `mcp.drain.outcome` (histogram, seconds).
+pub(crate) const DRAIN_DURATION: &str = "mcp.server.drain.duration";
+
+/// Every metric this module can emit, with its type: what the README's table must list.
+#[cfg(test)]
+const ALL: [(&str, &str); 13] = [
+    (OPERATION_DURATION, "histogram"),
+    (SESSION_DURATION, "histogram"),
+    (SESSIONS_ACTIVE, "gauge"),
+    (SESSIONS_CREATED, "counter"),
+    (SESSIONS_CLOSED, "counter"),
+    (REJECTIONS, "counter"),
+    (STREAMS_OPEN, "gauge"),
+    (STREAMS_RESUMED, "counter"),
+    (EVENTS_EVICTED, "counter"),
+    (STORE_DURATION, "histogram"),
+    (DRAIN_ACTIVE, "gauge"),
+    (DRAIN_IN_FLIGHT, "gauge"),
+    (DRAIN_DURATION, "histogram"),
+];
 
 /// Sessions whose creation time is kept for `mcp.server.session.duration`, at most.
 const MAX_TRACKED: usize = 1 << 16;
@@ -67,6 +93,9 @@ pub(crate) fn describe() {
             "Events dropped by the memory event log to stay within bounds"
         );
         metrics::describe_histogram!(STORE_DURATION, Unit::Seconds, "Duration of session store calls");
+        metrics::describe_gauge!(DRAIN_ACTIVE, "Session layers told to drain");
+        metrics::describe_gauge!(DRAIN_IN_FLIGHT, "What a drain still waits for, by kind of work");
+        metrics::describe_histogram!(DRAIN_DURATION, Unit::Seconds, "Duration of drains, by outcome");
     });
 }
 
@@ -127,6 +156,8 @@ pub(crate) struct Births {
 impl Births {
     pub(crate) fn new(lifetime: Duration) -> Self {
         describe();
+        // Registered at 0 from the start, so a scrape shows an instance not draining.
+        metrics::gauge!(DRAIN_ACTIVE).increment(0.0);
         Self {
             born: FastDashMap::default(),
             lifetime,
@@ -196,4 +227,76 @@ pub(crate) fn event_evicted() {
 /// One store call of `operation`, `seconds` long.
 pub(crate) fn store_call(operation: &'static str, seconds: f64) {
     metrics::histogram!(STORE_DURATION, "mcp.store.operation" => operation).record(seconds);
+}
+
+/// A layer was told to drain, for the first time.
+pub(crate) fn drain_begun() {
+    metrics::gauge!(DRAIN_ACTIVE).increment(1.0);
+}
+
+/// What a drain waits for now.
+pub(crate) fn drain_in_flight(report: &DrainReport) {
+    let work = [
+        ("pump", report.pumps),
+        ("connection", report.connections),
+        ("client_request", report.client_requests),
+    ];
+    for (kind, count) in work {
+        metrics::gauge!(DRAIN_IN_FLIGHT, "mcp.drain.work" => kind).set(count as f64);
+    }
+}
+
+/// A drain ended: nothing left (`complete`) or at its deadline (`deadline`).
+pub(crate) fn drain_ended(report: &DrainReport) {
+    let outcome = if report.is_complete() { "complete" } else { "deadline" };
+    metrics::histogram!(DRAIN_DURATION, "mcp.drain.outcome" => outcome).record(report.elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The metric table of the README's "Operating it" section: `(name, type, unit)` for
+    /// each of its rows.
+    fn readme_table() -> BTreeSet<(String, String, String)> {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("\n## Operating it\n").expect("an \"Operating it\" section");
+        let section = &readme[start + 1..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+        let table = section
+            .find("\n| metric | type | unit | attributes | Prometheus |\n")
+            .map(|at| &section[at + 1..])
+            .expect("the metric table");
+        let mut rows = BTreeSet::new();
+        for line in table.lines().take_while(|line| line.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // "", name, type, unit, attributes, Prometheus, ""
+            if let [_, name, kind, unit, ..] = cells.as_slice()
+                && let Some(name) = name.strip_prefix("`mcp.").and_then(|n| n.strip_suffix('`'))
+            {
+                rows.insert((format!("mcp.{name}"), (*kind).to_owned(), (*unit).to_owned()));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_metric_and_no_other() {
+        let table = readme_table();
+        let documented: BTreeSet<(String, String)> = table.iter().map(|(n, k, _)| (n.clone(), k.clone())).collect();
+        let emitted: BTreeSet<(String, String)> = super::ALL
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), (*k).to_owned()))
+            .collect();
+        let missing: Vec<_> = emitted.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&emitted).collect();
+        assert!(missing.is_empty(), "emitted but not in the README's table: {missing:?}");
+        assert!(stale.is_empty(), "in the README's table but never emitted: {stale:?}");
+        assert_eq!(table.len(), emitted.len(), "a metric is listed twice: {table:?}");
+        // Every histogram is in seconds, and nothing else has a unit.
+        for (name, kind, unit) in &table {
+            let want = if kind == "histogram" { "s" } else { "—" };
+            assert_eq!(unit, want, "the unit of {name}");
+        }
+    }
 }

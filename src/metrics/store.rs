@@ -93,4 +93,8 @@ impl SessionStore for Timed {
     fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
         timed("list", self.0.list(cursor, max))
     }
+
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        timed("idle_for", self.0.idle_for(id))
+    }
 }

@@ -237,6 +237,7 @@ pub struct SessionPage {
 ///   then [`delete`](Self::delete) of a candidate.
 /// - fan-out to every session or every subscriber of a resource, and the admin
 ///   listing: [`list`](Self::list), page after page.
+/// - the admin handle's look at one session: [`idle_for`](Self::idle_for).
 ///
 /// Every method is one atomic step with respect to every other call on the same
 /// session, from any instance sharing the backend. There are no default methods: a
@@ -328,6 +329,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// with any page or an empty one, but never with an error or a panic: cursors come
     /// back from callers. Reading is not activity.
     fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>>;
+
+    /// How long the live session `id` has gone without activity, by the backend's
+    /// clock: the time since its last [`create`](Self::create), [`load`](Self::load)
+    /// with a refresh, or [`touch`](Self::touch) took effect — exactly the steps that
+    /// push its idle expiry. Nothing else is activity: plain loads, attribute reads and
+    /// writes, [`list`](Self::list) and this call change nothing. `None` when there is
+    /// no live session `id` (never created, expired or deleted).
+    ///
+    /// The answer is never more than the time that really passed since that activity
+    /// (a backend may round down to its clock's granularity), also when the session's
+    /// lifetime, not its idle timeout, is what ends it next. The admin handle reads it
+    /// for [`SessionAdmin::inspect`](crate::SessionAdmin::inspect); it is off the
+    /// request path and may cost a round trip of its own.
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
 }
 
 impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
@@ -388,5 +403,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
 
     fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
         (**self).list(cursor, max)
+    }
+
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        (**self).idle_for(id)
     }
 }

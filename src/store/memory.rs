@@ -497,6 +497,16 @@ impl Inner {
         removed
     }
 
+    fn idle_for(&self, id: &SessionId) -> Option<Duration> {
+        let now = self.now();
+        let entry = self.sessions.get(id)?;
+        if entry.expired(now).is_some() {
+            return None;
+        }
+        let since = now.saturating_sub(entry.last_active.load(Ordering::Acquire));
+        Some(Duration::from_nanos(since))
+    }
+
     fn idle_sessions(&self, idle_for: Duration, max: usize) -> Vec<SessionId> {
         let now = self.now();
         let idle_for = nanos(idle_for);
@@ -585,6 +595,10 @@ impl SessionStore for MemoryStore {
     fn idle_sessions(&self, idle_for: Duration, max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
         Box::pin(async move { Ok(self.inner.idle_sessions(idle_for, max)) })
     }
+
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(async move { Ok(self.inner.idle_for(id)) })
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -592,38 +606,4 @@ fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_drained_expiry_burst_gives_its_memory_back() {
-        let store = MemoryStore::new();
-        let expiry = Expiry {
-            idle: Duration::from_secs(1),
-            lifetime: Duration::from_secs(60),
-        };
-        for n in 0..5_000 {
-            let id = SessionId::parse(&format!("s{n}")).unwrap();
-            let record = SessionRecord::new(id, crate::ProtocolVersion::V2025_06_18);
-            store.create(&record, &Map::new(), expiry, None).await.unwrap();
-        }
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let mut taken = 0;
-        loop {
-            let batch = store.take_expired(100).await.unwrap();
-            taken += batch.sessions.len();
-            if !batch.more {
-                break;
-            }
-        }
-        assert_eq!(taken, 5_000);
-        let queue = store.inner.unreported.lock().unwrap().capacity();
-        assert!(queue <= 256, "the drained queue still holds room for {queue} entries");
-    }
-
-    #[test]
-    fn entry_stays_small() {
-        // The map stores key and entry inline; keep the pair within one cache line.
-        assert!(std::mem::size_of::<(SessionId, Entry)>() <= 64);
-    }
-}
+mod tests;

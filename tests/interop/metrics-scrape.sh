@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scrape check for the echo example's `/metrics` (run by run.sh against a server started
 # with --metrics): a session with a tool call, a refused request and a DELETE, then
-# `GET /metrics`, checking that the documented Prometheus names and labels are there.
+# `GET /metrics`, checking that the documented Prometheus names and labels are there
+# (the drain gauge at 0: the server is not draining; the other drain metrics appear
+# only once a drain has begun, and the server exits after it).
 # Closes with `N passed, M failed` like every interop suite.
 #
 #   bash tests/interop/metrics-scrape.sh http://127.0.0.1:PORT/mcp
@@ -48,7 +50,9 @@ for pattern in \
   '^mcp_server_session_active ' \
   '^mcp_server_rejections_total\{mcp_rejection_reason="session_not_found"\} [1-9]' \
   '^mcp_server_store_duration_seconds_count\{mcp_store_operation="load"\} [1-9]' \
-  '^mcp_server_store_duration_seconds_count\{mcp_store_operation="create"\} [1-9]'
+  '^mcp_server_store_duration_seconds_count\{mcp_store_operation="create"\} [1-9]' \
+  '^# TYPE mcp_server_drain_active gauge$' \
+  '^mcp_server_drain_active 0$'
 do
   check "metrics: $pattern" has "$pattern"
 done

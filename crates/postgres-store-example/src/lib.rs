@@ -216,6 +216,7 @@ struct Sql {
     take_queued: String,
     take_expired: String,
     idle: String,
+    idle_for: String,
     list_first: String,
     list_after: String,
 }
@@ -310,6 +311,12 @@ impl Sql {
                 "SELECT id FROM {s}.sessions
                  WHERE {live} AND last_active <= statement_timestamp() - $1::int8 {us}
                  ORDER BY last_active LIMIT $2"
+            ),
+            // `last_active` is written by the statements that create and refresh, by
+            // the same clock this reads.
+            idle_for: format!(
+                "SELECT greatest(0, extract(epoch FROM statement_timestamp() - last_active) * 1000000)::int8
+                 FROM {s}.sessions WHERE id = $1 AND {live}"
             ),
             // Keyset paging on the primary key: the cursor is the last id of the page,
             // so a walk sees each id once however rows come and go meanwhile.
@@ -489,6 +496,15 @@ impl SessionStore for PgSessionStore {
                 ids.extend(SessionId::parse(row.try_get(0)?));
             }
             Ok(ids)
+        })
+    }
+
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        self.with(move |client, sql| async move {
+            let idle_for = client.prepare_cached(&sql.idle_for).await?;
+            let row = client.query_opt(&idle_for, &[&id.as_str()]).await?;
+            let micros = row.map(|row| row.try_get::<_, i64>(0)).transpose()?;
+            Ok(micros.map(|us| Duration::from_micros(us.max(0) as u64)))
         })
     }
 

@@ -324,6 +324,9 @@ pub mod counting {
         fn list<'a>(&'a self, cursor: Option<&'a str>, max: usize) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
             self.inner.list(cursor, max)
         }
+        fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+            self.inner.idle_for(id)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Redis session store: [`RedisSessionStore`].
 
+mod expiry;
 mod listing;
 mod record;
 mod scripts;
@@ -8,24 +9,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use redis::{FromRedisValue, ScriptInvocation, Value};
 use serde_json::{Map, Value as Json};
 use tower_mcp_session::store::{
-    Attributes, BoxFuture, Expired, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
+    Attributes, BoxFuture, ExpiredBatch, Expiry, Replaced, SessionPage, SessionStore, Slot, StoreError,
 };
-use tower_mcp_session::{CloseReason, SessionId, SessionRecord};
+#[cfg(doc)]
+use tower_mcp_session::{CloseReason, store::Expired};
+use tower_mcp_session::{SessionId, SessionRecord};
 
 use self::record::{RECORD_FIELDS, bad, decode, decode_attributes, encode};
 use self::scripts::{
-    CHECK_SCRIPT, CREATE_SCRIPT, DELETE_SCRIPT, DUE_SCRIPT, INDEX_SCRIPT, REFRESH_SCRIPT, REPLACE_ATTRIBUTES_SCRIPT,
-    RESERVE_SCRIPT, SETTLE_SCRIPT, UNINDEX_SCRIPT,
+    CREATE_SCRIPT, DELETE_SCRIPT, IDLE_FOR_SCRIPT, INDEX_SCRIPT, REFRESH_SCRIPT, REPLACE_ATTRIBUTES_SCRIPT,
+    RESERVE_SCRIPT, UNINDEX_SCRIPT,
 };
 use crate::connection::{RedisConnection, bounded, millis, session_base};
-
-/// The most index members one [`take_expired`](SessionStore::take_expired) call
-/// checks, whatever `max` it is given.
-const CHECK_BATCH: usize = 256;
 
 /// Durations handed to Redis are capped here (about 100 years): `PEXPIRE` refuses
 /// times that overflow, and nothing needs more.
@@ -51,7 +49,7 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 ///
 /// | key | type | holds |
 /// |---|---|---|
-/// | `{prefix}{<id>}:meta` | hash | the record: protocol version `v`, creation time `c` (ms since the Unix epoch), raw JSON `i` (`clientInfo`) and `k` (`capabilities`), principal `p`; the lifetime deadline `dl` (Redis server time, ms); the attributes `a` (one JSON object, absent while empty) and their version `av` |
+/// | `{prefix}{<id>}:meta` | hash | the record: protocol version `v`, creation time `c` (ms since the Unix epoch), raw JSON `i` (`clientInfo`) and `k` (`capabilities`), principal `p`; the lifetime deadline `dl` and the last activity `la` (Redis server time, ms); the attributes `a` (one JSON object, absent while empty) and their version `av` |
 /// | `{prefix}{<id>}:del` | string | for a few seconds after a [`delete`](SessionStore::delete): the deleted record's `dl` (a tombstone, see below) |
 /// | `{prefix}{%index}:sessions` | sorted set | one member `<dl>:<id>` per session, scored by the earliest time it can have expired (its next check) |
 /// | `{prefix}{%index}:ids` | sorted set | one member `<id> <dl>` per session, all scored 0, so [`list`](SessionStore::list) pages through them in byte order (`ZRANGEBYLEX`) with the last member as the cursor |
@@ -81,6 +79,7 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 /// | [`delete`](SessionStore::delete) | 2 in sequence (record and tombstone, then the index member); 1 when there is no live session |
 /// | [`take_expired`](SessionStore::take_expired) | 1 when nothing is due; else 3: due members, one check per member (sent concurrently, each on its session's node), one settling script |
 /// | [`list`](SessionStore::list) | 2: one page of the ids index, then one liveness check per member (sent concurrently, each on its session's node) |
+/// | [`idle_for`](SessionStore::idle_for) | 1 (`la` is written by the scripts that create and refresh, at no extra cost) |
 /// | [`idle_sessions`](SessionStore::idle_sessions) | 0: unsupported |
 ///
 /// # The session cap
@@ -124,9 +123,9 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 /// once as idle after its deletion was reported.
 ///
 /// [`idle_sessions`](SessionStore::idle_sessions) answers
-/// [`StoreError::Unsupported`]: Redis keeps each session's last activity only as its
-/// record's TTL, and an index by last activity would cost every request a second
-/// write on the index's node (breaking the one round trip of `load`). The layer then
+/// [`StoreError::Unsupported`]: each session's last activity is in its own record
+/// (`la`), and an index by last activity would cost every request a second write on
+/// the index's node (breaking the one round trip of `load`). The layer then
 /// refuses newcomers at the cap instead of evicting idle sessions.
 ///
 /// # Durability
@@ -339,29 +338,6 @@ fn int(value: &Value) -> Option<i64> {
     }
 }
 
-/// What a check found about one due index member.
-enum Verdict {
-    Live { next_check: i64 },
-    Deleted,
-    Gone { reason: CloseReason },
-}
-
-/// A due member, `<dl>:<id>`, with its parts.
-struct Due {
-    member: String,
-    deadline: String,
-    id: Option<SessionId>,
-}
-
-impl Due {
-    fn parse(member: String) -> Self {
-        let (deadline, id) = member
-            .split_once(':')
-            .map_or((String::new(), None), |(dl, id)| (dl.to_owned(), SessionId::parse(id)));
-        Self { member, deadline, id }
-    }
-}
-
 impl Inner {
     fn meta(&self, id: &SessionId) -> String {
         format!("{}:meta", session_base(&self.prefix, id))
@@ -545,82 +521,11 @@ impl Inner {
         }
     }
 
-    async fn check(&self, due: &Due) -> Result<Verdict, StoreError> {
-        let Some(id) = &due.id else {
-            // Not a member this store wrote: nothing to report.
-            return Ok(Verdict::Deleted);
-        };
-        let mut inv = CHECK_SCRIPT.prepare_invoke();
-        inv.key(self.meta(id)).key(self.tombstone(id)).arg(&due.deadline);
-        let reply: Vec<i64> = self.run(&inv).await?;
-        let &[state, now, expires_at] = reply.as_slice() else {
-            return Err(bad("check"));
-        };
-        Ok(match state {
-            1 => Verdict::Live { next_check: expires_at },
-            2 => Verdict::Deleted,
-            _ => {
-                let deadline: i64 = due.deadline.parse().unwrap_or(i64::MAX);
-                let reason = if now >= deadline {
-                    CloseReason::Lifetime
-                } else {
-                    CloseReason::Idle
-                };
-                Verdict::Gone { reason }
-            }
-        })
-    }
-
-    async fn take_expired(&self, max: usize) -> Result<ExpiredBatch, StoreError> {
-        let batch = max.min(CHECK_BATCH);
-        if batch == 0 {
-            return Ok(ExpiredBatch::default());
-        }
-        let mut inv = DUE_SCRIPT.prepare_invoke();
-        inv.key(&self.sessions_key).key(&self.slots_key).arg(batch);
-        let members: Vec<String> = self.run(&inv).await?;
-        if members.is_empty() {
-            return Ok(ExpiredBatch::default());
-        }
-        let more = members.len() == batch;
-        let due: Vec<Due> = members.into_iter().map(Due::parse).collect();
-        // Concurrently: over the multiplexed connection these go out pipelined, each to
-        // its session's node.
-        let verdicts = join_all(due.iter().map(|d| self.check(d))).await;
-        let mut settle = SETTLE_SCRIPT.prepare_invoke();
-        settle.key(&self.sessions_key).key(&self.ids_key);
-        let mut reasons = Vec::new();
-        let mut first_error = None;
-        for (d, verdict) in due.iter().zip(verdicts) {
-            match verdict {
-                Ok(Verdict::Live { next_check }) => settle.arg(&d.member).arg("l").arg(next_check),
-                Ok(Verdict::Deleted) => settle.arg(&d.member).arg("d").arg(0),
-                Ok(Verdict::Gone { reason }) => {
-                    reasons.push((d.member.as_str(), reason));
-                    settle.arg(&d.member).arg("g").arg(0)
-                }
-                // Left as it is: the next call checks it again.
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-        }
-        let removed: Vec<String> = self.run(&settle).await?;
-        if removed.is_empty()
-            && let Some(e) = first_error
-        {
-            return Err(e);
-        }
-        let sessions = removed
-            .iter()
-            .filter_map(|member| {
-                let (_, reason) = reasons.iter().find(|(m, _)| *m == member)?;
-                let id = due.iter().find(|d| &d.member == member)?.id.clone()?;
-                Some(Expired { id, reason: *reason })
-            })
-            .collect();
-        Ok(ExpiredBatch { sessions, more })
+    async fn idle_for(&self, id: &SessionId) -> Result<Option<Duration>, StoreError> {
+        let mut inv = IDLE_FOR_SCRIPT.prepare_invoke();
+        inv.key(self.meta(id));
+        let idle: Option<u64> = self.run(&inv).await?;
+        Ok(idle.map(Duration::from_millis))
     }
 }
 
@@ -689,5 +594,9 @@ impl SessionStore for RedisSessionStore {
     /// Always [`StoreError::Unsupported`]: see the type's documentation.
     fn idle_sessions(&self, _idle_for: Duration, _max: usize) -> BoxFuture<'_, Result<Vec<SessionId>, StoreError>> {
         Box::pin(async { Err(StoreError::Unsupported) })
+    }
+
+    fn idle_for<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(self.inner.idle_for(id))
     }
 }

@@ -17,8 +17,8 @@ pub(super) fn bad(what: &'static str) -> StoreError {
     StoreError::backend(BadReply(what))
 }
 
-/// The record and its attributes as hash fields; the scripts add the deadline `dl`
-/// and the attribute version `av`.
+/// The record and its attributes as hash fields; the scripts add the deadline `dl`,
+/// the last activity `la` and the attribute version `av`.
 pub(super) fn encode(record: &SessionRecord, attributes: &Map<String, Json>) -> Vec<(&'static str, String)> {
     let created = record
         .created_at()

@@ -19,7 +19,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local life = tonumber(ARGV[2])
 local ttl = math.min(tonumber(ARGV[1]), life)
 local dl = string.format('%d', now + life)
-redis.call('HSET', KEYS[1], 'dl', dl, 'av', 0, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'dl', dl, 'la', string.format('%d', now), 'av', 0, unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ttl)
 return {dl, now + ttl}
 ";
@@ -28,7 +28,8 @@ return {dl, now + ttl}
 ///
 /// Reads `dl` first, so a missing session costs one hash lookup. The TTL never passes
 /// the lifetime deadline; a record found at its deadline is removed like an expiry (no
-/// tombstone), so `take_expired` reports it. Returns nil when there is no session, else
+/// tombstone), so `take_expired` reports it. The refresh is activity: `la` is set to
+/// now (`HSET` keeps the TTL just set). Returns nil when there is no session, else
 /// `{earlier, dl, fields...}`: `earlier` is the new expiry (ms) when this refresh moved
 /// it *before* the old one (a shorter idle timeout), so the caller lowers the session's
 /// index score, else 0; the record fields follow only when asked for.
@@ -44,6 +45,7 @@ if ttl <= 0 then
 end
 local old = redis.call('PTTL', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[1], 'la', string.format('%d', now))
 local earlier = 0
 if old > 0 and ttl < old then earlier = now + ttl end
 local out = {earlier, dl}
@@ -52,6 +54,20 @@ if ARGV[2] == '1' then
   for i = 1, #fields do out[#out + 1] = fields[i] end
 end
 return out
+";
+
+/// KEYS: meta. Returns nil when there is no live session, else the milliseconds since
+/// its last activity `la`, by the same server clock that wrote it. The record's TTL
+/// cannot tell this once the lifetime caps it, so it is not used. A record without `la`
+/// (written before the field existed) counts from its creation time `c`.
+const IDLE_FOR: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'dl', 'la', 'c')
+if not f[1] then return false end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(f[1]) <= now then return false end
+local la = tonumber(f[2]) or tonumber(f[3]) or now
+return math.max(now - la, 0)
 ";
 
 /// KEYS: meta, tombstone. ARGV: tombstone ms. Returns the deadline of the removed
@@ -174,6 +190,7 @@ return gone
 
 pub(super) static CREATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CREATE));
 pub(super) static REFRESH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REFRESH));
+pub(super) static IDLE_FOR_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(IDLE_FOR));
 pub(super) static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE));
 pub(super) static REPLACE_ATTRIBUTES_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REPLACE_ATTRIBUTES));
 pub(super) static CHECK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK));
