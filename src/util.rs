@@ -53,14 +53,11 @@ pub(crate) fn run_detached(step: impl Future<Output = ()> + Send + 'static) {
     if step.as_mut().poll(&mut cx).is_ready() {
         return;
     }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(step);
-        }
-        Err(_) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!("no Tokio runtime to finish a store step begun outside one");
-        }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(step);
+    } else {
+        #[cfg(feature = "tracing")]
+        tracing::warn!("no Tokio runtime to finish a store step begun outside one");
     }
 }
 
