@@ -113,10 +113,22 @@ start_bin "$proxy_bin" proxy --upstream "$url_upstream" --strict-modern
 start_server translate --translate --strict-modern
 start_server upstream_modern --stateless --translate
 start_bin "$proxy_bin" proxy_translate --upstream "$url_upstream_modern" --translate --strict-modern
+# A 2026-07-28-only server nobody here wrote, in another language: the Python SDK's,
+# stateless, behind the proxy in translation mode.
+py_port="$(free_port)"
+"$venv/bin/python" "$here/py-modern-server.py" --port "$py_port" >"$logs/py_modern.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$py_port/mcp" && break
+  sleep 0.1
+done
+curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$py_port/mcp" || { cat "$logs/py_modern.log" >&2; die "py-modern-server did not start"; }
+echo "py_modern: http://127.0.0.1:$py_port/mcp (Python SDK, 2026-07-28 only)"
+start_bin "$proxy_bin" proxy_python --upstream "http://127.0.0.1:$py_port/mcp" --translate
 # The readiness probes above are GETs that a 2026-07-28-only handler refuses (and logs);
 # only what comes after them counts.
 declare -A probed
-for name in translate upstream_modern; do probed[$name]="$(wc -l < "$logs/$name.log")"; done
+for name in translate upstream_modern py_modern; do probed[$name]="$(wc -l < "$logs/$name.log")"; done
 
 # --- suites ------------------------------------------------------------------------
 total_passed=0
@@ -163,9 +175,19 @@ run_suite "conformance (proxy)" "$node" "$here/conformance.mjs" --url "$url_prox
 # requests, which the layer turns into server → client requests for the legacy client.
 run_suite "conformance (proxy translate)" "$node" "$here/conformance.mjs" --url "$url_proxy_translate" \
   --label proxy-translate
+# The 2025-11-25 transport, lifecycle and tools scenarios through translation, sampling
+# and elicitation included (the Python server has no resources or prompts), and the
+# 2026-07-28 header checks passed through. Its own 2026-07-28 behaviour beyond that is
+# the SDK's business, not the layer's.
+run_suite "conformance (python via proxy)" "$node" "$here/conformance.mjs" --url "$url_proxy_python" \
+  --label python-translate --only "$(printf '%s,' server-initialize ping logging-set-level tools-list \
+  tools-call-simple-text tools-call-image tools-call-audio tools-call-embedded-resource \
+  tools-call-mixed-content tools-call-with-logging tools-call-error tools-call-with-progress \
+  tools-call-sampling tools-call-elicitation server-sse-polling server-sse-multiple-streams \
+  dns-rebinding-protection server-session-lifecycle http-header-validation)"
 
 stop_servers
-for name in translate upstream_modern; do
+for name in translate upstream_modern py_modern; do
   after_probes="$(tail -n +"$((probed[$name] + 1))" "$logs/$name.log")"
   if grep -q "LEGACY MESSAGE REACHED THE HANDLER" <<<"$after_probes"; then
     echo "translation mode ($name) let legacy messages through to the 2026-07-28 handler:"
@@ -176,7 +198,7 @@ for name in translate upstream_modern; do
     summary+=("$(printf '%-28s %4d passed %4d failed' "$name: no legacy message" 1 0)")
   fi
 done
-for name in json sse upstream proxy translate upstream_modern proxy_translate; do
+for name in json sse upstream proxy translate upstream_modern proxy_translate proxy_python; do
   if grep -q "panicked" "$logs/$name.log"; then
     echo "server '$name' panicked:"; sed 's/^/  /' "$logs/$name.log" | head -40
     total_failed=$((total_failed + 1))
