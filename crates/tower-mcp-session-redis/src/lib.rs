@@ -36,6 +36,7 @@
 mod connect;
 mod connection;
 mod event_log;
+mod event_log_builder;
 mod event_log_lease;
 mod event_log_scripts;
 mod store;
