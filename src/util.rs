@@ -61,10 +61,48 @@ pub(crate) fn run_detached(step: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
+/// Run `futures` together; their outputs in the order given.
+pub(crate) async fn join_all<F: Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut running: Vec<Option<F>> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, output) in running.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match std::pin::Pin::new(future).poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn join_all_keeps_the_order_given() {
+        let slow = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            1
+        }) as std::pin::Pin<Box<dyn Future<Output = i32> + Send>>;
+        let fast = Box::pin(async { 2 }) as std::pin::Pin<Box<dyn Future<Output = i32> + Send>>;
+        assert_eq!(join_all(vec![slow, fast]).await, vec![1, 2]);
+        assert!(join_all(Vec::<std::future::Ready<()>>::new()).await.is_empty());
+    }
 
     #[test]
     fn retry_after_rounds_up_and_is_never_zero() {

@@ -238,12 +238,29 @@ async fn modern_requests_still_pass_through_and_sessions_still_hold() {
 }
 
 #[tokio::test]
-async fn a_batch_is_refused_never_passed_on() {
+async fn batches_outside_2025_03_26_are_refused_never_passed_on() {
+    // A 2025-03-26 session's batches are translated (tests/translation_batch.rs); no
+    // later revision has batches.
     let layer = translating();
     let (app, seen) = modern_only_app(&layer, EchoOptions::default());
-    let sid = initialize(&app, "2025-03-26").await;
+    let sid = initialize(&app, "2025-06-18").await;
     let batch = json!([request(1, "tools/list", json!({})), request(2, "tools/list", json!({}))]);
     let (status, _, body) = send(&app, Some(&sid), &batch).await;
     assert_rejected(status, &body, 400, -32600, "batch_not_allowed");
+    let old = initialize(&app, "2025-03-26").await;
+    let response = support::call(
+        &app,
+        with_body(
+            post()
+                .header("mcp-session-id", &old)
+                .header("mcp-protocol-version", "2026-07-28"),
+            &batch,
+        ),
+    )
+    .await;
+    let status = response.status();
+    let body = read_all(response.into_body()).await;
+    assert_rejected(status, &body, 400, -32600, "batch_not_allowed");
+    assert_eq!(methods(&seen), ["server/discover"], "nothing of either batch went in");
     no_legacy_reached(&seen);
 }

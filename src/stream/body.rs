@@ -58,6 +58,9 @@ pin_project! {
             write_timeout: std::time::Duration,
         },
         Framed { decoder: Decoder, body: Pin<Box<B>>, ended: bool },
+        // Several bodies as one stream of frames, taken in turn as they are ready (a
+        // translated batch: each request's stream, and the answers that came as JSON).
+        Joined { parts: Vec<Pin<Box<McpBody<B>>>>, next: usize },
     }
 }
 
@@ -102,6 +105,18 @@ impl<B> McpBody<B> {
                 ended: false,
             },
             busy,
+        }
+    }
+
+    /// `parts` as one body: each frame whole, from whichever part has one first (in
+    /// turn, so none starves); it ends when every part has ended.
+    pub(crate) fn joined(parts: Vec<McpBody<B>>) -> Self {
+        Self {
+            kind: Kind::Joined {
+                parts: parts.into_iter().map(Box::pin).collect(),
+                next: 0,
+            },
+            busy: None,
         }
     }
 
@@ -204,6 +219,28 @@ where
                     None => *ended = true,
                 }
             },
+            KindProj::Joined { parts, next } => 'joined: loop {
+                if parts.is_empty() {
+                    break None;
+                }
+                let n = parts.len();
+                for k in 0..n {
+                    let at = (*next + k) % n;
+                    match parts[at].as_mut().poll_frame(cx) {
+                        Poll::Ready(Some(frame)) => {
+                            *next = (at + 1) % n;
+                            break 'joined Some(frame);
+                        }
+                        Poll::Ready(None) => {
+                            parts.remove(at);
+                            *next = 0;
+                            continue 'joined;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                return Poll::Pending;
+            },
         };
         if polled.is_none() {
             // Done: the busy period ends with the body, not when the client goes away later.
@@ -219,6 +256,7 @@ where
             Kind::Prefixed { prefix, body } => prefix.is_none() && body.is_end_stream(),
             Kind::Stream { reader, pending, .. } => reader.is_none() && pending.is_none(),
             Kind::Framed { .. } => false,
+            Kind::Joined { parts, .. } => parts.iter().all(|p| p.is_end_stream()),
         }
     }
 
@@ -239,6 +277,7 @@ impl<B> fmt::Debug for McpBody<B> {
             Kind::Prefixed { .. } => "prefixed",
             Kind::Stream { .. } => "stream",
             Kind::Framed { .. } => "framed",
+            Kind::Joined { .. } => "joined",
         };
         f.debug_struct("McpBody").field("kind", &kind).finish()
     }
