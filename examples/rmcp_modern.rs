@@ -205,6 +205,11 @@ fn tools() -> Value {
         plain("test_input_required_result_multi_round", "SEP-2322: ask in two rounds."),
         plain("test_input_required_result_tampered_state", "SEP-2322: refuse a tampered requestState."),
         plain("test_input_required_result_capabilities", "SEP-2322: ask only what the client declared."),
+        // SEP-2243: `region` travels in an `Mcp-Param-Region` header too; rmcp checks the
+        // header against the body (through `get_tool`).
+        {"name": "test_custom_headers", "description": "Answer with the region, sent in a header as well.",
+         "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                         "required": ["region"]}},
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -249,6 +254,10 @@ fn content_tool(name: &str, arguments: &Value) -> Option<Value> {
         ]}),
         "test_error_handling" => error_result("This tool intentionally returns an error for testing"),
         "json_schema_2020_12_tool" => text_result("schema tool called"),
+        "test_custom_headers" => text_result(format!(
+            "region: {}",
+            arguments.get("region").and_then(Value::as_str).unwrap_or("")
+        )),
         _ => return None,
     })
 }
@@ -522,6 +531,11 @@ impl ServerHandler for Everything {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Owned(vec![ProtocolVersion::V_2026_07_28])
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        let tool = tools().as_array()?.iter().find(|t| t["name"] == name)?.clone();
+        serde_json::from_value(tool).ok()
     }
 
     async fn list_tools(
