@@ -98,12 +98,17 @@ struct Everything {
     /// state's text. Enough to tell a tampered state from a genuine one in a test
     /// server; a production server would use an HMAC (rmcp's `request-state` feature).
     seal: Arc<std::collections::hash_map::RandomState>,
+    /// `notify_me` rings this; every open `subscriptions/listen` that asked for tool
+    /// list changes sends `notifications/tools/list_changed` (the layer delivers it on
+    /// the GET stream of a 2025-era session).
+    changed: tokio::sync::broadcast::Sender<()>,
 }
 
 impl Everything {
     fn new() -> Self {
         Self {
             seal: Arc::new(std::collections::hash_map::RandomState::new()),
+            changed: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -187,6 +192,7 @@ fn tools() -> Value {
         plain("test_tool_with_logging", "Log three messages on the call's stream, then answer."),
         plain("test_logging_tool", "Log on the call's stream only when the request asks for a log level."),
         plain("test_missing_capability", "Needs the sampling client capability."),
+        plain("notify_me", "Announce a tool list change to every open subscription."),
         plain("test_reconnection", "Close the connection after priming, answer on reconnection."),
         plain("test_streaming_elicitation", "Elicit a confirmation (MRTR, on the call's stream)."),
         {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100, then answer.",
@@ -514,6 +520,7 @@ impl ServerHandler for Everything {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
+            .enable_tool_list_changed()
             .enable_prompts()
             .enable_resources()
             .enable_resources_subscribe()
@@ -611,6 +618,12 @@ impl ServerHandler for Everything {
                 return Ok(CallToolResponse::Complete(complete(text_result(
                     "sampling capability declared",
                 ))?));
+            }
+            "notify_me" => {
+                let listening = self.changed.send(()).unwrap_or(0);
+                return Ok(CallToolResponse::Complete(complete(text_result(format!(
+                    "notification sent to {listening} subscription(s)"
+                )))?));
             }
             "test_reconnection" => {
                 // The layer's handle on this call's SSE stream: close the connection
@@ -732,10 +745,22 @@ impl ServerHandler for Everything {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        // Nothing here changes on its own: the subscription stays open until the
-        // client (the layer) cancels it.
-        context.cancelled().await;
-        Ok(())
+        // Open until the client (the layer) cancels it; `notify_me` calls announce a
+        // tool list change meanwhile (the sink drops kinds the filter did not accept).
+        let mut changed = self.changed.subscribe();
+        loop {
+            tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                got = changed.recv() => match got {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if context.accepted().tools_list_changed == Some(true) {
+                            let _ = context.sink().notify_tool_list_changed().await;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
     }
 
     async fn list_prompts(

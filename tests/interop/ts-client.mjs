@@ -1,7 +1,14 @@
 // Interop checks with the official MCP TypeScript SDK client (StreamableHTTPClientTransport)
 // against the echo example behind McpSessionLayer.
 //
-//   node ts-client.mjs http://127.0.0.1:PORT/mcp
+//   node ts-client.mjs http://127.0.0.1:PORT/mcp [--server rmcp]
+//
+// `--server rmcp` runs the same checks against examples/rmcp_modern.rs (a 2026-07-28
+// rmcp handler behind the layer in translation mode): its server name is
+// `rmcp-modern`, and since a 2026-07-28 handler cannot push a log message to a GET
+// stream, its `notify_me` announces a tool list change through the
+// `subscriptions/listen` the layer holds for the session's GET stream, and the check
+// is that `notifications/tools/list_changed` arrives there instead.
 //
 // Prints one line per check and closes with `N passed, M failed`; exits non-zero on any failure.
 
@@ -11,10 +18,14 @@ import {
     CreateMessageRequestSchema,
     ElicitRequestSchema,
     LoggingMessageNotificationSchema,
+    ToolListChangedNotificationSchema,
     LATEST_PROTOCOL_VERSION
 } from '@modelcontextprotocol/sdk/types.js';
 
 const url = new URL(process.argv[2] ?? 'http://127.0.0.1:8080/mcp');
+const serverArg = process.argv.indexOf('--server');
+const rmcp = serverArg > 0 && process.argv[serverArg + 1] === 'rmcp';
+const SERVER_NAME = rmcp ? 'rmcp-modern' : 'tower-mcp-session-echo';
 const STEP_TIMEOUT_MS = 15_000;
 
 let passed = 0;
@@ -129,7 +140,7 @@ function sortKeys(value) {
 
 const notifications = [];
 let notificationWaiter;
-client.setNotificationHandler(LoggingMessageNotificationSchema, notification => {
+client.setNotificationHandler(rmcp ? ToolListChangedNotificationSchema : LoggingMessageNotificationSchema, notification => {
     notifications.push(notification);
     notificationWaiter?.();
 });
@@ -145,7 +156,7 @@ await step('initialize', async () => {
         transport.protocolVersion === LATEST_PROTOCOL_VERSION,
         `got ${transport.protocolVersion}, wanted ${LATEST_PROTOCOL_VERSION}`
     );
-    check('initialize: server info', client.getServerVersion()?.name === 'tower-mcp-session-echo', JSON.stringify(client.getServerVersion()));
+    check('initialize: server info', client.getServerVersion()?.name === SERVER_NAME, JSON.stringify(client.getServerVersion()));
 });
 
 await step('GET stream opened after initialized', async () => {
@@ -182,7 +193,8 @@ await step('notification pushed on the GET stream', async () => {
     check('notify_me accepted by the server', !result.isError, JSON.stringify(result));
     await withTimeout(arrived, 5000, 'notification on the GET stream');
     const note = notifications[0];
-    check('notification pushed on the GET stream', note?.params?.data === 'hello from notify_me', JSON.stringify(note));
+    const wanted = rmcp ? note?.method === 'notifications/tools/list_changed' : note?.params?.data === 'hello from notify_me';
+    check('notification pushed on the GET stream', wanted, JSON.stringify(note));
 });
 
 await step('resume after a forced disconnect', async () => {
