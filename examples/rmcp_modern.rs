@@ -11,13 +11,21 @@
 //! * tools: the content tools (`test_simple_text`, `test_image_content`,
 //!   `test_audio_content`, `test_embedded_resource`, `test_multiple_content_types`,
 //!   `test_error_handling`), `test_tool_with_logging` (three `notifications/message`
-//!   on the call's stream), `test_tool_with_progress` (0/50/100),
-//!   `json_schema_2020_12_tool`, `echo`, and the tools that ask the client —
+//!   on the call's stream) and `test_logging_tool` (the same, only when the request's
+//!   `_meta` asks for a log level), `test_tool_with_progress` (0/50/100),
+//!   `json_schema_2020_12_tool`, `echo`, `test_missing_capability` (-32021 unless the
+//!   request declares sampling), `test_reconnection` (closes the connection after the
+//!   priming event through the layer's `SseControl`, answers on the client's
+//!   reconnection), `test_custom_headers` (an `x-mcp-header` parameter rmcp checks
+//!   against its `Mcp-Param-Region` header), `notify_me` (every open
+//!   `subscriptions/listen` that asked for tool list changes gets
+//!   `notifications/tools/list_changed`), and the tools that ask the client —
 //!   `test_sampling`, `test_elicitation`, `test_elicitation_sep1034_defaults`,
-//!   `test_elicitation_sep1330_enums` and the `test_input_required_result_*` tools of
-//!   SEP-2322 — which ask only through multi round-trip requests
-//!   (`InputRequiredResult` with `inputRequests` and a keyed `requestState`), never with
-//!   a server → client request, which 2026-07-28 does not have;
+//!   `test_elicitation_sep1330_enums`, `test_streaming_elicitation` and the
+//!   `test_input_required_result_*` tools of SEP-2322 — which ask only through multi
+//!   round-trip requests (`InputRequiredResult` with `inputRequests` and a sealed
+//!   `requestState`), never with a server → client request, which 2026-07-28 does not
+//!   have;
 //! * resources: `test://static-text`, `test://static-binary`, `test://watched-resource`,
 //!   the template `test://template/{id}/data`, unknown URIs refused with the URI in the
 //!   error data; `subscriptions/listen` accepted (list-changed kinds and the resource
@@ -29,7 +37,9 @@
 //! * `completion/complete` (prefix matches over a fixed word list).
 //!
 //! rmcp runs with its own sessions off (`legacy_session_mode = false`,
-//! `NeverSessionManager`) and advertises 2026-07-28 alone. The layer in front mints
+//! `NeverSessionManager`) and advertises 2026-07-28 alone. The layer in front
+//! (`strict_modern_headers` on, so malformed 2026-07-28 requests are refused before
+//! they reach rmcp, as in the echo handler's translate run) mints
 //! sessions, answers `initialize` from `server/discover`, rewrites every request with the
 //! 2026-07-28 header and `_meta`, turns `InputRequiredResult` rounds into
 //! server → client requests for a 2025-era client, and holds a `subscriptions/listen`
@@ -871,9 +881,8 @@ async fn modern_only(req: axum::extract::Request, next: axum::middleware::Next) 
     let header_ok = parts.headers.get("mcp-protocol-version").map(|v| v.as_bytes()) == Some(MODERN.as_bytes());
     let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let meta_ok = message.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion") == Some(&json!(MODERN));
-    // A JSON-RPC answer or notification has no params._meta requirement in the
-    // 2026-07-28 lifecycle only if it is a request's continuation; every message the
-    // layer sends the handler in translation mode is a request.
+    // Everything the layer sends rmcp in translation mode (requests, and any
+    // notification it passes on) must carry both.
     if !(header_ok && meta_ok) {
         eprintln!(
             "LEGACY MESSAGE REACHED THE HANDLER: {} {} (header {:?}) {}",
