@@ -19,7 +19,8 @@
 //!   reconnection), `test_custom_headers` (an `x-mcp-header` parameter rmcp checks
 //!   against its `Mcp-Param-Region` header), `notify_me` (every open
 //!   `subscriptions/listen` that asked for tool list changes gets
-//!   `notifications/tools/list_changed`), and the tools that ask the client —
+//!   `notifications/tools/list_changed`), `update_watched` (those watching
+//!   `test://watched-resource` get `notifications/resources/updated`), and the tools that ask the client —
 //!   `test_sampling`, `test_elicitation`, `test_elicitation_sep1034_defaults`,
 //!   `test_elicitation_sep1330_enums`, `test_streaming_elicitation` and the
 //!   `test_input_required_result_*` tools of SEP-2322 — which ask only through multi
@@ -108,10 +109,19 @@ struct Everything {
     /// state's text. Enough to tell a tampered state from a genuine one in a test
     /// server; a production server would use an HMAC (rmcp's `request-state` feature).
     seal: Arc<std::collections::hash_map::RandomState>,
-    /// `notify_me` rings this; every open `subscriptions/listen` that asked for tool
-    /// list changes sends `notifications/tools/list_changed` (the layer delivers it on
-    /// the GET stream of a 2025-era session).
-    changed: tokio::sync::broadcast::Sender<()>,
+    /// `notify_me` and `update_watched` ring this; every open `subscriptions/listen`
+    /// whose filter accepted the change sends it (the layer delivers it on the GET
+    /// stream of a 2025-era session).
+    changed: tokio::sync::broadcast::Sender<Change>,
+}
+
+/// A change announced to the open subscriptions.
+#[derive(Clone, Debug)]
+enum Change {
+    /// `notifications/tools/list_changed`.
+    Tools,
+    /// `notifications/resources/updated` for this URI.
+    Resource(&'static str),
 }
 
 impl Everything {
@@ -203,6 +213,7 @@ fn tools() -> Value {
         plain("test_logging_tool", "Log on the call's stream only when the request asks for a log level."),
         plain("test_missing_capability", "Needs the sampling client capability."),
         plain("notify_me", "Announce a tool list change to every open subscription."),
+        plain("update_watched", "Announce that test://watched-resource changed, to the subscriptions that watch it."),
         plain("test_reconnection", "Close the connection after priming, answer on reconnection."),
         plain("test_streaming_elicitation", "Elicit a confirmation (MRTR, on the call's stream)."),
         {"name": "test_tool_with_progress", "description": "Report progress 0, 50, 100, then answer.",
@@ -629,8 +640,13 @@ impl ServerHandler for Everything {
                     "sampling capability declared",
                 ))?));
             }
-            "notify_me" => {
-                let listening = self.changed.send(()).unwrap_or(0);
+            "notify_me" | "update_watched" => {
+                let change = if name == "notify_me" {
+                    Change::Tools
+                } else {
+                    Change::Resource("test://watched-resource")
+                };
+                let listening = self.changed.send(change).unwrap_or(0);
                 return Ok(CallToolResponse::Complete(complete(text_result(format!(
                     "notification sent to {listening} subscription(s)"
                 )))?));
@@ -762,11 +778,18 @@ impl ServerHandler for Everything {
             tokio::select! {
                 () = context.cancelled() => return Ok(()),
                 got = changed.recv() => match got {
-                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Change::Tools) => {
                         if context.accepted().tools_list_changed == Some(true) {
                             let _ = context.sink().notify_tool_list_changed().await;
                         }
                     }
+                    Ok(Change::Resource(uri)) => {
+                        let watched = context.accepted().resource_subscriptions.as_ref();
+                        if watched.is_some_and(|uris| uris.iter().any(|u| u == uri)) {
+                            let _ = context.sink().notify_resource_updated(uri).await;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
                 },
             }

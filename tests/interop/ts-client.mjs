@@ -8,7 +8,10 @@
 // `rmcp-modern`, and since a 2026-07-28 handler cannot push a log message to a GET
 // stream, its `notify_me` announces a tool list change through the
 // `subscriptions/listen` the layer holds for the session's GET stream, and the check
-// is that `notifications/tools/list_changed` arrives there instead.
+// is that `notifications/tools/list_changed` arrives there instead. It also checks
+// `resources/subscribe` end to end: after subscribing to `test://watched-resource`,
+// `update_watched` must bring `notifications/resources/updated` for it to the GET
+// stream, and after `resources/unsubscribe` it must not.
 //
 // Prints one line per check and closes with `N passed, M failed`; exits non-zero on any failure.
 
@@ -19,6 +22,7 @@ import {
     ElicitRequestSchema,
     LoggingMessageNotificationSchema,
     ToolListChangedNotificationSchema,
+    ResourceUpdatedNotificationSchema,
     LATEST_PROTOCOL_VERSION
 } from '@modelcontextprotocol/sdk/types.js';
 
@@ -196,6 +200,31 @@ await step('notification pushed on the GET stream', async () => {
     const wanted = rmcp ? note?.method === 'notifications/tools/list_changed' : note?.params?.data === 'hello from notify_me';
     check('notification pushed on the GET stream', wanted, JSON.stringify(note));
 });
+
+if (rmcp) {
+    await step('resources/subscribe: update on the GET stream', async () => {
+        const updates = [];
+        let waiter;
+        client.setNotificationHandler(ResourceUpdatedNotificationSchema, n => {
+            updates.push(n);
+            waiter?.();
+        });
+        await client.subscribeResource({ uri: 'test://watched-resource' });
+        const arrived = new Promise(resolve => (waiter = resolve));
+        const result = await client.callTool({ name: 'update_watched', arguments: {} });
+        check('update_watched accepted by the server', !result.isError, JSON.stringify(result));
+        await withTimeout(arrived, 5000, 'resources/updated on the GET stream');
+        check(
+            'resources/updated for the subscribed URI',
+            updates.length === 1 && updates[0].params?.uri === 'test://watched-resource',
+            JSON.stringify(updates)
+        );
+        await client.unsubscribeResource({ uri: 'test://watched-resource' });
+        await client.callTool({ name: 'update_watched', arguments: {} });
+        await sleep(500);
+        check('no resources/updated after unsubscribe', updates.length === 1, JSON.stringify(updates));
+    });
+}
 
 await step('resume after a forced disconnect', async () => {
     const tokens = [];
