@@ -19,7 +19,9 @@
 //!   reconnection), `test_custom_headers` (an `x-mcp-header` parameter rmcp checks
 //!   against its `Mcp-Param-Region` header), `notify_me` (every open
 //!   `subscriptions/listen` that asked for tool list changes gets
-//!   `notifications/tools/list_changed`), `update_watched` (those watching
+//!   `notifications/tools/list_changed`; `test_trigger_tool_change`, which the
+//!   2026-07-28 `server-stateless` scenario calls, adds or removes
+//!   `test_dynamic_tool` and announces that), `update_watched` (those watching
 //!   `test://watched-resource` get `notifications/resources/updated`), and the tools that ask the client —
 //!   `test_sampling`, `test_elicitation`, `test_elicitation_sep1034_defaults`,
 //!   `test_elicitation_sep1330_enums`, `test_streaming_elicitation` and the
@@ -113,6 +115,9 @@ struct Everything {
     /// whose filter accepted the change sends it (the layer delivers it on the GET
     /// stream of a 2025-era session).
     changed: tokio::sync::broadcast::Sender<Change>,
+    /// Whether `tools/list` has `test_dynamic_tool`: `test_trigger_tool_change`
+    /// flips it, so the change it announces is real.
+    dynamic_tool: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A change announced to the open subscriptions.
@@ -129,6 +134,7 @@ impl Everything {
         Self {
             seal: Arc::new(std::collections::hash_map::RandomState::new()),
             changed: tokio::sync::broadcast::channel(16).0,
+            dynamic_tool: Arc::default(),
         }
     }
 
@@ -213,6 +219,7 @@ fn tools() -> Value {
         plain("test_logging_tool", "Log on the call's stream only when the request asks for a log level."),
         plain("test_missing_capability", "Needs the sampling client capability."),
         plain("notify_me", "Announce a tool list change to every open subscription."),
+        plain("test_trigger_tool_change", "Add or remove test_dynamic_tool and announce the change to every open subscription."),
         plain("update_watched", "Announce that test://watched-resource changed, to the subscriptions that watch it."),
         plain("test_reconnection", "Close the connection after priming, answer on reconnection."),
         plain("test_streaming_elicitation", "Elicit a confirmation (MRTR, on the call's stream)."),
@@ -281,6 +288,7 @@ fn content_tool(name: &str, arguments: &Value) -> Option<Value> {
         ]}),
         "test_error_handling" => error_result("This tool intentionally returns an error for testing"),
         "json_schema_2020_12_tool" => text_result("schema tool called"),
+        "test_dynamic_tool" => text_result("dynamic tool called"),
         "test_custom_headers" => text_result(format!(
             "region: {}",
             arguments.get("region").and_then(Value::as_str).unwrap_or("")
@@ -571,7 +579,16 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        complete(json!({"tools": tools()}))
+        let mut list = tools();
+        if self.dynamic_tool.load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(list) = list.as_array_mut()
+        {
+            list.push(
+                json!({"name": "test_dynamic_tool", "description": "Present while toggled on.",
+                             "inputSchema": {"type": "object", "properties": {}}}),
+            );
+        }
+        complete(json!({"tools": list}))
     }
 
     async fn call_tool(
@@ -640,11 +657,14 @@ impl ServerHandler for Everything {
                     "sampling capability declared",
                 ))?));
             }
-            "notify_me" | "update_watched" => {
-                let change = if name == "notify_me" {
-                    Change::Tools
-                } else {
+            "notify_me" | "test_trigger_tool_change" | "update_watched" => {
+                if name == "test_trigger_tool_change" {
+                    self.dynamic_tool.fetch_xor(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let change = if name == "update_watched" {
                     Change::Resource("test://watched-resource")
+                } else {
+                    Change::Tools
                 };
                 let listening = self.changed.send(change).unwrap_or(0);
                 return Ok(CallToolResponse::Complete(complete(text_result(format!(
