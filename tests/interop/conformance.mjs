@@ -1,7 +1,13 @@
 // Runs the official MCP conformance suite's server scenarios against a running server
 // and counts every check.
 //
-//   node conformance.mjs --url http://127.0.0.1:PORT/mcp [--label NAME] [--only SCENARIO[,..]] [--skip SCENARIO[,..]]
+//   node conformance.mjs --url http://127.0.0.1:PORT/mcp [--label NAME] [--only SCENARIO[,..]] [--skip SCENARIO[,..]] [--everything]
+//
+// `--everything` adds the scenarios of a server implementing the suite's whole
+// "everything" interface (resources, prompts, completion, multi round-trip requests,
+// caching hints), which the echo example does not: every 2025-era scenario of both
+// releases and every 2026-07-28 one that is not an extension. The rmcp_modern run
+// (examples/rmcp_modern.rs) uses it.
 //
 // `--skip` leaves out scenarios the server under test cannot offer (the run lists them):
 // the proxy run skips those that need the handler to ask the client, which a
@@ -76,6 +82,55 @@ const SCENARIOS = [
     ].map(scenario => ({ cli: 'next', scenario, specVersion: '2026-07-28' }))
 ];
 
+/** What `--everything` adds to SCENARIOS. */
+const EVERYTHING = [
+    // 0.1.16, 2025-era.
+    ...[
+        'completion-complete',
+        'resources-list',
+        'resources-read-text',
+        'resources-read-binary',
+        'resources-templates-read',
+        'resources-subscribe',
+        'resources-unsubscribe',
+        'prompts-list',
+        'prompts-get-simple',
+        'prompts-get-with-args',
+        'prompts-get-embedded-resource',
+        'prompts-get-with-image'
+    ].map(scenario => ({ cli: 'stable', scenario })),
+    // 0.2.0-alpha.12 at 2026-07-28.
+    ...[
+        'completion-complete',
+        'resources-list',
+        'resources-read-text',
+        'resources-read-binary',
+        'resources-templates-read',
+        'sep-2164-resource-not-found',
+        'prompts-list',
+        'prompts-get-simple',
+        'prompts-get-with-args',
+        'prompts-get-embedded-resource',
+        'prompts-get-with-image',
+        'caching',
+        'http-custom-header-server-validation',
+        'input-required-result-basic-elicitation',
+        'input-required-result-basic-sampling',
+        'input-required-result-basic-list-roots',
+        'input-required-result-request-state',
+        'input-required-result-multiple-input-requests',
+        'input-required-result-multi-round',
+        'input-required-result-missing-input-response',
+        'input-required-result-non-tool-request',
+        'input-required-result-result-type',
+        'input-required-result-unsupported-methods',
+        'input-required-result-tampered-state',
+        'input-required-result-capability-check',
+        'input-required-result-ignore-extra-params',
+        'input-required-result-validate-input'
+    ].map(scenario => ({ cli: 'next', scenario, specVersion: '2026-07-28' }))
+];
+
 /**
  * Checks that fail because the echo example lacks a server feature (never because of
  * the layer). Keyed `scenario@version/checkId`.
@@ -92,6 +147,7 @@ const url = opt('--url');
 const label = opt('--label') ?? 'conformance';
 const only = opt('--only')?.split(',');
 const skip = opt('--skip')?.split(',') ?? [];
+if (args.includes('--everything')) SCENARIOS.push(...EVERYTHING);
 if (skip.length) console.log(`skipped (the server cannot offer them): ${skip.join(', ')}`);
 if (!url) {
     console.error('usage: node conformance.mjs --url URL [--label NAME] [--only SCENARIO,..]');

@@ -5,7 +5,9 @@
 # examples once; serves the echo server on two free loopback ports (one answering
 # JSON, one answering everything as SSE, both with --strict-modern; the JSON one also
 # serves /metrics) and the proxy in front of the echo handler served with no layer;
-# runs the suites (and a scrape of /metrics: metrics-scrape.sh), stops the servers
+# runs the suites (and a scrape of /metrics: metrics-scrape.sh), and runs them all again
+# against an rmcp 3.11 handler serving only 2026-07-28 behind the layer in translation
+# mode (examples/rmcp_modern.rs, the conformance suite with --everything), stops the servers
 # and closes with an aggregated `N passed, M failed`. Exits non-zero on any failure.
 #
 #   bash tests/interop/run.sh
@@ -34,6 +36,10 @@ say "proxy example (cargo build --example proxy)"
 (cd "$root" && cargo build --quiet --example proxy) || die "cargo build failed"
 proxy_bin="$CARGO_TARGET_DIR/debug/examples/proxy"
 [ -x "$proxy_bin" ] || die "no $proxy_bin"
+say "rmcp example (cargo build --example rmcp_modern)"
+(cd "$root" && cargo build --quiet --example rmcp_modern) || die "cargo build failed"
+rmcp_bin="$CARGO_TARGET_DIR/debug/examples/rmcp_modern"
+[ -x "$rmcp_bin" ] || die "no $rmcp_bin"
 
 say "npm packages (npm ci, tests/interop/package-lock.json)"
 command -v npm >/dev/null || die "npm not found"
@@ -125,6 +131,9 @@ done
 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$py_port/mcp" || { cat "$logs/py_modern.log" >&2; die "py-modern-server did not start"; }
 echo "py_modern: http://127.0.0.1:$py_port/mcp (Python SDK, 2026-07-28 only)"
 start_bin "$proxy_bin" proxy_python --upstream "http://127.0.0.1:$py_port/mcp" --translate
+# An rmcp 3.11 handler serving only 2026-07-28 (examples/rmcp_modern.rs), behind the
+# layer in translation mode (the example builds it so); its guard logs the same marker.
+start_bin "$rmcp_bin" rmcp_modern
 # The readiness probes above are GETs that a 2026-07-28-only handler refuses (and logs);
 # only what comes after them counts.
 declare -A probed
@@ -166,6 +175,12 @@ for mode in json sse translate; do
   run_suite "python-sdk ($mode)" "$venv/bin/python" "$here/py-client.py" "$url"
   run_suite "conformance ($mode)" "$node" "$here/conformance.mjs" --url "$url" --label "$mode"
 done
+# The rmcp handler: every suite, the conformance suite with every 2025-era scenario of
+# both releases and the 2026-07-28 ones (resources, prompts, completion, MRTR, ...).
+run_suite "typescript-sdk (rmcp_modern)" "$node" "$here/ts-client.mjs" "$url_rmcp_modern" --server rmcp
+run_suite "python-sdk (rmcp_modern)" "$venv/bin/python" "$here/py-client.py" "$url_rmcp_modern"
+run_suite "conformance (rmcp_modern)" "$node" "$here/conformance.mjs" --url "$url_rmcp_modern" --label rmcp_modern \
+  --everything
 # Server → client requests need the handler to ask the client in a session; a stateless
 # 2025-era upstream cannot, so the proxy run leaves those scenarios out (translation
 # mode brings them to a 2026-07-28 upstream through MRTR).
@@ -187,7 +202,9 @@ run_suite "conformance (python via proxy)" "$node" "$here/conformance.mjs" --url
   dns-rebinding-protection server-session-lifecycle http-header-validation)"
 
 stop_servers
-for name in translate upstream_modern py_modern; do
+# The rmcp handler's probes are answered by the layer in front of it: its whole log counts.
+probed[rmcp_modern]=0
+for name in translate upstream_modern py_modern rmcp_modern; do
   after_probes="$(tail -n +"$((probed[$name] + 1))" "$logs/$name.log")"
   if grep -q "LEGACY MESSAGE REACHED THE HANDLER" <<<"$after_probes"; then
     echo "translation mode ($name) let legacy messages through to the 2026-07-28 handler:"
@@ -198,7 +215,7 @@ for name in translate upstream_modern py_modern; do
     summary+=("$(printf '%-28s %4d passed %4d failed' "$name: no legacy message" 1 0)")
   fi
 done
-for name in json sse upstream proxy translate upstream_modern proxy_translate proxy_python; do
+for name in json sse upstream proxy translate upstream_modern proxy_translate proxy_python rmcp_modern; do
   if grep -q "panicked" "$logs/$name.log"; then
     echo "server '$name' panicked:"; sed 's/^/  /' "$logs/$name.log" | head -40
     total_failed=$((total_failed + 1))

@@ -1,7 +1,17 @@
 // Interop checks with the official MCP TypeScript SDK client (StreamableHTTPClientTransport)
 // against the echo example behind McpSessionLayer.
 //
-//   node ts-client.mjs http://127.0.0.1:PORT/mcp
+//   node ts-client.mjs http://127.0.0.1:PORT/mcp [--server rmcp]
+//
+// `--server rmcp` runs the same checks against examples/rmcp_modern.rs (a 2026-07-28
+// rmcp handler behind the layer in translation mode): its server name is
+// `rmcp-modern`, and since a 2026-07-28 handler cannot push a log message to a GET
+// stream, its `notify_me` announces a tool list change through the
+// `subscriptions/listen` the layer holds for the session's GET stream, and the check
+// is that `notifications/tools/list_changed` arrives there instead. It also checks
+// `resources/subscribe` end to end: after subscribing to `test://watched-resource`,
+// `update_watched` must bring `notifications/resources/updated` for it to the GET
+// stream, and after `resources/unsubscribe` it must not.
 //
 // Prints one line per check and closes with `N passed, M failed`; exits non-zero on any failure.
 
@@ -11,10 +21,15 @@ import {
     CreateMessageRequestSchema,
     ElicitRequestSchema,
     LoggingMessageNotificationSchema,
+    ToolListChangedNotificationSchema,
+    ResourceUpdatedNotificationSchema,
     LATEST_PROTOCOL_VERSION
 } from '@modelcontextprotocol/sdk/types.js';
 
 const url = new URL(process.argv[2] ?? 'http://127.0.0.1:8080/mcp');
+const serverArg = process.argv.indexOf('--server');
+const rmcp = serverArg > 0 && process.argv[serverArg + 1] === 'rmcp';
+const SERVER_NAME = rmcp ? 'rmcp-modern' : 'tower-mcp-session-echo';
 const STEP_TIMEOUT_MS = 15_000;
 
 let passed = 0;
@@ -129,7 +144,7 @@ function sortKeys(value) {
 
 const notifications = [];
 let notificationWaiter;
-client.setNotificationHandler(LoggingMessageNotificationSchema, notification => {
+client.setNotificationHandler(rmcp ? ToolListChangedNotificationSchema : LoggingMessageNotificationSchema, notification => {
     notifications.push(notification);
     notificationWaiter?.();
 });
@@ -145,7 +160,7 @@ await step('initialize', async () => {
         transport.protocolVersion === LATEST_PROTOCOL_VERSION,
         `got ${transport.protocolVersion}, wanted ${LATEST_PROTOCOL_VERSION}`
     );
-    check('initialize: server info', client.getServerVersion()?.name === 'tower-mcp-session-echo', JSON.stringify(client.getServerVersion()));
+    check('initialize: server info', client.getServerVersion()?.name === SERVER_NAME, JSON.stringify(client.getServerVersion()));
 });
 
 await step('GET stream opened after initialized', async () => {
@@ -182,8 +197,34 @@ await step('notification pushed on the GET stream', async () => {
     check('notify_me accepted by the server', !result.isError, JSON.stringify(result));
     await withTimeout(arrived, 5000, 'notification on the GET stream');
     const note = notifications[0];
-    check('notification pushed on the GET stream', note?.params?.data === 'hello from notify_me', JSON.stringify(note));
+    const wanted = rmcp ? note?.method === 'notifications/tools/list_changed' : note?.params?.data === 'hello from notify_me';
+    check('notification pushed on the GET stream', wanted, JSON.stringify(note));
 });
+
+if (rmcp) {
+    await step('resources/subscribe: update on the GET stream', async () => {
+        const updates = [];
+        let waiter;
+        client.setNotificationHandler(ResourceUpdatedNotificationSchema, n => {
+            updates.push(n);
+            waiter?.();
+        });
+        await client.subscribeResource({ uri: 'test://watched-resource' });
+        const arrived = new Promise(resolve => (waiter = resolve));
+        const result = await client.callTool({ name: 'update_watched', arguments: {} });
+        check('update_watched accepted by the server', !result.isError, JSON.stringify(result));
+        await withTimeout(arrived, 5000, 'resources/updated on the GET stream');
+        check(
+            'resources/updated for the subscribed URI',
+            updates.length === 1 && updates[0].params?.uri === 'test://watched-resource',
+            JSON.stringify(updates)
+        );
+        await client.unsubscribeResource({ uri: 'test://watched-resource' });
+        await client.callTool({ name: 'update_watched', arguments: {} });
+        await sleep(500);
+        check('no resources/updated after unsubscribe', updates.length === 1, JSON.stringify(updates));
+    });
+}
 
 await step('resume after a forced disconnect', async () => {
     const tokens = [];
