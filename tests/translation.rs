@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::*;
+use tower_mcp_session::McpSessionLayer;
 
 #[tokio::test]
 async fn initialize_is_answered_from_server_discover() {
@@ -263,4 +264,30 @@ async fn batches_outside_2025_03_26_are_refused_never_passed_on() {
     assert_rejected(status, &body, 400, -32600, "batch_not_allowed");
     assert_eq!(methods(&seen), ["server/discover"], "nothing of either batch went in");
     no_legacy_reached(&seen);
+}
+
+#[tokio::test]
+async fn an_unsupported_modern_version_is_told_the_versions_discovery_lists() {
+    // The inner service's `server/discover` names only 2026-07-28; an error to a
+    // 2026-07-28-style request must not name more (the legacy revisions are served
+    // through `initialize`).
+    let layer = McpSessionLayer::builder()
+        .translate_to_modern(true)
+        .strict_modern_headers(true)
+        .build();
+    let (app, seen) = modern_only_app(&layer, EchoOptions::default());
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2099-01-01",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let req = with_body(
+        post()
+            .header("mcp-protocol-version", "2099-01-01")
+            .header("mcp-method", "tools/list"),
+        &request(1, "tools/list", json!({"_meta": meta})),
+    );
+    let response = support::call(&app, req).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json(&read_all(response.into_body()).await);
+    assert_eq!(body["error"]["code"], -32022, "{body}");
+    assert_eq!(body["error"]["data"]["supported"], json!(["2026-07-28"]), "{body}");
+    assert!(methods(&seen).is_empty());
 }

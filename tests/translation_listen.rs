@@ -113,15 +113,11 @@ async fn list_changes_and_subscribed_updates_reach_the_get_stream() {
         json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
     );
 
+    // The subscribe is answered once the listen runs with it, the old one dropped: an
+    // update right after the answer is delivered.
     subscribe(&app, &sid, 2, "resources/subscribe", "test://listen/a").await;
-    until("the listen is reopened with the URI", || {
-        listens(&seen).last() == Some(&json!(["test://listen/a"]))
-    })
-    .await;
-    until("the old listen is dropped once the new one is acknowledged", || {
-        echo::open_listens() == 1
-    })
-    .await;
+    assert_eq!(listens(&seen).last(), Some(&json!(["test://listen/a"])));
+    assert_eq!(echo::open_listens(), 1, "the old listen is gone");
     tool(&app, &sid, 3, "touch_resource", json!({"uri": "test://listen/other"})).await;
     tool(&app, &sid, 4, "touch_resource", json!({"uri": "test://listen/a"})).await;
     let (_, note) = notification(&mut stream).await;
@@ -129,10 +125,7 @@ async fn list_changes_and_subscribed_updates_reach_the_get_stream() {
     assert_eq!(note["params"]["uri"], "test://listen/a", "only the subscribed URI");
 
     subscribe(&app, &sid, 5, "resources/unsubscribe", "test://listen/a").await;
-    until("the listen is reopened without it", || {
-        listens(&seen).last() == Some(&json!([]))
-    })
-    .await;
+    assert_eq!(listens(&seen).last(), Some(&json!([])), "and none after an unsubscribe");
     tool(&app, &sid, 6, "touch_resource", json!({"uri": "test://listen/a"})).await;
     tool(&app, &sid, 7, "trigger_list_changed", json!({"kind": "prompts"})).await;
     let (_, note) = notification(&mut stream).await;

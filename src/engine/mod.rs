@@ -217,6 +217,18 @@ impl Engine {
     }
 
     /// Every version this endpoint serves, for error messages that must name them.
+    /// The revisions an error to a 2026-07-28-style request names. In translation mode
+    /// the inner service's `server/discover` (passed through untouched) lists only the
+    /// modern revisions, and an error must not name more than discovery does; the
+    /// legacy ones are reached through `initialize`, not through `_meta`.
+    pub(crate) fn versions_for_modern_errors(&self) -> Vec<String> {
+        if self.config.translate {
+            self.config.modern_versions.iter().map(ToString::to_string).collect()
+        } else {
+            self.supported_versions()
+        }
+    }
+
     pub(crate) fn supported_versions(&self) -> Vec<String> {
         let legacy = if self.config.modern_only {
             &[][..]

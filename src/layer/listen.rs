@@ -9,8 +9,10 @@
 //! One listener per session: it lives exactly as long as the GET connection's reader,
 //! which holds the session's reader claim in the shared log; a newer GET elsewhere takes
 //! the claim over, this reader ends, and this listener with it. The opted-in URIs are
-//! the session's subscriptions: a subscribe on this instance reopens the listen at once,
-//! one on another instance within [`RECHECK`]. The new listen is acknowledged before the
+//! the session's subscriptions: a subscribe on this instance reopens the listen at once
+//! and is answered once the new listen is acknowledged and the old one dropped (so an
+//! update right after it is delivered, and none after an unsubscribe); one on another
+//! instance takes effect within [`RECHECK`]. The new listen is acknowledged before the
 //! old one is dropped, so nothing falls between them.
 //!
 //! A listen stream is not resumable: when it drops, or when the client resumes its GET
@@ -136,6 +138,9 @@ where
         let mut current: Option<Listening<ResBody>> = None;
         let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The local change this listener is opening a listen for, marked applied once
+        // that listen is acknowledged (the subscribe that made it waits for that).
+        let mut applying: Option<u64> = None;
         loop {
             let wanted = sink.subscriptions().await;
             // Open the next stream; the current one (if any) is read meanwhile.
@@ -167,8 +172,18 @@ where
                     }
                     listening
                 }
-                Err(OpenError::Unsupported) => return,
+                Err(OpenError::Unsupported) => {
+                    if let Some(change) = applying.take() {
+                        changed.applied(change);
+                    }
+                    return;
+                }
                 Err(OpenError::Failed) => {
+                    // Recorded, and in effect at the next open: the subscribe need not
+                    // wait for that.
+                    if let Some(change) = applying.take() {
+                        changed.applied(change);
+                    }
                     failures += 1;
                     if current.is_none() {
                         after_gap = true;
@@ -178,6 +193,9 @@ where
                 }
             };
             drop(current.take());
+            if let Some(change) = applying.take() {
+                changed.applied(change);
+            }
             // Read it until it ends or the subscriptions change.
             loop {
                 tokio::select! {
@@ -194,11 +212,14 @@ where
                             _ = recheck.tick() => {}
                         }
                     } => {
+                        let change = changed.requested();
                         if sink.subscriptions().await != listening.uris {
                             after_gap = false;
+                            applying = Some(change);
                             current = Some(listening);
                             break;
                         }
+                        changed.applied(change);
                     }
                 }
             }

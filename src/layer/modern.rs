@@ -132,7 +132,7 @@ where
         if self.engine.config().strict_modern_headers {
             let engine = self.engine.clone();
             if let Err(rejection) = validate(&parts.headers, &message, &engine.config().modern_versions, || {
-                engine.supported_versions()
+                engine.versions_for_modern_errors()
             }) {
                 return Ok(self.reject(rejection));
             }

@@ -156,7 +156,11 @@ where
                 let subscribed = matches!(kind, LocalKind::Subscribe);
                 match set_subscription(self.engine.sessions(), record.id(), &uri, subscribed).await {
                     Ok(()) => {
-                        self.engine.in_flight().subscriptions_changed(record.id());
+                        // Answered once this instance's listener has its listen reopened
+                        // with the change (bounded: a stuck inner service does not hold
+                        // the client's request).
+                        let applied = self.engine.in_flight().subscriptions_changed(record.id());
+                        applied.wait(SUBSCRIBE_APPLY_WAIT).await;
                         local_result(client_id.as_deref())
                     }
                     Err(SessionError::AttributeLimit) => {
@@ -182,6 +186,10 @@ where
         })
     }
 }
+
+/// How long a `resources/subscribe` or `unsubscribe` waits for the session's listener
+/// here to reopen its listen with the change before it is answered anyway.
+const SUBSCRIBE_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `requestId` a `notifications/cancelled` names.
 fn cancelled_request(bytes: &[u8]) -> Option<Box<RawValue>> {

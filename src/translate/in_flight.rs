@@ -10,10 +10,11 @@
 //! when dropped, so the map never holds more than the requests running here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::SessionId;
 
@@ -33,7 +34,36 @@ type Key = (SessionId, String);
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     entries: Mutex<HashMap<Key, Arc<Notify>>>,
-    watchers: Mutex<HashMap<SessionId, Vec<Arc<Notify>>>>,
+    watchers: Mutex<HashMap<SessionId, Vec<Arc<Watched>>>>,
+}
+
+/// One listener's side of a watch: woken on a change, and telling which change it has
+/// applied (its listen reopened with it), so the request that made the change can wait
+/// for that before it is answered.
+#[derive(Debug)]
+struct Watched {
+    notify: Notify,
+    requested: AtomicU64,
+    applied: watch::Sender<u64>,
+}
+
+/// What a change made here waits for: each listener of the session to apply it.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    waits: Vec<(watch::Receiver<u64>, u64)>,
+}
+
+impl Applied {
+    /// Completes when every listener applied the change, or after `at_most`.
+    pub(crate) async fn wait(self, at_most: std::time::Duration) {
+        let all = async {
+            for (mut rx, wanted) in self.waits {
+                // A listener that went away meanwhile applies nothing more: fine.
+                let _ = rx.wait_for(|applied| *applied >= wanted).await;
+            }
+        };
+        let _ = tokio::time::timeout(at_most, all).await;
+    }
 }
 
 /// A listener's interest in its session's subscriptions; dropping it ends the interest.
@@ -41,13 +71,30 @@ pub(crate) struct InFlight {
 pub(crate) struct SubscriptionWatch {
     owner: Arc<InFlight>,
     session: SessionId,
-    notify: Arc<Notify>,
+    watched: Arc<Watched>,
 }
 
 impl SubscriptionWatch {
     /// Completes after the session's subscriptions changed on this instance.
     pub(crate) async fn changed(&self) {
-        self.notify.notified().await;
+        self.watched.notify.notified().await;
+    }
+
+    /// The newest change asked for: read it before reading the subscriptions, and pass
+    /// it to [`applied`](Self::applied) once they are in effect.
+    pub(crate) fn requested(&self) -> u64 {
+        self.watched.requested.load(Ordering::SeqCst)
+    }
+
+    /// The changes up to `change` are in effect.
+    pub(crate) fn applied(&self, change: u64) {
+        self.watched.applied.send_if_modified(|applied| {
+            let newer = change > *applied;
+            if newer {
+                *applied = change;
+            }
+            newer
+        });
     }
 }
 
@@ -55,7 +102,7 @@ impl Drop for SubscriptionWatch {
     fn drop(&mut self) {
         let mut watchers = self.owner.watchers();
         if let Some(list) = watchers.get_mut(&self.session) {
-            list.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            list.retain(|w| !Arc::ptr_eq(w, &self.watched));
             if list.is_empty() {
                 watchers.remove(&self.session);
             }
@@ -107,28 +154,37 @@ impl InFlight {
 
     /// Watch `session`'s subscriptions for changes made on this instance.
     pub(crate) fn watch_subscriptions(self: &Arc<Self>, session: &SessionId) -> SubscriptionWatch {
-        let notify = Arc::new(Notify::new());
+        let watched = Arc::new(Watched {
+            notify: Notify::new(),
+            requested: AtomicU64::new(0),
+            applied: watch::Sender::new(0),
+        });
         self.watchers()
             .entry(session.clone())
             .or_default()
-            .push(Arc::clone(&notify));
+            .push(Arc::clone(&watched));
         SubscriptionWatch {
             owner: Arc::clone(self),
             session: session.clone(),
-            notify,
+            watched,
         }
     }
 
-    /// `session`'s subscriptions changed here: wake its watchers.
-    pub(crate) fn subscriptions_changed(&self, session: &SessionId) {
+    /// `session`'s subscriptions changed here: wake its watchers; what to wait for
+    /// until they have applied the change.
+    pub(crate) fn subscriptions_changed(&self, session: &SessionId) -> Applied {
+        let mut waits = Vec::new();
         if let Some(list) = self.watchers().get(session) {
-            for notify in list {
-                notify.notify_one();
+            for watched in list {
+                let wanted = watched.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                waits.push((watched.applied.subscribe(), wanted));
+                watched.notify.notify_one();
             }
         }
+        Applied { waits }
     }
 
-    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<Arc<Notify>>>> {
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<Arc<Watched>>>> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -208,10 +264,19 @@ mod tests {
         let in_flight = Arc::new(InFlight::default());
         let watch = in_flight.watch_subscriptions(&session("a"));
         let other = in_flight.watch_subscriptions(&session("b"));
-        in_flight.subscriptions_changed(&session("a"));
+        let applied = in_flight.subscriptions_changed(&session("a"));
         tokio::time::timeout(Duration::from_secs(5), watch.changed())
             .await
             .expect("woken");
+        let change = watch.requested();
+        let waiting = tokio::spawn(applied.wait(Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the change waits until it is applied");
+        watch.applied(change);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("applied")
+            .unwrap();
         assert!(
             tokio::time::timeout(Duration::from_millis(50), other.changed())
                 .await
