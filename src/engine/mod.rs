@@ -25,6 +25,7 @@ use crate::stream::policy::StreamSetup;
 use crate::stream::{SseConfig, Streams};
 use crate::translate::cache::DiscoverCache;
 use crate::translate::in_flight::InFlight;
+use crate::translate::param_headers::ToolHeaders;
 use crate::util::run_detached;
 
 /// Told about every session the layer creates.
@@ -98,6 +99,7 @@ pub(crate) struct Engine {
     counters: Counters,
     discoveries: DiscoverCache,
     in_flight: Arc<InFlight>,
+    tool_headers: ToolHeaders,
     keep_alive: Periodic<Engine>,
     expiry_sweep: Periodic<Engine>,
     local_sweep: Periodic<Engine>,
@@ -141,6 +143,7 @@ impl Engine {
                 counters: Counters::new(lifetime),
                 discoveries: DiscoverCache::default(),
                 in_flight: Arc::default(),
+                tool_headers: ToolHeaders::default(),
                 keep_alive: Periodic::new(keep_alive_every, |engine| {
                     Box::pin(async move { engine.sessions.keep_alive().await })
                 }),
@@ -207,6 +210,11 @@ impl Engine {
     }
 
     /// The layer's counters.
+    /// The `x-mcp-header` annotations of the inner service's tools, as learnt.
+    pub(crate) fn tool_headers(&self) -> &ToolHeaders {
+        &self.tool_headers
+    }
+
     /// Translated requests running here, for legacy cancellations.
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
         &self.in_flight

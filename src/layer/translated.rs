@@ -41,6 +41,7 @@ use crate::translate::context::{LOG_LEVELS, LegacyContext};
 use crate::translate::discover::{LayerCapabilities, discover_request, initialize_result, negotiate};
 use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
 use crate::translate::in_flight::Registration;
+use crate::translate::param_headers::headers_for;
 use crate::translate::request::{LegacyRoute, LocalKind, ModernRequest, route, translate_request};
 
 /// What the answers to one translated request are turned back with: the legacy
@@ -110,10 +111,13 @@ where
                     Err(_) => return Ok(self.reject(Rejection::store_unavailable().with_id(Some(&client_id)))),
                 };
                 let ctx = LegacyContext::from_record(&record, level.as_ref().and_then(Value::as_str));
-                let modern = match translate_request(&bytes, &ctx) {
+                let mut modern = match translate_request(&bytes, &ctx) {
                     Ok(modern) => modern,
                     Err(e) => return Ok(local_error(e.code(), "The request could not be translated")),
                 };
+                if method == "tools/call" {
+                    add_param_headers(&self.engine, &bytes, &mut modern);
+                }
                 let running = self.engine.in_flight().register(record.id(), client_id.get());
                 let translated = Arc::new(Translated { method, client_id });
                 let parts = modern_parts(parts, &modern);
@@ -190,6 +194,38 @@ where
 /// How long a `resources/subscribe` or `unsubscribe` waits for the session's listener
 /// here to reopen its listen with the change before it is answered anyway.
 const SUBSCRIBE_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `Mcp-Param-*` headers a `tools/call` needs, from what the layer learnt of the
+/// tool's input schema (see `translate/param_headers.rs`).
+fn add_param_headers(engine: &Engine, legacy: &[u8], modern: &mut ModernRequest) {
+    #[derive(serde::Deserialize)]
+    struct Call {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: Option<String>,
+        arguments: Option<Value>,
+    }
+    let Some(params) = serde_json::from_slice::<Call>(legacy).ok().and_then(|c| c.params) else {
+        return;
+    };
+    let Some(annotated) = params.name.as_deref().and_then(|name| engine.tool_headers().of(name)) else {
+        return;
+    };
+    for (name, value) in headers_for(&annotated, params.arguments.as_ref()) {
+        modern.headers.insert(name, value);
+    }
+}
+
+/// Learn the tools' `x-mcp-header` annotations from a `tools/list` answer.
+pub(super) fn learn_tools(engine: &Engine, answer: &[u8]) {
+    if let Ok(message) = serde_json::from_slice::<Value>(answer)
+        && let Some(result) = message.get("result")
+    {
+        engine.tool_headers().learn(result);
+    }
+}
 
 /// The `requestId` a `notifications/cancelled` names.
 fn cancelled_request(bytes: &[u8]) -> Option<Box<RawValue>> {
@@ -279,7 +315,12 @@ where
         return done(translated.error(-32603, "The server sent no answer"));
     }
     match to_legacy(&bytes, &translated.to()) {
-        Ok(LegacyMessage::Answer(answer)) => done(answer),
+        Ok(LegacyMessage::Answer(answer)) => {
+            if translated.method == "tools/list" {
+                learn_tools(engine, &answer);
+            }
+            done(answer)
+        }
         Ok(LegacyMessage::InputRequired(input)) => JsonAnswer::InputRequired(input),
         Ok(LegacyMessage::Notification(_) | LegacyMessage::Drop) => {
             done(translated.error(-32603, "The server sent no answer"))

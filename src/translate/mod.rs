@@ -35,6 +35,7 @@ pub(crate) mod header;
 pub(crate) mod http_error;
 pub(crate) mod in_flight;
 pub(crate) mod mrtr;
+pub(crate) mod param_headers;
 pub(crate) mod raw;
 pub(crate) mod request;
 
