@@ -69,8 +69,10 @@ async fn a_subscription_on_b_reaches_the_listener_on_a_and_a_takeover_moves_it()
     let (b, seen_b) = instance(&server).await;
     let sid = initialize(&a, "2025-11-25").await;
     let mut get_a = open_get(&a, &sid).await;
-    until("A listens", Duration::from_secs(10), || listening_to(&seen_a).is_some()).await;
-    assert_eq!(echo::open_listens(), 1);
+    until("A listens", Duration::from_secs(10), || {
+        listening_to(&seen_a).is_some() && echo::open_listens() == 1
+    })
+    .await;
 
     // Subscribed on B: A's listener sees it at its next check (within 10 s).
     ok(
