@@ -15,8 +15,6 @@ use tower_mcp_session::event_log::{
 use tower_mcp_session::store::BoxFuture;
 
 use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
-pub use crate::event_log_builder::RedisEventLogBuilder;
-use crate::event_log_builder::{Config, SHARDS};
 
 use crate::event_log_scripts::{
     APPEND_SCRIPT, FINISH_SCRIPT, OPEN_SCRIPT, READ_SCRIPT, READER_STATE_SCRIPT, REMOVE_SESSION_SCRIPT,
@@ -43,7 +41,7 @@ use crate::event_log_scripts::{
 /// `c + 1 - first`. A cursor below `first - 1` was trimmed and is reported as
 /// [`ReadOutcome::Evicted`]; a stream whose hash is gone is
 /// [`ReadOutcome::UnknownStream`]. Every key carries a TTL (the
-/// [stream TTL](RedisEventLogBuilder::stream_ttl)), refreshed by every open, append and
+/// [stream TTL](crate::RedisEventLogBuilder::stream_ttl)), refreshed by every open, append and
 /// finish, so streams of sessions that expired without anyone calling
 /// [`remove_session`](EventLog::remove_session) disappear by themselves.
 ///
@@ -72,7 +70,7 @@ use crate::event_log_scripts::{
 /// [`wait_after`](EventLog::wait_after) returns at once when an append or finish of a
 /// stream in the same shard happens *in this process* (an in-memory notifier), and
 /// otherwise polls the stream's hash with a backoff from
-/// [`poll_interval`](RedisEventLogBuilder::poll_interval)'s lower bound to its upper
+/// [`poll_interval`](crate::RedisEventLogBuilder::poll_interval)'s lower bound to its upper
 /// bound, which picks up appends made by other instances. Waking early is allowed by
 /// the trait, so a shared notifier per shard is enough.
 ///
@@ -85,18 +83,18 @@ use crate::event_log_scripts::{
 ///
 /// # Retention
 ///
-/// Per stream: at most [`max_events`](RedisEventLogBuilder::max_events) events and
-/// [`max_bytes`](RedisEventLogBuilder::max_bytes) payload bytes (the newest event is
+/// Per stream: at most [`max_events`](crate::RedisEventLogBuilder::max_events) events and
+/// [`max_bytes`](crate::RedisEventLogBuilder::max_bytes) payload bytes (the newest event is
 /// always kept, even if it alone is larger). Per session: at most
-/// [`max_session_bytes`](RedisEventLogBuilder::max_session_bytes) payload bytes (oldest
+/// [`max_session_bytes`](crate::RedisEventLogBuilder::max_session_bytes) payload bytes (oldest
 /// events of finished streams go first), and at most
-/// [`max_streams`](RedisEventLogBuilder::max_streams) streams; opening one more drops
+/// [`max_streams`](crate::RedisEventLogBuilder::max_streams) streams; opening one more drops
 /// the longest-finished stream, and fails with [`EventLogError::TooManyStreams`] when
 /// none has finished. Over time: the stream TTL.
 ///
 /// # Outages
 ///
-/// Every operation is bounded by [`op_timeout`](RedisEventLogBuilder::op_timeout) and
+/// Every operation is bounded by [`op_timeout`](crate::RedisEventLogBuilder::op_timeout) and
 /// fails with [`EventLogError::Unavailable`] while Redis cannot be reached. A
 /// [`finish`](EventLog::finish) that fails that way is also retried in the background
 /// (backoff up to 2 s, for at most the stream TTL): the producer is gone by then, and
@@ -158,6 +156,31 @@ pub(crate) struct Inner {
     pub(crate) conn: RedisConnection,
     pub(crate) cfg: Config,
     pub(crate) notify: Box<[Notify]>,
+}
+
+/// In-process notifiers, shared by streams whose ids fall in the same shard.
+pub(crate) const SHARDS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) prefix: String,
+    pub(crate) max_events: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) max_streams: u64,
+    pub(crate) max_session_bytes: u64,
+    pub(crate) ttl: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) poll_min: Duration,
+    pub(crate) poll_max: Duration,
+}
+
+impl Config {
+    /// How long the numbering of a session's unfinished streams outlives their keys: a
+    /// day (the layer's default session lifetime), or the stream TTL if longer, so a
+    /// session kept busy by other requests never sees a stream id numbered twice.
+    pub(crate) fn numbering_ttl(&self) -> Duration {
+        self.ttl.max(Duration::from_secs(24 * 60 * 60))
+    }
 }
 
 /// The keys of one stream: session base, index, numbering, meta, list.

@@ -6,32 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::connection::RedisConnection;
-use crate::event_log::{Inner, RedisEventLog};
-
-/// In-process notifiers, shared by streams whose ids fall in the same shard.
-pub(crate) const SHARDS: usize = 64;
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) prefix: String,
-    pub(crate) max_events: u64,
-    pub(crate) max_bytes: u64,
-    pub(crate) max_streams: u64,
-    pub(crate) max_session_bytes: u64,
-    pub(crate) ttl: Duration,
-    pub(crate) op_timeout: Duration,
-    pub(crate) poll_min: Duration,
-    pub(crate) poll_max: Duration,
-}
-
-impl Config {
-    /// How long the numbering of a session's unfinished streams outlives their keys: a
-    /// day (the layer's default session lifetime), or the stream TTL if longer, so a
-    /// session kept busy by other requests never sees a stream id numbered twice.
-    pub(crate) fn numbering_ttl(&self) -> Duration {
-        self.ttl.max(Duration::from_secs(24 * 60 * 60))
-    }
-}
+use crate::event_log::{Config, Inner, RedisEventLog, SHARDS};
 
 /// Builds a [`RedisEventLog`].
 ///

@@ -43,7 +43,8 @@ mod store;
 
 pub use connect::{RedisBackends, connect};
 pub use connection::RedisConnection;
-pub use event_log::{RedisEventLog, RedisEventLogBuilder};
+pub use event_log::RedisEventLog;
+pub use event_log_builder::RedisEventLogBuilder;
 /// The `redis` crate this one is built on, for the types a deployment names (a
 /// Cluster client, errors).
 pub use redis;
