@@ -219,7 +219,7 @@ fn add_param_headers(engine: &Engine, legacy: &[u8], modern: &mut ModernRequest)
 }
 
 /// Learn the tools' `x-mcp-header` annotations from a `tools/list` answer.
-pub(super) fn learn_tools(engine: &Engine, answer: &[u8]) {
+fn learn_tools(engine: &Engine, answer: &[u8]) {
     if let Ok(message) = serde_json::from_slice::<Value>(answer)
         && let Some(result) = message.get("result")
     {
