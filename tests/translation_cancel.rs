@@ -1,7 +1,10 @@
 //! Translation mode: a 2025-era client's `notifications/cancelled` ends the request in
 //! the 2026-07-28 inner service, whose only cancellation is its response being dropped.
 //! The inner service here is the echo server, plus two tools that never finish and
-//! report when their response is dropped.
+//! report when their response is dropped. The cancellation may land on another
+//! instance than the one running the request: two layers sharing a store and an event
+//! log stand for two instances (in one process, here; over a private `redis-server`
+//! in the last test).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +21,8 @@ use serde_json::{Value, json};
 use support::*;
 use tower::util::BoxCloneSyncService;
 use tower_mcp_session::McpSessionLayer;
+use tower_mcp_session::event_log::MemoryEventLog;
+use tower_mcp_session::store::MemoryStore;
 
 /// Counts the inner responses dropped before they finished.
 #[derive(Default)]
@@ -34,7 +39,11 @@ impl Drop for OnDrop {
 /// The echo server, with `hang_json` (the answer never comes) and `hang_sse` (a
 /// progress notification, then nothing).
 fn app(dropped: Arc<Dropped>) -> App {
-    let layer = McpSessionLayer::builder().translate_to_modern(true).build();
+    app_on(McpSessionLayer::builder().translate_to_modern(true).build(), dropped)
+}
+
+/// [`app`] behind `layer`.
+fn app_on(layer: McpSessionLayer, dropped: Arc<Dropped>) -> App {
     let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
         let dropped = dropped.clone();
         async move {
@@ -160,5 +169,130 @@ async fn a_cancelled_streamed_call_ends_its_stream_without_an_answer() {
     until("the inner stream is dropped", || dropped.0.load(Ordering::SeqCst) == 1).await;
     // A second cancellation of the finished request reaches nothing.
     cancel(&app, &sid, json!(11)).await;
+    assert_eq!(dropped.0.load(Ordering::SeqCst), 1);
+}
+
+/// Two instances sharing one store and one event log, each with its own inner service
+/// (their drops counted together).
+fn two_instances(dropped: &Arc<Dropped>) -> (App, App) {
+    let store = MemoryStore::new();
+    let log = Arc::new(MemoryEventLog::new());
+    let instance = || {
+        let layer = McpSessionLayer::builder()
+            .translate_to_modern(true)
+            .store(store.clone())
+            .event_log(log.clone())
+            .build();
+        app_on(layer, dropped.clone())
+    };
+    (instance(), instance())
+}
+
+#[tokio::test]
+async fn a_cancellation_landing_on_another_instance_ends_a_held_call() {
+    let dropped = Arc::new(Dropped::default());
+    let (a, b) = two_instances(&dropped);
+    let sid = session(&a).await;
+    let call = request(21, "tools/call", json!({"name": "hang_json", "arguments": {}}));
+    let pending = {
+        let (a, sid) = (a.clone(), sid.clone());
+        tokio::spawn(async move { send(&a, Some(&sid), &call).await })
+    };
+    // A cancellation of another id, on the other instance, reaches nothing.
+    cancel(&b, &sid, json!(22)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!pending.is_finished(), "the call still runs");
+    assert_eq!(dropped.0.load(Ordering::SeqCst), 0);
+
+    cancel(&b, &sid, json!(21)).await;
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the held POST is answered")
+        .unwrap();
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (answer["id"].clone(), answer["error"]["code"].clone()),
+        (json!(21), json!(-32800)),
+        "{answer}"
+    );
+    assert_eq!(
+        dropped.0.load(Ordering::SeqCst),
+        1,
+        "the inner call was dropped on its own instance"
+    );
+}
+
+#[tokio::test]
+async fn a_cancellation_landing_on_another_instance_ends_a_streamed_call() {
+    let dropped = Arc::new(Dropped::default());
+    let (a, b) = two_instances(&dropped);
+    let sid = session(&a).await;
+    let call = request(31, "tools/call", json!({"name": "hang_sse", "arguments": {}}));
+    let response = support::call(&a, with_body(post().header("mcp-session-id", &sid), &call)).await;
+    assert_eq!(response.status(), 200);
+    let mut stream = SseReader::new(response.into_body());
+    let (_, progress) = stream.next_message().await.expect("the progress notification");
+    assert_eq!(progress["method"], "notifications/progress");
+
+    cancel(&b, &sid, json!(31)).await;
+    let rest = tokio::time::timeout(Duration::from_secs(10), stream.next_message())
+        .await
+        .expect("the stream ends");
+    assert!(rest.is_none(), "no answer follows a cancellation: {rest:?}");
+    until("the inner stream is dropped", || dropped.0.load(Ordering::SeqCst) == 1).await;
+}
+
+#[tokio::test]
+async fn a_cancellation_that_arrives_first_still_reaches_its_request() {
+    // The client's cancellation overtakes its request (another instance, a slow
+    // balancer): the request, once it runs, finds the cancellation waiting.
+    let dropped = Arc::new(Dropped::default());
+    let (a, b) = two_instances(&dropped);
+    let sid = session(&a).await;
+    cancel(&b, &sid, json!("late")).await;
+    let call = json!({"jsonrpc": "2.0", "id": "late", "method": "tools/call",
+        "params": {"name": "hang_json", "arguments": {}}});
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), send(&a, Some(&sid), &call))
+        .await
+        .expect("answered");
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn over_redis_a_cancellation_reaches_the_instance_running_the_request() {
+    use mcp_test_support::redis_server::RedisServer;
+    use tower_mcp_session_redis::{RedisEventLog, RedisSessionStore};
+
+    let server = RedisServer::start();
+    let dropped = Arc::new(Dropped::default());
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let conn = server.connect().await;
+        let layer = McpSessionLayer::builder()
+            .translate_to_modern(true)
+            .store(RedisSessionStore::new(conn.clone()))
+            .event_log(RedisEventLog::new(conn))
+            .build();
+        instances.push(app_on(layer, dropped.clone()));
+    }
+    let (a, b) = (instances[0].clone(), instances[1].clone());
+    let sid = session(&a).await;
+    let call = request(41, "tools/call", json!({"name": "hang_json", "arguments": {}}));
+    let pending = {
+        let (a, sid) = (a.clone(), sid.clone());
+        tokio::spawn(async move { send(&a, Some(&sid), &call).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel(&b, &sid, json!(41)).await;
+    let (_, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the held POST is answered")
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
     assert_eq!(dropped.0.load(Ordering::SeqCst), 1);
 }

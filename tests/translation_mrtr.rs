@@ -105,8 +105,8 @@ async fn sampling_through_mrtr_is_one_request_and_one_answer_for_the_client() {
         assert!(calls[0]["params"].get("inputResponses").is_none());
         assert_eq!(
             methods(&seen),
-            ["server/discover", "tools/call", "tools/call"],
-            "{label}"
+            ["server/discover", "tools/list", "tools/call", "tools/call"],
+            "{label}: the layer looked the tool up first (its `Mcp-Param-*` headers)"
         );
         no_legacy_reached(&seen);
     }

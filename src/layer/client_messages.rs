@@ -37,6 +37,17 @@ fn cancels_or_answers(message: &Peeked) -> Option<bool> {
 /// or the client's `notifications/cancelled` for one. Only those two kinds of message
 /// pay for the second look at the body.
 pub(super) fn minted_answer(message: &Peeked, bytes: &[u8]) -> Option<String> {
+    let id = named_id(bytes, cancels_or_answers(message)?)?;
+    minted(id).map(str::to_owned)
+}
+
+/// The request a `notifications/cancelled` names (its `requestId`).
+pub(super) fn cancelled_request(bytes: &[u8]) -> Option<&RawValue> {
+    named_id(bytes, true)
+}
+
+/// The request a message names: a cancellation's `requestId`, else a response's `id`.
+fn named_id(bytes: &[u8], cancels: bool) -> Option<&RawValue> {
     #[derive(Deserialize)]
     struct Reply<'a> {
         #[serde(borrow, default)]
@@ -49,10 +60,8 @@ pub(super) fn minted_answer(message: &Peeked, bytes: &[u8]) -> Option<String> {
         #[serde(borrow, default, rename = "requestId")]
         request_id: Option<&'a RawValue>,
     }
-    let cancels = cancels_or_answers(message)?;
     let reply: Reply<'_> = serde_json::from_slice(bytes).ok()?;
-    let id = if cancels { reply.params?.request_id? } else { reply.id? };
-    minted(id).map(str::to_owned)
+    if cancels { reply.params?.request_id } else { reply.id }
 }
 
 /// What is left of a batch once the layer took out the answers to its own requests.

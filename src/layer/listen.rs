@@ -227,6 +227,9 @@ where
     }
 }
 
+/// The method of the notification that the server's tools changed.
+const TOOLS_CHANGED: &[u8] = b"notifications/tools/list_changed";
+
 /// Where a listener's notifications go: the session's standalone stream.
 struct Sink {
     engine: Arc<Engine>,
@@ -258,6 +261,10 @@ impl Sink {
             client_id: LISTEN_ANSWER_ID.get_or_init(|| RawValue::from_string("null".into()).expect("JSON")),
         };
         if let Ok(LegacyMessage::Notification(note)) = to_legacy(message, &to) {
+            if note.windows(TOOLS_CHANGED.len()).any(|w| w == TOOLS_CHANGED) {
+                // What the layer learnt of the tools' headers may be out of date.
+                self.engine.tool_headers().changed();
+            }
             self.push(note).await;
         }
     }

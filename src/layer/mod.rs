@@ -1,5 +1,6 @@
 //! [`McpSessionLayer`]: configuration and construction.
 
+mod ask;
 mod batch;
 mod client_messages;
 mod delete;
@@ -11,6 +12,7 @@ mod modern;
 pub(crate) mod negotiate;
 mod post;
 mod rounds;
+mod running;
 mod service;
 mod translated;
 

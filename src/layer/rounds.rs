@@ -34,8 +34,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tower_service::Service;
 
-use super::translated::Translated;
+use super::translated::{Translated, learn_tools};
 use crate::SessionRecord;
+use crate::engine::Engine;
 use crate::lifecycle::Session;
 use crate::outbound::RequestError;
 use crate::store::BoxError;
@@ -78,6 +79,8 @@ pub(super) struct Relay<S> {
     pub(super) wait: Duration,
     /// The bound on one message of the inner service.
     pub(super) max_message_bytes: usize,
+    /// Where a streamed `tools/list` answer's annotations are learnt.
+    pub(super) engine: Arc<Engine>,
 }
 
 /// How a relayed request ended, for the final message.
@@ -263,7 +266,12 @@ where
     /// One message of the inner service, as the legacy client gets it.
     fn message(&self, message: &[u8]) -> Relayed {
         match to_legacy(message, &self.translated.to()) {
-            Ok(LegacyMessage::Answer(answer)) => Relayed::Final(answer),
+            Ok(LegacyMessage::Answer(answer)) => {
+                if self.translated.method == "tools/list" {
+                    learn_tools(&self.engine, &answer);
+                }
+                Relayed::Final(answer)
+            }
             Ok(LegacyMessage::Notification(note)) => Relayed::Notification(note),
             Ok(LegacyMessage::InputRequired(input)) => Relayed::Input(input),
             Ok(LegacyMessage::Drop) => Relayed::Nothing,

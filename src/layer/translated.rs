@@ -15,18 +15,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tower_service::Service;
 
-use super::client_messages::{accepted, minted_answer};
-use super::initialize::Answered;
+use super::client_messages::{accepted, cancelled_request, minted_answer};
 use super::post::InSession;
 use super::rounds::{Relay, Start};
+use super::running::{Running, cancel};
 use super::service::{Answer, Handler};
 use crate::SessionRecord;
 use crate::engine::Engine;
-use crate::headers::is_json_content;
 use crate::headers::{LAST_EVENT_ID, MCP_SESSION_ID};
-use crate::jsonrpc::InitializeOutcome;
 use crate::jsonrpc::{self, MessageKind, Peeked};
-use crate::lifecycle::Session;
 use crate::lifecycle::SessionError;
 use crate::lifecycle::client_state::{LOG_LEVEL, set_log_level, set_subscription};
 use crate::lifecycle::sessions::BusyGuard;
@@ -36,12 +33,8 @@ use crate::stream::McpBody;
 use crate::stream::decode::{Decoder, StreamFormat};
 use crate::stream::policy::{StreamOf, resumable};
 use crate::translate::answer::{AnswerTo, InputRequired, LegacyMessage, to_legacy};
-use crate::translate::cache::DiscoverCache;
 use crate::translate::context::{LOG_LEVELS, LegacyContext};
-use crate::translate::discover::{LayerCapabilities, discover_request, initialize_result, negotiate};
 use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
-use crate::translate::in_flight::Registration;
-use crate::translate::param_headers::headers_for;
 use crate::translate::request::{LegacyRoute, LocalKind, ModernRequest, route, translate_request};
 
 /// What the answers to one translated request are turned back with: the legacy
@@ -82,7 +75,7 @@ where
     ResBody::Error: Into<BoxError> + Send,
 {
     /// A legacy message other than `initialize`, in translation mode.
-    pub(super) async fn translated(self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
+    pub(super) async fn translated(mut self, parts: Parts, bytes: Bytes, message: Peeked) -> Answer<ResBody, S::Error> {
         if let Some(id) = minted_answer(&message, &bytes) {
             let is_response = matches!(message.kind, MessageKind::Response);
             return self.client_answer(parts, bytes, id, is_response).await;
@@ -116,9 +109,10 @@ where
                     Err(e) => return Ok(local_error(e.code(), "The request could not be translated")),
                 };
                 if method == "tools/call" {
-                    add_param_headers(&self.engine, &bytes, &mut modern);
+                    self.add_param_headers(&parts, &record, &ctx, &bytes, &mut modern)
+                        .await?;
                 }
-                let running = self.engine.in_flight().register(record.id(), client_id.get());
+                let running = Running::register(&self.engine, record.id(), client_id.get());
                 let translated = Arc::new(Translated { method, client_id });
                 let parts = modern_parts(parts, &modern);
                 let level = level.and_then(|level| level.as_str().map(str::to_owned));
@@ -177,11 +171,11 @@ where
                 }
             }
             LocalKind::Unsupported | LocalKind::Initialize => local_error(-32601, "Method not found"),
-            // The inner request ends if it runs here (its answer is not sent); a
-            // request running on another instance is not reached (see the README).
+            // The inner request ends (its answer is not sent), on whichever instance
+            // it runs (`running.rs`).
             LocalKind::Cancelled => {
                 if let Some(id) = cancelled_request(&bytes) {
-                    self.engine.in_flight().cancel(record.id(), id.get());
+                    cancel(&self.engine, record.id(), id.get()).await;
                 }
                 accepted()
             }
@@ -195,52 +189,13 @@ where
 /// here to reopen its listen with the change before it is answered anyway.
 const SUBSCRIBE_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The `Mcp-Param-*` headers a `tools/call` needs, from what the layer learnt of the
-/// tool's input schema (see `translate/param_headers.rs`).
-fn add_param_headers(engine: &Engine, legacy: &[u8], modern: &mut ModernRequest) {
-    #[derive(serde::Deserialize)]
-    struct Call {
-        params: Option<Params>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Params {
-        name: Option<String>,
-        arguments: Option<Value>,
-    }
-    let Some(params) = serde_json::from_slice::<Call>(legacy).ok().and_then(|c| c.params) else {
-        return;
-    };
-    let Some(annotated) = params.name.as_deref().and_then(|name| engine.tool_headers().of(name)) else {
-        return;
-    };
-    for (name, value) in headers_for(&annotated, params.arguments.as_ref()) {
-        modern.headers.insert(name, value);
-    }
-}
-
 /// Learn the tools' `x-mcp-header` annotations from a `tools/list` answer.
-fn learn_tools(engine: &Engine, answer: &[u8]) {
+pub(super) fn learn_tools(engine: &Engine, answer: &[u8]) {
     if let Ok(message) = serde_json::from_slice::<Value>(answer)
         && let Some(result) = message.get("result")
     {
         engine.tool_headers().learn(result);
     }
-}
-
-/// The `requestId` a `notifications/cancelled` names.
-fn cancelled_request(bytes: &[u8]) -> Option<Box<RawValue>> {
-    #[derive(serde::Deserialize)]
-    struct Notification {
-        params: Params,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Params {
-        request_id: Box<RawValue>,
-    }
-    serde_json::from_slice::<Notification>(bytes)
-        .ok()
-        .map(|n| n.params.request_id)
 }
 
 /// One translated request on its way in: its session and how its answers go back.
@@ -250,7 +205,7 @@ struct Call {
     translated: Arc<Translated>,
     log_level: Option<String>,
     /// Its entry among the requests running here, which a cancellation completes.
-    running: Registration,
+    running: Running,
 }
 
 /// The answer to a request the client cancelled before its answer: the client no
@@ -265,7 +220,7 @@ fn local_result<B>(id: Option<&RawValue>) -> Response<McpBody<B>> {
 
 /// The request parts a translated request goes in with: the legacy session's headers
 /// stay here, the 2026-07-28 ones are set.
-fn modern_parts(mut parts: Parts, modern: &ModernRequest) -> Parts {
+pub(super) fn modern_parts(mut parts: Parts, modern: &ModernRequest) -> Parts {
     parts.headers.remove(MCP_SESSION_ID);
     parts.headers.remove(LAST_EVENT_ID);
     parts.headers.remove(CONTENT_LENGTH);
@@ -393,6 +348,7 @@ where
             log_level,
             wait: engine.outbound().default_wait,
             max_message_bytes,
+            engine: engine.clone(),
         };
         let (relay_body, rounds) = relay.start(start);
         engine.ensure_maintenance();
@@ -430,111 +386,3 @@ where
         Ok(made.unwrap_or_else(|rejection| self.reject(rejection)))
     }
 }
-
-impl<S, ResBody> Handler<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError> + Send,
-{
-    /// `initialize` in translation mode: the `InitializeResult` is built from the inner
-    /// service's `server/discover` (asked once a minute per kind of client), so the
-    /// inner service never sees a legacy message.
-    pub(super) async fn discover(
-        &mut self,
-        parts: Parts,
-        pending: &SessionRecord,
-        request_id: &RawValue,
-        handle: Session,
-    ) -> Result<Result<Answered<ResBody>, Rejection>, S::Error> {
-        let engine = self.engine.clone();
-        let ctx = LegacyContext::from_record(pending, None);
-        let key = DiscoverCache::key(&ctx);
-        let result = match engine.discoveries().get(key) {
-            Some(result) => result,
-            None => match self.ask_discover(parts, &ctx, handle).await? {
-                Ok(result) => {
-                    let result = Arc::new(result);
-                    engine.discoveries().put(key, Arc::clone(&result));
-                    result
-                }
-                Err(rejection) => return Ok(Err(rejection)),
-            },
-        };
-        let layer = LayerCapabilities {
-            log_level: true,
-            subscriptions: true,
-            list_changed: true,
-        };
-        let Ok(initialize) = initialize_result(&result, pending.protocol_version(), layer) else {
-            return Ok(Err(Rejection::new(RejectionKind::InvalidUpstreamResponse)));
-        };
-        let negotiated = negotiate(pending.protocol_version());
-        let answer = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{initialize}}}"#, request_id.get());
-        let (mut head, ()) = Response::new(()).into_parts();
-        head.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(Ok((
-            head,
-            Some(InitializeOutcome::Succeeded(negotiated)),
-            McpBody::full(Bytes::from(answer)),
-        )))
-    }
-
-    /// Send `server/discover` to the inner service; its `result`.
-    async fn ask_discover(
-        &mut self,
-        parts: Parts,
-        ctx: &LegacyContext<'_>,
-        handle: Session,
-    ) -> Result<Result<Value, Rejection>, S::Error> {
-        let invalid = || Rejection::new(RejectionKind::InvalidUpstreamResponse);
-        let id = RawValue::from_string(format!("\"{DISCOVER_ID}\"")).expect("a JSON string");
-        let Ok(modern) = discover_request(ctx, &id) else {
-            return Ok(Err(invalid()));
-        };
-        let parts = modern_parts(parts, &modern);
-        let mut req = Request::from_parts(parts, Full::new(modern.body));
-        req.extensions_mut().insert(handle);
-        let (head, body) = self.inner.call(req).await?.into_parts();
-        if head.headers.contains_key(MCP_SESSION_ID) {
-            return Ok(Err(Rejection::new(RejectionKind::UpstreamSessionId)));
-        }
-        let format = StreamFormat::of(&head.headers);
-        if !head.status.is_success() || (format.is_none() && !is_json_content(&head.headers)) {
-            return Ok(Err(invalid()));
-        }
-        let limit = self.engine.config().max_initialize_response_bytes;
-        let Ok(collected) = Limited::new(body, limit).collect().await else {
-            return Ok(Err(invalid()));
-        };
-        let bytes = collected.to_bytes();
-        let mut messages = match format {
-            // The answer is the message that names the layer's id; a server may send
-            // notifications before it.
-            Some(format) => {
-                let mut decoder = Decoder::new(format, limit);
-                decoder.push(&bytes);
-                let mut found = Vec::new();
-                while let Ok(Some(message)) = decoder.next_message() {
-                    found.push(message);
-                }
-                found.extend(decoder.finish());
-                found
-            }
-            None => vec![bytes],
-        };
-        let answer = messages.drain(..).find_map(|message| {
-            let value: Value = serde_json::from_slice(&message).ok()?;
-            (value.get("id").and_then(Value::as_str) == Some(DISCOVER_ID)).then_some(value)
-        });
-        match answer.and_then(|mut answer| answer.get_mut("result").map(Value::take)) {
-            Some(result) => Ok(Ok(result)),
-            None => Ok(Err(invalid())),
-        }
-    }
-}
-
-/// The id of the layer's `server/discover` requests.
-const DISCOVER_ID: &str = "mcp-layer-discover";

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::SessionId;
+use crate::event_log::{StreamKey, derived_stream};
 
 /// A request id in one spelling, matching as `jsonrpc`'s id comparison does: strings
 /// decoded (`"a"` and `"\u0061"` are one id), integers exactly whatever their size,
@@ -149,6 +150,15 @@ impl InFlight {
             key,
             notify,
         }
+    }
+
+    /// Where a cancellation of the request `id` (raw JSON) of `session` is left for
+    /// the instance running it, when that is not this one: a stream of the session
+    /// every instance derives alike from the id (see `layer/running.rs`). `None` for
+    /// an id that cannot be cancelled.
+    pub(crate) fn marker(session: &SessionId, id: &str) -> Option<StreamKey> {
+        let id = canonical(id)?;
+        Some(StreamKey::new(session.clone(), derived_stream(b"cancelled\0", &id)))
     }
 
     /// Cancel the request `id` (raw JSON) of `session`, if it runs here: whether it did.

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -86,10 +87,40 @@ pub(crate) fn headers_for(params: &[ParamHeader], arguments: Option<&Value>) -> 
         .collect()
 }
 
-/// What the layer learnt of the inner service's tools, by name.
+/// What the layer learnt of the inner service's tools, by name: each listed tool's
+/// annotated arguments (none for most), so that a tool unknown here can be told from
+/// one known to need no headers.
 #[derive(Debug, Default)]
 pub(crate) struct ToolHeaders {
     tools: Mutex<HashMap<String, Arc<[ParamHeader]>>>,
+    /// When the layer last asked the inner service for its tools itself; held while it
+    /// asks, so that concurrent calls to unknown tools wait for one answer.
+    asked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// How long after asking the inner service for its tools the layer asks again for a
+/// call to a tool it still does not know (a client calling a tool that does not exist
+/// costs one `tools/list` per this interval, however often it calls).
+pub(crate) const ASK_AGAIN_AFTER: Duration = Duration::from_secs(30);
+
+/// What a call to an unknown tool may do: ask the inner service for its tools (the
+/// permit is held while it asks), or go on with what is known.
+pub(crate) enum Ask<'a> {
+    /// Nobody asked recently: ask, then [`done`](AskPermit::done).
+    Now(AskPermit<'a>),
+    /// Asked within [`ASK_AGAIN_AFTER`] (or just now, by a call this one waited for).
+    Recently,
+}
+
+/// The right to ask the inner service for its tools, held while asking.
+pub(crate) struct AskPermit<'a>(tokio::sync::MutexGuard<'a, Option<Instant>>);
+
+impl AskPermit<'_> {
+    /// The asking is over (answered or not): the next may come after
+    /// [`ASK_AGAIN_AFTER`].
+    pub(crate) fn done(mut self) {
+        *self.0 = Some(Instant::now());
+    }
 }
 
 impl ToolHeaders {
@@ -104,10 +135,6 @@ impl ToolHeaders {
                 continue;
             };
             let params = tool.get("inputSchema").map(annotations).unwrap_or_default();
-            if params.is_empty() {
-                known.remove(name);
-                continue;
-            }
             if known.len() >= MAX_TOOLS && !known.contains_key(name) {
                 // Bounded: forget an arbitrary entry rather than grow.
                 if let Some(evicted) = known.keys().next().cloned() {
@@ -118,9 +145,28 @@ impl ToolHeaders {
         }
     }
 
-    /// The annotated arguments of tool `name`, if it has any.
+    /// The annotated arguments of tool `name` (empty for a tool that has none), or
+    /// `None` for a tool not listed through this instance.
     pub(crate) fn of(&self, name: &str) -> Option<Arc<[ParamHeader]>> {
         self.tools.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// May a call to a tool unknown here ask the inner service for its tools? Waits
+    /// while another call asks.
+    pub(crate) async fn may_ask(&self) -> Ask<'_> {
+        let asked = self.asked.lock().await;
+        match *asked {
+            Some(at) if at.elapsed() < ASK_AGAIN_AFTER => Ask::Recently,
+            _ => Ask::Now(AskPermit(asked)),
+        }
+    }
+
+    /// The tools may have changed (`notifications/tools/list_changed`): the next call
+    /// to an unknown tool asks at once.
+    pub(crate) fn changed(&self) {
+        if let Ok(mut asked) = self.asked.try_lock() {
+            *asked = None;
+        }
     }
 }
 
@@ -176,13 +222,49 @@ mod tests {
             {"name": "b", "inputSchema": {"type": "object"}},
         ]}));
         assert_eq!(tools.of("a").map(|p| p.len()), Some(3));
-        assert!(tools.of("b").is_none());
+        assert_eq!(tools.of("b").map(|p| p.len()), Some(0), "known, with no headers");
+        assert!(tools.of("c").is_none(), "unknown");
         tools.learn(&json!({"tools": [{"name": "a", "inputSchema": {"type": "object"}}]}));
-        assert!(tools.of("a").is_none(), "a tool that lost its annotations sends none");
+        assert_eq!(
+            tools.of("a").map(|p| p.len()),
+            Some(0),
+            "a tool that lost its annotations sends none"
+        );
         let many: Vec<Value> = (0..MAX_TOOLS + 10)
             .map(|i| json!({"name": format!("t{i}"), "inputSchema": schema()}))
             .collect();
         tools.learn(&json!({ "tools": many }));
         assert!(tools.tools.lock().unwrap().len() <= MAX_TOOLS);
+    }
+
+    #[tokio::test]
+    async fn asking_for_the_tools_is_one_at_a_time_and_not_again_soon() {
+        let tools = ToolHeaders::default();
+        let Ask::Now(permit) = tools.may_ask().await else {
+            panic!("nobody asked yet");
+        };
+        let waiting = tools.may_ask();
+        let mut waiting = std::pin::pin!(waiting);
+        assert!(
+            futures_poll_once(waiting.as_mut()).is_none(),
+            "a second caller waits while the first asks"
+        );
+        permit.done();
+        assert!(matches!(waiting.await, Ask::Recently), "and then uses its answer");
+        assert!(matches!(tools.may_ask().await, Ask::Recently));
+        tools.changed();
+        assert!(
+            matches!(tools.may_ask().await, Ask::Now(_)),
+            "a change asks again at once"
+        );
+    }
+
+    /// Poll a future once, without a runtime's help.
+    fn futures_poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        match f.poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
     }
 }
