@@ -1159,6 +1159,31 @@ async fn redis_store_conforms() {
     tower_mcp_session::conformance::session_store_with(fresh, second).await;
 }
 
+/// The conformance suite again, every handle with its local cache on (each its own
+/// pub/sub subscription): what the cache answers must be what Redis would.
+#[cfg(feature = "conformance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_with_local_cache_conforms() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = Arc::new(RedisServer::start());
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = server.url();
+    let cached = |url: String, prefix: String| async move {
+        let client = redis::Client::open(url).unwrap();
+        let conn: RedisConnection = ConnectionManager::new(client.clone()).await.unwrap().into();
+        RedisSessionStore::builder(conn)
+            .key_prefix(prefix)
+            .local_cache(client)
+            .build()
+    };
+    let fresh = {
+        let url = url.clone();
+        move || cached(url.clone(), format!("cached{}:", next.fetch_add(1, Ordering::SeqCst)))
+    };
+    let second = move |store: &RedisSessionStore| cached(url.clone(), store.key_prefix().to_owned());
+    tower_mcp_session::conformance::session_store_with(fresh, second).await;
+}
+
 /// The event log conformance suite against Redis, set up as `redis_store_conforms`: a
 /// key prefix per fresh log on one private server; the second handle is another log with
 /// the same prefix and bounds on its own connection.

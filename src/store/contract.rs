@@ -276,6 +276,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// deleted). With `refresh`, the same step pushes the idle expiry to `refresh` from
     /// now, never past the lifetime: this is how a request counts as activity. Without
     /// it, the read changes nothing.
+    ///
+    /// A backend that caches in the process (to spare the round trip) may answer from
+    /// its cache, provided it never answers a session past its expiry, sees a deletion
+    /// through this handle at once, and sees one through another handle within a
+    /// bound it documents and tests (the Redis store's `local_cache`: pub/sub
+    /// delivery; measured in `BENCHMARKS.md`). Its refreshes may then be spaced out,
+    /// which makes idle expiry earlier by at most the spacing, never later.
     fn load<'a>(
         &'a self,
         id: &'a SessionId,

@@ -639,8 +639,11 @@ pub async fn with_redis(
         .get_connection_manager_with_config(config)
         .await
         .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+    // The store's local cache, invalidated through pub/sub on its own connection, as
+    // `tower_mcp_session_redis::connect` sets it up.
+    let store = RedisSessionStore::builder(conn.clone()).local_cache(client).build();
     Ok(builder
-        .store(RedisSessionStore::new(conn.clone()))
+        .store(store)
         .event_log(RedisEventLog::new(conn))
         .max_sessions(max_sessions))
 }

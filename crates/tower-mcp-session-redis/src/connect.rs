@@ -74,7 +74,9 @@ impl RedisConnection {
 }
 
 /// Connect to the Redis server at `url` and make the session store and event log on
-/// that one connection: the whole Redis setup of a deployment in one call.
+/// that one connection: the whole Redis setup of a deployment in one call. The store
+/// keeps a local cache of validated sessions, invalidated through pub/sub
+/// ([`RedisSessionStoreBuilder::local_cache`](crate::RedisSessionStoreBuilder::local_cache)).
 ///
 /// ```no_run
 /// # async fn run() -> redis::RedisResult<()> {
@@ -90,5 +92,10 @@ impl RedisConnection {
 /// # }
 /// ```
 pub async fn connect(url: &str) -> redis::RedisResult<RedisBackends> {
-    Ok(RedisBackends::new(RedisConnection::connect(url).await?))
+    let client = redis::Client::open(url)?;
+    let conn = RedisConnection::from(client.get_connection_manager().await?);
+    Ok(RedisBackends {
+        store: RedisSessionStore::builder(conn.clone()).local_cache(client).build(),
+        event_log: RedisEventLog::new(conn),
+    })
 }

@@ -1,5 +1,7 @@
 //! The Redis session store: [`RedisSessionStore`].
 
+mod builder;
+mod cache;
 mod expiry;
 mod listing;
 mod record;
@@ -7,7 +9,7 @@ mod scripts;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, ScriptInvocation, Value};
 use serde_json::{Map, Value as Json};
@@ -18,6 +20,8 @@ use tower_mcp_session::store::{
 use tower_mcp_session::{CloseReason, store::Expired};
 use tower_mcp_session::{SessionId, SessionRecord};
 
+pub use self::builder::RedisSessionStoreBuilder;
+use self::cache::{Cached, LocalCache};
 use self::record::{RECORD_FIELDS, bad, decode, decode_attributes, encode};
 use self::scripts::{
     CREATE_SCRIPT, DELETE_SCRIPT, IDLE_FOR_SCRIPT, INDEX_SCRIPT, REFRESH_SCRIPT, REPLACE_ATTRIBUTES_SCRIPT,
@@ -71,7 +75,8 @@ const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 ///
 /// | operation | round trips |
 /// |---|---|
-/// | [`load`](SessionStore::load) with a refresh | 1 (one script reads the record and refreshes its TTL) |
+/// | [`load`](SessionStore::load) with a refresh | 1 (one script reads the record and refreshes its TTL); 0 for a session in the [local cache](RedisSessionStoreBuilder::local_cache), whose refresh then runs in the background about every `min(idle / 16, 15 s)` |
+/// | [`touch`](SessionStore::touch) of a session the local cache refreshed lately | 0 |
 /// | [`load`](SessionStore::load) without, [`touch`](SessionStore::touch), [`attributes`](SessionStore::attributes), [`replace_attributes`](SessionStore::replace_attributes) | 1 |
 /// | a refresh or touch that shortens the idle timeout (moves expiry earlier) | one more: the index entry is re-scored so `take_expired` still reports it in time |
 /// | [`reserve`](SessionStore::reserve), [`cancel`](SessionStore::cancel) | 1, on the index's node |
@@ -178,6 +183,9 @@ struct Inner {
     sessions_key: String,
     slots_key: String,
     ids_key: String,
+    /// Where every delete publishes the id, for the instances' local caches.
+    channel: String,
+    cache: Option<Arc<LocalCache>>,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -187,141 +195,6 @@ impl fmt::Debug for RedisSessionStore {
             .field("key_prefix", &self.inner.prefix)
             .field("op_timeout", &self.inner.op_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`RedisSessionStore`]. Only storage options live here; timeouts and the
-/// session cap are set on the layer.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use tower_mcp_session_redis::RedisSessionStore;
-///
-/// # async fn run() -> redis::RedisResult<()> {
-/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-/// let store = RedisSessionStore::builder(client.get_connection_manager().await?)
-///     .key_prefix("billing:mcp:")
-///     .op_timeout(Duration::from_millis(500))
-///     .build();
-/// # let _ = store;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct RedisSessionStoreBuilder {
-    conn: RedisConnection,
-    prefix: String,
-    op_timeout: Duration,
-}
-
-impl RedisSessionStoreBuilder {
-    /// The start of every key this store writes. Default `"mcp:"`.
-    ///
-    /// Give each application its own prefix. A prefix that itself contains a `{…}` hash
-    /// tag pins every session to that tag's slot (still correct, but one node then holds
-    /// all sessions).
-    ///
-    /// ```no_run
-    /// # use tower_mcp_session_redis::RedisSessionStore;
-    /// # async fn run(conn: redis::aio::ConnectionManager) {
-    /// let store = RedisSessionStore::builder(conn).key_prefix("billing:mcp:").build();
-    /// # }
-    /// ```
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The longest any single Redis command or script of this store may take; past it
-    /// the operation fails with [`StoreError::Backend`] (the layer answers 503).
-    /// Default 1 second.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use tower_mcp_session_redis::RedisSessionStore;
-    /// # async fn run(conn: redis::aio::ConnectionManager) {
-    /// let store = RedisSessionStore::builder(conn).op_timeout(Duration::from_millis(250)).build();
-    /// # }
-    /// ```
-    pub fn op_timeout(mut self, limit: Duration) -> Self {
-        self.op_timeout = limit;
-        self
-    }
-
-    /// Build the store.
-    ///
-    /// ```no_run
-    /// # use tower_mcp_session_redis::RedisSessionStore;
-    /// # async fn run(conn: redis::aio::ConnectionManager) {
-    /// let store = RedisSessionStore::builder(conn).build();
-    /// # }
-    /// ```
-    pub fn build(self) -> RedisSessionStore {
-        RedisSessionStore {
-            inner: Arc::new(Inner {
-                sessions_key: format!("{}{{%index}}:sessions", self.prefix),
-                slots_key: format!("{}{{%index}}:slots", self.prefix),
-                ids_key: format!("{}{{%index}}:ids", self.prefix),
-                conn: self.conn,
-                prefix: self.prefix,
-                op_timeout: self.op_timeout,
-            }),
-        }
-    }
-}
-
-impl RedisSessionStore {
-    /// The start of every key this store writes (see
-    /// [`RedisSessionStoreBuilder::key_prefix`]).
-    ///
-    /// ```no_run
-    /// use tower_mcp_session_redis::RedisSessionStore;
-    ///
-    /// # async fn run(conn: redis::aio::ConnectionManager) {
-    /// let store = RedisSessionStore::builder(conn).key_prefix("app:").build();
-    /// assert_eq!(store.key_prefix(), "app:");
-    /// # }
-    /// ```
-    pub fn key_prefix(&self) -> &str {
-        &self.inner.prefix
-    }
-
-    /// A store with the default settings (see [`RedisSessionStoreBuilder`]).
-    ///
-    /// ```no_run
-    /// use tower_mcp_session_redis::RedisSessionStore;
-    ///
-    /// # async fn run() -> redis::RedisResult<()> {
-    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-    /// let store = RedisSessionStore::new(client.get_connection_manager().await?);
-    /// # let _ = store;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn new(conn: impl Into<RedisConnection>) -> Self {
-        Self::builder(conn).build()
-    }
-
-    /// A builder over `conn`, a [`ConnectionManager`](redis::aio::ConnectionManager) or
-    /// a [`ClusterConnection`](redis::cluster_async::ClusterConnection).
-    ///
-    /// ```no_run
-    /// use tower_mcp_session_redis::RedisSessionStore;
-    ///
-    /// # async fn run() -> redis::RedisResult<()> {
-    /// let nodes = vec!["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"];
-    /// let cluster = redis::cluster::ClusterClient::new(nodes)?;
-    /// let store = RedisSessionStore::builder(cluster.get_async_connection().await?).build();
-    /// # let _ = store;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn builder(conn: impl Into<RedisConnection>) -> RedisSessionStoreBuilder {
-        RedisSessionStoreBuilder {
-            conn: conn.into(),
-            prefix: "mcp:".to_owned(),
-            op_timeout: Duration::from_secs(1),
-        }
     }
 }
 
@@ -425,26 +298,33 @@ impl Inner {
         Ok(())
     }
 
-    /// Refresh a session's expiry; `Nil` when it is gone, else the record fields (an
-    /// empty array unless `want_record`).
-    async fn refresh(&self, id: &SessionId, idle: Duration, want_record: bool) -> Result<Value, StoreError> {
+    /// Refresh a session's expiry; `None` when it is gone, else its lifetime deadline
+    /// (ms since the Unix epoch) and the record fields (an empty array unless
+    /// `want_record`).
+    async fn refresh(
+        &self,
+        id: &SessionId,
+        idle: Duration,
+        want_record: bool,
+    ) -> Result<Option<(u64, Value)>, StoreError> {
         let mut inv = REFRESH_SCRIPT.prepare_invoke();
         inv.key(self.meta(id))
             .arg(ms(idle))
             .arg(if want_record { "1" } else { "0" });
         let Value::Array(mut items) = self.run(&inv).await? else {
-            return Ok(Value::Nil);
+            return Ok(None);
         };
         if items.len() < 2 {
             return Err(bad("refresh reply"));
         }
         let rest = items.split_off(2);
         let earlier: u64 = redis::from_redis_value(items[0].clone()).map_err(|_| bad("refresh reply"))?;
+        let deadline: String = redis::from_redis_value(items[1].clone()).map_err(|_| bad("refresh reply"))?;
+        let deadline_ms = deadline.parse::<u64>().map_err(|_| bad("refresh reply"))?;
         if earlier > 0 {
             // A shorter idle timeout moved the expiry before the index's next check of
             // this session: bring the check forward too, or the expiry would be reported
             // only at the old time. `XX` never re-adds a member a sweep already settled.
-            let deadline: String = redis::from_redis_value(items[1].clone()).map_err(|_| bad("refresh reply"))?;
             self.query::<Value>(
                 redis::cmd("ZADD")
                     .arg(&self.sessions_key)
@@ -455,12 +335,23 @@ impl Inner {
             )
             .await?;
         }
-        Ok(Value::Array(rest))
+        Ok(Some((deadline_ms, Value::Array(rest))))
     }
 
     async fn load(&self, id: &SessionId, refresh: Option<Duration>) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let reply = match refresh {
-            Some(idle) => self.refresh(id, idle, true).await?,
+            Some(idle) => {
+                let epoch = self.cache.as_ref().map(|c| c.epoch());
+                let sent = Instant::now();
+                let Some((deadline_ms, fields)) = self.refresh(id, idle, true).await? else {
+                    return Ok(None);
+                };
+                let record = decode(id, fields)?.map(Arc::new);
+                if let (Some(cache), Some(epoch), Some(record)) = (&self.cache, epoch, &record) {
+                    cache.fill(id, Some(Arc::clone(record)), idle, deadline_ms, sent, epoch);
+                }
+                return Ok(record);
+            }
             // The TTL ends the record at its expiry, so existence is liveness; `HMGET`
             // refreshes nothing.
             None => {
@@ -473,7 +364,14 @@ impl Inner {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut inv = DELETE_SCRIPT.prepare_invoke();
-        inv.key(self.meta(id)).key(self.tombstone(id)).arg(self.tombstone_ttl());
+        inv.key(self.meta(id))
+            .key(self.tombstone(id))
+            .arg(self.tombstone_ttl())
+            .arg(&self.channel)
+            .arg(id.as_str());
+        if let Some(cache) = &self.cache {
+            cache.ended(id);
+        }
         // An expired session has no record left: it is not deleted here but left for
         // `take_expired`, which reports it.
         let Some(deadline) = self.run::<Option<String>>(&inv).await? else {
@@ -529,6 +427,70 @@ impl Inner {
     }
 }
 
+impl RedisSessionStore {
+    /// `load`, answered from the local cache when it may be (see `cache.rs`).
+    async fn load_cached(
+        &self,
+        id: &SessionId,
+        refresh: Option<Duration>,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let Some(cache) = &self.inner.cache else {
+            return self.inner.load(id, refresh).await;
+        };
+        self.start_cache(cache);
+        if let Cached::Hit { record, refresh: due } = cache.get(id) {
+            match refresh {
+                // Off the request's path: the session stays refreshed in Redis while
+                // its requests are answered from here.
+                Some(idle) if due => {
+                    let inner = Arc::clone(&self.inner);
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        if inner.load(&id, Some(idle)).await.is_err()
+                            && let Some(cache) = &inner.cache
+                        {
+                            cache.refresh_failed(&id);
+                        }
+                    });
+                }
+                _ if due => cache.refresh_failed(id),
+                _ => {}
+            }
+            return Ok(Some(record));
+        }
+        self.inner.load(id, refresh).await
+    }
+
+    /// `touch`, skipped when the cache says the session was refreshed in Redis lately.
+    async fn touch_cached(&self, id: &SessionId, idle: Duration) -> Result<bool, StoreError> {
+        if let Some(cache) = &self.inner.cache
+            && cache.recently_refreshed(id)
+        {
+            return Ok(true);
+        }
+        let epoch = self.inner.cache.as_ref().map(|c| c.epoch());
+        let sent = Instant::now();
+        let refreshed = self.inner.refresh(id, idle, false).await?;
+        if let (Some(cache), Some(epoch), Some((deadline_ms, _))) = (&self.inner.cache, epoch, &refreshed) {
+            cache.fill(id, None, idle, *deadline_ms, sent, epoch);
+        }
+        Ok(refreshed.is_some())
+    }
+
+    /// Start the cache's subscriber, which needs the runtime (so not at build time).
+    fn start_cache(&self, cache: &Arc<LocalCache>) {
+        let conn = self.inner.conn.clone();
+        let (channel, timeout) = (self.inner.channel.clone(), self.inner.op_timeout);
+        cache.start(move || {
+            let (mut conn, channel) = (conn.clone(), channel.clone());
+            async move {
+                let cmd = redis::cmd("PUBLISH").arg(&channel).arg("").to_owned();
+                bounded::<i64>(timeout, cmd.query_async(&mut conn)).await.is_ok()
+            }
+        });
+    }
+}
+
 impl SessionStore for RedisSessionStore {
     fn reserve(&self, cap: usize, hold: Duration) -> BoxFuture<'_, Result<Slot, StoreError>> {
         Box::pin(self.inner.reserve(cap, hold))
@@ -559,11 +521,11 @@ impl SessionStore for RedisSessionStore {
         id: &'a SessionId,
         refresh: Option<Duration>,
     ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
-        Box::pin(self.inner.load(id, refresh))
+        Box::pin(self.load_cached(id, refresh))
     }
 
     fn touch<'a>(&'a self, id: &'a SessionId, idle: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.inner.refresh(id, idle, false).await? != Value::Nil) })
+        Box::pin(self.touch_cached(id, idle))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {

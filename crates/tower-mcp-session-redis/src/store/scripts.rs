@@ -70,8 +70,10 @@ local la = tonumber(f[2]) or tonumber(f[3]) or now
 return math.max(now - la, 0)
 ";
 
-/// KEYS: meta, tombstone. ARGV: tombstone ms. Returns the deadline of the removed
-/// record, or nil when there was none.
+/// KEYS: meta, tombstone. ARGV: tombstone ms, invalidation channel, session id.
+/// Returns the deadline of the removed record, or nil when there was none. The id is
+/// published on the channel in the same step, so no instance's local cache can see
+/// the record gone without hearing of it (`cache.rs`).
 ///
 /// The tombstone holds the deadline, which names this incarnation of the session: a
 /// sweep that finds the record gone and the tombstone there drops the index member
@@ -82,6 +84,7 @@ local dl = redis.call('HGET', KEYS[1], 'dl')
 if not dl then return false end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], dl, 'PX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return dl
 ";
 
