@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(doc)]
+use tower_mcp_session::store::StoreError;
+
 use super::cache::LocalCache;
 use super::{Inner, RedisSessionStore};
 use crate::connection::RedisConnection;
