@@ -952,12 +952,15 @@ async fn with_redis(
 struct Args {
     addr: SocketAddr,
     redis: Option<String>,
+    /// `--lifetime S`: stop by itself after this long (the load harness sets it).
+    lifetime: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8080".parse().expect("valid"),
         redis: None,
+        lifetime: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -965,8 +968,9 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--redis" => args.redis = Some(value()?),
+            "--lifetime" => args.lifetime = Some(value()?.parse().map_err(|e| format!("--lifetime: {e}"))?),
             "-h" | "--help" => {
-                println!("usage: rmcp_modern [--addr IP:PORT] [--redis URL]");
+                println!("usage: rmcp_modern [--addr IP:PORT] [--redis URL] [--lifetime SECONDS]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -1018,5 +1022,11 @@ async fn main() {
             .map(|u| format!(" (sessions in {u})"))
             .unwrap_or_default()
     );
-    axum::serve(listener, app).await.expect("server error");
+    let serving = axum::serve(listener, app);
+    match args.lifetime {
+        Some(seconds) => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(seconds), serving).await;
+        }
+        None => serving.await.expect("server error"),
+    }
 }

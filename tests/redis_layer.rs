@@ -143,6 +143,11 @@ impl Instance {
                 .event_log(RedisEventLog::builder(conn).build()),
         )
         .build();
+        Self::serve(layer).await
+    }
+
+    /// An instance serving `layer`.
+    async fn serve(layer: McpSessionLayer) -> Self {
         let gate = Gate::default();
         let app = tower::ServiceBuilder::new()
             .layer(layer.clone())
@@ -990,14 +995,41 @@ async fn one_round_trip_per_established_request() {
     );
 }
 
-/// A single-answer SSE stream costs four scripts: session, stream open, the event stored
-/// together with the end of the stream, and the reader's read; and the stream is really
-/// finished: resuming after its last event on the other instance ends at once.
+/// A single-answer SSE stream costs three scripts: session, stream open, and the event
+/// stored together with the end of the stream (the reader on the producing instance
+/// reads it without a round trip); and the stream is really finished: resuming after
+/// its last event on the other instance ends at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_answer_stream_is_stored_and_finished_in_one_script() {
     let server = RedisServer::start();
     let (a, b) = pair(Backend::Single(&server)).await;
-    let sid = initialize_on(&a).await;
+    single_answer_scripts(&server, &a, &b, 3).await;
+}
+
+/// With the store's local cache, the session costs nothing more: two scripts per
+/// single-answer SSE call (open, append-and-finish).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_local_cache_a_single_answer_stream_costs_two_scripts() {
+    let server = RedisServer::start();
+    let cached = || async {
+        let client = redis::Client::open(server.url()).unwrap();
+        let conn: RedisConnection = redis::aio::ConnectionManager::new(client.clone()).await.unwrap().into();
+        let layer = McpSessionLayer::builder()
+            .store(RedisSessionStore::builder(conn.clone()).local_cache(client).build())
+            .event_log(RedisEventLog::builder(conn).build())
+            .build();
+        Instance::serve(layer).await
+    };
+    let (a, b) = (cached().await, cached().await);
+    // The cache's subscription is confirmed asynchronously: a moment for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    single_answer_scripts(&server, &a, &b, 2).await;
+}
+
+/// Twenty single-answer SSE calls on `a` cost `per_call` scripts each; each stream
+/// resumed after its last event on `b` ends at once.
+async fn single_answer_scripts(server: &RedisServer, a: &Instance, b: &Instance, per_call: u64) {
+    let sid = initialize_on(a).await;
     let call = |id: u64| {
         request(
             id,
@@ -1005,13 +1037,15 @@ async fn single_answer_stream_is_stored_and_finished_in_one_script() {
             json!({"name": "echo", "arguments": {"message": "sse-once"}}),
         )
     };
-    let (status, _, _) = read_body(send(&a, Method::POST, Some(&sid), None, Some(&call(1))).await).await;
-    assert_eq!(status, StatusCode::OK);
+    for warm in 0..3 {
+        let (status, _, _) = read_body(send(a, Method::POST, Some(&sid), None, Some(&call(1 + warm))).await).await;
+        assert_eq!(status, StatusCode::OK);
+    }
     server.cli(&["CONFIG", "RESETSTAT"]);
     let mut last_ids = Vec::new();
     for id in 0..20 {
         let (status, headers, body) =
-            read_body(send(&a, Method::POST, Some(&sid), None, Some(&call(100 + id))).await).await;
+            read_body(send(a, Method::POST, Some(&sid), None, Some(&call(100 + id))).await).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["content-type"], "text/event-stream");
         let events = sse_events(&body);
@@ -1021,9 +1055,13 @@ async fn single_answer_stream_is_stored_and_finished_in_one_script() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let calls = server.command_calls();
-    assert_eq!(calls.get("evalsha"), Some(&80), "four scripts per call: {calls:?}");
+    assert_eq!(
+        calls.get("evalsha"),
+        Some(&(20 * per_call)),
+        "{per_call} scripts per call: {calls:?}"
+    );
     for last in &last_ids {
-        let (status, _, body) = read_body(send(&b, Method::GET, Some(&sid), Some(last), None).await).await;
+        let (status, _, body) = read_body(send(b, Method::GET, Some(&sid), Some(last), None).await).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             sse_events(&body).iter().all(|e| e.data.is_empty()),

@@ -15,6 +15,7 @@ use tower_mcp_session::event_log::{
 use tower_mcp_session::store::BoxFuture;
 
 use crate::connection::{BadReply, RedisConnection, bounded, millis, session_base};
+use crate::event_log_local::LocalStreams;
 
 use crate::event_log_scripts::{
     APPEND_SCRIPT, FINISH_SCRIPT, OPEN_SCRIPT, READ_SCRIPT, READER_STATE_SCRIPT, REMOVE_SESSION_SCRIPT,
@@ -79,7 +80,15 @@ use crate::event_log_scripts::{
 /// `open`, `append`, `finish`, `read_after` and `remove_session` are one script each;
 /// `wait_after` is one small `HMGET` per poll. All go over one multiplexed
 /// connection, so appends to different streams are pipelined rather than queued behind
-/// each other's round trips, and no operation takes a lock in this process.
+/// each other's round trips.
+///
+/// One exception saves the read-back of a single-answer stream: a stream this process
+/// opened, whose every event it appended (numbered 1, 2, … by Redis with no gap, so no
+/// other instance appended) and which its own last append finished, is remembered for
+/// a second (up to 4,096 streams and 16 MiB, and only within the stream's retention
+/// bounds), and `read_after` / `wait_after` on it are answered from memory. That is
+/// exactly what Redis holds, since a finished stream takes no more events. So a
+/// single-answer SSE call costs two scripts here: open, and append-and-finish.
 ///
 /// # Retention
 ///
@@ -156,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) conn: RedisConnection,
     pub(crate) cfg: Config,
     pub(crate) notify: Box<[Notify]>,
+    /// The streams this process produced whole, read here without a round trip.
+    pub(crate) local: LocalStreams,
 }
 
 /// In-process notifiers, shared by streams whose ids fall in the same shard.
@@ -253,12 +264,28 @@ impl Inner {
             -3 => Err(EventLogError::TooManyStreams {
                 limit: usize::try_from(self.cfg.max_streams).unwrap_or(usize::MAX),
             }),
-            _ => Ok(()),
+            _ => {
+                self.local.opened(key);
+                Ok(())
+            }
         }
     }
 
     /// Mode: '0' append, '1' append and finish, '2' end an abandoned stream (see `APPEND`).
     pub(crate) async fn append(&self, key: &StreamKey, data: Bytes, mode: &str) -> Result<u64, EventLogError> {
+        let appended = self.append_in_redis(key, data.clone(), mode).await;
+        match mode {
+            "0" | "1" => {
+                let seq = appended.as_ref().ok().copied();
+                let limits = (self.cfg.max_events, self.cfg.max_bytes);
+                self.local.appended(key, &data, seq, mode == "1", limits);
+            }
+            _ => self.local.forget(key),
+        }
+        appended
+    }
+
+    async fn append_in_redis(&self, key: &StreamKey, data: Bytes, mode: &str) -> Result<u64, EventLogError> {
         let k = self.keys(key);
         let mut inv = APPEND_SCRIPT.prepare_invoke();
         inv.key(&k.index)
@@ -288,6 +315,7 @@ impl Inner {
     }
 
     async fn finish(&self, key: &StreamKey) -> Result<(), EventLogError> {
+        self.local.forget(key);
         let k = self.keys(key);
         let mut inv = FINISH_SCRIPT.prepare_invoke();
         inv.key(&k.index)
@@ -425,6 +453,9 @@ impl EventLog for RedisEventLog {
         max: usize,
     ) -> BoxFuture<'a, Result<ReadOutcome, EventLogError>> {
         Box::pin(async move {
+            if let Some(known) = self.inner.local.read_after(key, after, max) {
+                return Ok(known);
+            }
             let k = self.inner.keys(key);
             let mut inv = READ_SCRIPT.prepare_invoke();
             inv.key(&k.meta).key(&k.list).arg(after).arg(max);
@@ -474,6 +505,10 @@ impl EventLog for RedisEventLog {
 
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            if self.inner.local.read_after(key, after, 1).is_some() {
+                // Known here, and finished: nothing to wait for.
+                return;
+            }
             let meta = self.inner.keys(key).meta;
             let shard = self.inner.shard(key);
             let mut delay = self.inner.cfg.poll_min;
@@ -512,6 +547,7 @@ impl EventLog for RedisEventLog {
             let index = format!("{base}:evs");
             let mut inv = REMOVE_SESSION_SCRIPT.prepare_invoke();
             inv.key(&index).arg(&base);
+            self.inner.local.forget_session(session);
             self.inner.run::<i64>(&inv).await?;
             // Readers of the removed streams learn it on their next read.
             for n in self.inner.notify.iter() {

@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use crate::connection::RedisConnection;
 use crate::event_log::{Config, Inner, RedisEventLog, SHARDS};
+use crate::event_log_local::LocalStreams;
 
 /// Builds a [`RedisEventLog`].
 ///
@@ -171,6 +172,7 @@ impl RedisEventLogBuilder {
                 conn: self.conn,
                 cfg: self.cfg,
                 notify: (0..SHARDS).map(|_| Notify::new()).collect(),
+                local: LocalStreams::default(),
             }),
         }
     }

@@ -38,6 +38,7 @@ mod connection;
 mod event_log;
 mod event_log_builder;
 mod event_log_lease;
+mod event_log_local;
 mod event_log_scripts;
 mod store;
 

@@ -26,7 +26,12 @@
 //! | `d` | rmcp 3.11 stateless (`legacy_session_mode = false`), alone |
 //! | `e` | rmcp 3.11 stateless behind `McpSessionLayer` |
 //! | `f` | floor: a fixed JSON answer, request never parsed |
-//! | `b-redis` | (b) with `RedisSessionStore` and `RedisEventLog` over one `ConnectionManager`, built as `echo_server --redis` builds them (`--redis URL`; `redis` feature) |
+//! | `b-redis` | (b) with `RedisSessionStore` (local cache on) and `RedisEventLog` over one `ConnectionManager`, built as `echo_server --redis` builds them (`--redis URL`; `redis` feature) |
+//! | `t` | `examples/rmcp_modern.rs`: rmcp 3.11 serving only 2026-07-28, behind the layer in translation mode, driven as a 2025-06-18 client (build it first: `cargo build --release --all-features --example rmcp_modern`) |
+//!
+//! `--only invalidation` (`redis` feature): two `b-redis` servers on one redis-server;
+//! how long after a `DELETE` on one the other answers the session with 404
+//! (`invalidation.rs`).
 //!
 //! `--sse` makes the echo server of (a), (b) and `b-redis` answer `tools/call` as SSE
 //! (rows `a-sse`, `b-sse`, `b-redis-sse`; with the layer, resumable streams in its event
@@ -42,6 +47,9 @@
 //! `used_memory` and VmRSS beside the server's VmRSS, since the deployment pays for both
 //! processes. The session cap is `--max-sessions`, as for (b), and sessions are kept by
 //! Redis for the store's default idle timeout (30 min), well beyond any measurement.
+
+#[cfg(feature = "redis")]
+mod invalidation;
 
 use mcp_test_support::echo as common;
 #[cfg(feature = "redis")]
@@ -167,13 +175,46 @@ struct Server {
 
 impl Server {
     fn start(kind: &str, extra: &[&str]) -> Server {
-        let mut command = Command::new(std::env::current_exe().expect("own path"));
-        command.args(["--serve", kind]).args(extra);
         #[cfg(feature = "redis")]
         let redis = (kind == "b-redis").then(redis_server::RedisServer::start);
         #[cfg(feature = "redis")]
-        if let Some(redis) = &redis {
-            command.args(["--redis", &redis.url()]);
+        let url = redis.as_ref().map(|r| r.url());
+        #[cfg(not(feature = "redis"))]
+        let url: Option<String> = None;
+        let mut server = Self::start_on(kind, extra, url.as_deref());
+        #[cfg(feature = "redis")]
+        {
+            server.redis = redis;
+        }
+        server
+    }
+
+    /// A server of `kind` whose Redis (if any) is the one at `redis_url`, shared with
+    /// other servers. Kind `t` is `examples/rmcp_modern.rs`, built beside this harness.
+    fn start_on(kind: &str, extra: &[&str], redis_url: Option<&str>) -> Server {
+        let own = std::env::current_exe().expect("own path");
+        let mut command = if kind == "t" {
+            let sibling = own.with_file_name("rmcp_modern");
+            assert!(
+                sibling.exists(),
+                "row t needs the rmcp_modern example: cargo build --release --all-features --example rmcp_modern"
+            );
+            let mut command = Command::new(sibling);
+            command.args(["--addr", "127.0.0.1:0"]);
+            command
+        } else {
+            let mut command = Command::new(own);
+            command.args(["--serve", kind]).args(extra);
+            command
+        };
+        if kind == "t" {
+            // rmcp_modern takes only its own flags: the lifetime.
+            if let Some(at) = extra.iter().position(|a| *a == "--lifetime") {
+                command.args(["--lifetime", extra[at + 1]]);
+            }
+        }
+        if let Some(url) = redis_url {
+            command.args(["--redis", url]);
         }
         let mut child = command
             .stdout(Stdio::piped())
@@ -184,9 +225,11 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("server output");
+        // Ours say `LISTENING <addr>`; rmcp_modern says `... on http://<addr>/mcp`.
         let addr = line
             .trim()
             .strip_prefix("LISTENING ")
+            .or_else(|| line.split("http://").nth(1).and_then(|rest| rest.split('/').next()))
             .unwrap_or_else(|| panic!("server said {line:?}"))
             .parse()
             .expect("address");
@@ -194,7 +237,7 @@ impl Server {
             child,
             addr,
             #[cfg(feature = "redis")]
-            redis,
+            redis: None,
         }
     }
 
@@ -324,6 +367,32 @@ impl Conn {
         ack.status == StatusCode::ACCEPTED
     }
 
+    /// DELETE of the connection's session; the status.
+    #[cfg(feature = "redis")]
+    async fn delete(&mut self) -> StatusCode {
+        let mut req = Request::delete("/mcp")
+            .header("host", &self.host)
+            .header("mcp-protocol-version", self.version);
+        if let Some(session) = &self.session {
+            req = req.header("mcp-session-id", session);
+        }
+        self.tx.ready().await.expect("connection alive");
+        let response = self
+            .tx
+            .send_request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .expect("response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
+    /// A `tools/call`; its status.
+    #[cfg(feature = "redis")]
+    async fn call_status(&mut self) -> StatusCode {
+        self.post(Bytes::from_static(CALL.as_bytes()), true).await.status
+    }
+
     async fn call(&mut self) -> bool {
         let answer = self.post(Bytes::from_static(CALL.as_bytes()), true).await;
         answer.status == StatusCode::OK && contains(&answer.body, b"\"text\":\"hello\"")
@@ -430,7 +499,7 @@ where
 }
 
 fn needs_session(kind: &str) -> bool {
-    matches!(kind, "b" | "c" | "e" | "b-redis")
+    matches!(kind, "b" | "c" | "e" | "b-redis" | "t")
 }
 
 /// `--servers a,b-sse,...`: only the rows (of every scenario) whose label starts with one
@@ -581,6 +650,7 @@ async fn throughput(timing: Timing, lifetime: &str, repeat: usize) {
         ("e", "e' rmcp stateless (JSON) + layer", &["--json"]),
         ("a", "a-sse echo SSE answers, no layer", &["--sse"]),
         ("b", "b-sse echo SSE answers + layer", &["--sse"]),
+        ("t", "t rmcp modern-only + layer translating (legacy client)", &[]),
     ];
     let cases: Vec<(&str, &str, &[&str], usize)> = servers
         .iter()
@@ -971,7 +1041,7 @@ fn main() {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: load [--only throughput,nagle,creation,memory] [--duration S] [--warmup S] [--repeat N] \
+                    "usage: load [--only throughput,nagle,creation,memory,invalidation] [--duration S] [--warmup S] [--repeat N] \
                      [--servers a,b,b-sse,b-redis,b-redis-sse,..] [--mem-sizes N,..] [--rmcp-mem-sizes N,..]\n       \
                      load --serve a|b|c|d|e|f|b-redis [--addr A] [--no-nodelay] [--max-sessions N] [--sse] [--json] \
                      [--lifetime S] [--redis URL]"
@@ -1017,6 +1087,10 @@ fn main() {
         }
         if wants("memory") {
             memory(&mem_sizes, &rmcp_mem_sizes, &lifetime).await;
+        }
+        #[cfg(feature = "redis")]
+        if wants("invalidation") {
+            invalidation::run(&lifetime).await;
         }
     });
 }
