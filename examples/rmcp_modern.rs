@@ -202,8 +202,24 @@ enum Round {
     Done(Value),
 }
 
-/// The `tools/list` entries.
-fn tools() -> Value {
+/// The `tools/list` entries, built once.
+fn tools() -> &'static Value {
+    static TOOLS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(tool_list);
+    &TOOLS
+}
+
+/// The tools as rmcp's type, for `get_tool` (asked on every call).
+fn parsed_tools() -> &'static [rmcp::model::Tool] {
+    static PARSED: std::sync::LazyLock<Vec<rmcp::model::Tool>> = std::sync::LazyLock::new(|| {
+        let listed = tools().as_array().into_iter().flatten();
+        listed
+            .filter_map(|tool| serde_json::from_value(tool.clone()).ok())
+            .collect()
+    });
+    &PARSED
+}
+
+fn tool_list() -> Value {
     let empty = json!({"type": "object", "properties": {}});
     let plain = |name: &str, description: &str| json!({"name": name, "description": description, "inputSchema": empty});
     json!([
@@ -570,8 +586,7 @@ impl ServerHandler for Everything {
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
-        let tool = tools().as_array()?.iter().find(|t| t["name"] == name)?.clone();
-        serde_json::from_value(tool).ok()
+        parsed_tools().iter().find(|t| t.name == name).cloned()
     }
 
     async fn list_tools(
@@ -579,7 +594,7 @@ impl ServerHandler for Everything {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let mut list = tools();
+        let mut list = tools().clone();
         if self.dynamic_tool.load(std::sync::atomic::Ordering::SeqCst)
             && let Some(list) = list.as_array_mut()
         {
@@ -916,14 +931,33 @@ impl ServerHandler for Everything {
 /// Refuses (400) and logs with the marker any request that is not a 2026-07-28 one:
 /// the header and `_meta` must both name 2026-07-28. Bodyless GET and DELETE requests
 /// are refused too (2026-07-28 has neither).
+/// The `_meta` protocol version of a JSON-RPC message, read without building the
+/// whole message.
+fn meta_version(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<String>,
+    }
+    serde_json::from_slice::<Message>(bytes).ok()?.params?.meta?.version
+}
+
 async fn modern_only(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
         return http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
     let header_ok = parts.headers.get("mcp-protocol-version").map(|v| v.as_bytes()) == Some(MODERN.as_bytes());
-    let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let meta_ok = message.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion") == Some(&json!(MODERN));
+    let meta_ok = meta_version(&bytes).as_deref() == Some(MODERN);
     // Everything the layer sends rmcp in translation mode (requests, and any
     // notification it passes on) must carry both.
     if !(header_ok && meta_ok) {

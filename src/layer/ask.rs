@@ -126,7 +126,8 @@ where
         #[derive(serde::Deserialize)]
         struct Params {
             name: Option<String>,
-            arguments: Option<Value>,
+            /// Kept raw: parsed only for a tool that has annotated arguments.
+            arguments: Option<Box<RawValue>>,
         }
         let Some(Params {
             name: Some(name),
@@ -151,10 +152,11 @@ where
                 Ask::Recently => engine.tool_headers().of(&name),
             },
         };
-        for (header, value) in known
-            .map(|known| headers_for(&known, arguments.as_ref()))
-            .unwrap_or_default()
-        {
+        let Some(known) = known.filter(|known| !known.is_empty()) else {
+            return Ok(());
+        };
+        let arguments = arguments.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+        for (header, value) in headers_for(&known, arguments.as_ref()) {
             modern.headers.insert(header, value);
         }
         Ok(())

@@ -193,6 +193,7 @@ where
                 live,
                 related,
                 request,
+                producer: None,
             },
             Decoder::new(format, engine.config().sse.max_event_bytes),
         ))

@@ -31,7 +31,7 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::store::BoxError;
 use crate::stream::McpBody;
 use crate::stream::decode::{Decoder, StreamFormat};
-use crate::stream::policy::{StreamOf, resumable};
+use crate::stream::policy::{Producer, StreamOf, resumable};
 use crate::translate::answer::{AnswerTo, InputRequired, LegacyMessage, to_legacy};
 use crate::translate::context::{LOG_LEVELS, LegacyContext};
 use crate::translate::http_error::{LegacyHttpError, http_error_to_legacy};
@@ -354,10 +354,11 @@ where
         engine.ensure_maintenance();
         // Before the task starts: its requests to the client wait for the stream.
         let related = call.related.opening();
-        // A session's pumps end with it; a drain waits for them. A cancellation drops
-        // the rounds, and with them the inner stream: the client's stream ends without
-        // an answer, as a cancelled request has none.
-        engine.streams().spawn_pump(record.id(), async move {
+        // The rounds run in the stream's pump task (a session's pumps end with it; a
+        // drain waits for them). A cancellation drops the rounds, and with them the
+        // inner stream: the client's stream ends without an answer, as a cancelled
+        // request has none.
+        let producer: Producer = Box::pin(async move {
             tokio::select! {
                 () = rounds => {}
                 () = running.cancelled() => {}
@@ -377,6 +378,7 @@ where
                 live,
                 related,
                 request,
+                producer: Some(producer),
             },
             // The relay's messages may outgrow the inner ones a little (the client's id
             // in place of a retry's).

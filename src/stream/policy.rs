@@ -42,6 +42,23 @@ pub(crate) struct StreamOf {
     pub(crate) live: Arc<LiveStream>,
     pub(crate) related: Option<Arc<RelatedStream>>,
     pub(crate) request: Option<Box<RawValue>>,
+    /// What produces the body, when that is work of the layer's own (translation
+    /// mode's relay): it runs in the pump's task, so handing each message from the one
+    /// to the other wakes no other thread.
+    pub(crate) producer: Option<Producer>,
+}
+
+/// Work that feeds a stream's body, run beside its pump.
+pub(crate) type Producer = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// `pump` and, when there is one, the `producer` feeding it, together.
+async fn with_producer(pump: impl Future<Output = ()>, producer: Option<Producer>) {
+    match producer {
+        Some(producer) => {
+            tokio::join!(pump, producer);
+        }
+        None => pump.await,
+    }
 }
 
 /// Turn a streamed answer of an established session into a resumable SSE stream: a pump
@@ -68,6 +85,7 @@ where
         live,
         related,
         request,
+        producer,
     } = of;
     let key = StreamKey::new(record.id().clone(), stream_id);
     let lease_for = setup.sse.producer_lease;
@@ -96,16 +114,16 @@ where
         // dropping the inner body cancels the work.
         #[cfg(feature = "tracing")]
         tracing::debug!(session = %record.id(), reason = rejection.kind.reason(), "stream refused");
-        drop((body, busy));
+        drop((body, busy, producer));
         return Err(rejection);
     }
     setup.streams.adopt(&key, &live);
     let pumping = pump(body, decoder, key.clone(), setup.log.clone(), busy.clone());
     if lease.is_some() {
         let renewing = lease::renewing(pumping, setup.log.clone(), key.clone(), lease_for);
-        setup.streams.spawn_pump(record.id(), renewing);
+        setup.streams.spawn_pump(record.id(), with_producer(renewing, producer));
     } else {
-        setup.streams.spawn_pump(record.id(), pumping);
+        setup.streams.spawn_pump(record.id(), with_producer(pumping, producer));
     }
     if live.close_epoch() == 0 {
         // Let a quick answer catch up with the headers: one write instead of several,
