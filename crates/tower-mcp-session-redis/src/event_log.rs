@@ -323,7 +323,8 @@ impl Inner {
             .key(&k.list)
             .key(&k.numbering)
             .arg(millis(self.cfg.ttl))
-            .arg(&k.stream);
+            .arg(&k.stream)
+            .arg(&k.base);
         match self.run::<i64>(&inv).await? {
             -1 => Err(EventLogError::UnknownStream),
             _ => {

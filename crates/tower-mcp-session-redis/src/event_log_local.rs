@@ -39,7 +39,12 @@ struct Seen {
 pub(crate) struct LocalStreams {
     streams: Mutex<HashMap<StreamKey, Seen>>,
     bytes: Mutex<usize>,
+    /// When the map was last swept of what is too old (at most every [`SWEEP_EVERY`]).
+    swept: Mutex<Option<Instant>>,
 }
+
+/// How often the map is swept: each sweep walks every entry, so not per request.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 impl LocalStreams {
     /// This process opened `key`.
@@ -132,8 +137,13 @@ impl LocalStreams {
     /// Drop what is older than [`KEEP`] (finished) or stale (opened long ago and never
     /// finished here: its producer moved on without us knowing).
     fn prune(&self, streams: &mut HashMap<StreamKey, Seen>) {
-        if streams.len() < MAX_STREAMS / 2 {
-            return;
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+            if !due && streams.len() < MAX_STREAMS {
+                return;
+            }
+            *swept = Some(Instant::now());
         }
         let mut total = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
         streams.retain(|_, seen| {

@@ -16,15 +16,31 @@ use redis::Script;
 /// newest sequence number it had (kept in the numbering hash), so no event id is ever
 /// issued twice and an old cursor reads as evicted.
 ///
-/// At the bound, streams whose keys expired leave the index first, then finished
-/// streams, longest finished first; an unfinished stream is never dropped to make room
-/// (it may be the standalone stream, or an answer still being produced). The new stream
+/// At the bound, the session's longest-finished stream leaves, found in the session's
+/// finished set (`…:evf`, scored by when each finished) without looking at the other
+/// streams; only when no finished stream is left does the script look at every stream,
+/// dropping those whose keys expired. An unfinished stream is never dropped to make
+/// room (it may be the standalone stream, or an answer still being produced). The new stream
 /// gets a score above every other. Keys of other streams are built from the session
 /// base: they share the session's hash tag, so they are in this script's slot.
 const OPEN: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local max = tonumber(ARGV[3])
   local n = redis.call('ZCARD', KEYS[1])
+  local evf = ARGV[4] .. ':evf'
+  -- The session's finished streams by when they finished: the longest-finished one
+  -- makes room without looking at every stream.
+  while n >= max do
+    local f = redis.call('ZRANGE', evf, 0, 0)
+    if not f[1] then break end
+    redis.call('ZREM', evf, f[1])
+    if redis.call('ZREM', KEYS[1], f[1]) == 1 then
+      local b = redis.call('HGET', ARGV[4] .. ':ev:' .. f[1] .. ':m', 'bytes')
+      redis.call('DEL', ARGV[4] .. ':ev:' .. f[1] .. ':m', ARGV[4] .. ':ev:' .. f[1])
+      if b and redis.call('HEXISTS', KEYS[4], 'b') == 1 then redis.call('HINCRBY', KEYS[4], 'b', -tonumber(b)) end
+      n = n - 1
+    end
+  end
   if n >= max then
     local finished = {}
     for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -42,6 +58,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
       if n < max then break end
       redis.call('DEL', ARGV[4] .. ':ev:' .. f[2] .. ':m', ARGV[4] .. ':ev:' .. f[2])
       redis.call('ZREM', KEYS[1], f[2])
+      redis.call('ZREM', evf, f[2])
       n = n - 1
     end
     if n >= max then return -3 end
@@ -80,7 +97,10 @@ return 1
 /// The session bound is the memory log's: when the session's streams hold more than
 /// `max session bytes`, oldest events go from finished streams first (longest finished
 /// first), then from this stream, then from the session's other unfinished streams,
-/// largest first; an unfinished stream keeps its newest event.
+/// largest first; an unfinished stream keeps its newest event. The session's bytes are
+/// counted in the numbering hash (`b`): an upper bound (streams whose keys expired are
+/// not taken off), made exact whenever it exceeds the bound and the streams are
+/// counted one by one, so an append within the bound looks at no other stream.
 const APPEND: &str = r"
 local m = redis.call('HMGET', KEYS[2], 'last', 'bytes', 'fin')
 if not m[1] then return -1 end
@@ -96,21 +116,39 @@ local bytes = tonumber(m[2]) + #ARGV[1]
 local len = redis.call('RPUSH', KEYS[3], ARGV[1])
 local max_n = tonumber(ARGV[2])
 local max_b = tonumber(ARGV[3])
+local grown = #ARGV[1]
 while len > 1 and (len > max_n or bytes > max_b) do
-  bytes = bytes - #redis.call('LPOP', KEYS[3])
+  local p = #redis.call('LPOP', KEYS[3])
+  bytes = bytes - p
+  grown = grown - p
   len = len - 1
 end
 redis.call('HSET', KEYS[2], 'last', seq, 'bytes', bytes)
+local evf = ARGV[7] .. ':evf'
 if ARGV[5] ~= '0' then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+  local fat = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', fat)
   redis.call('HDEL', KEYS[2], 'lex', 'lnt')
   redis.call('HDEL', KEYS[4], ARGV[8])
+  redis.call('ZADD', evf, fat, ARGV[8])
+  redis.call('PEXPIRE', evf, ARGV[4])
 else
   redis.call('HSET', KEYS[4], ARGV[8], seq)
 end
-redis.call('PEXPIRE', KEYS[4], ARGV[9])
 local limit = tonumber(ARGV[6])
+-- `b` in the numbering hash: the session's retained bytes, never less than the truth
+-- (streams that expired are not taken off), exact after every full count below. While
+-- it is within the limit, nothing needs counting.
+local counted = redis.call('HGET', KEYS[4], 'b')
+if counted and tonumber(counted) + grown <= limit then
+  redis.call('HINCRBY', KEYS[4], 'b', grown)
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  return seq
+end
 local total = 0
 local finished, open = {}, {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -144,21 +182,26 @@ if total > limit then
     if freed > 0 then redis.call('HINCRBY', list .. ':m', 'bytes', -freed) end
   end
 end
+redis.call('HSET', KEYS[4], 'b', total)
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return seq
 ";
 
-/// KEYS: index, meta, list, numbering. ARGV: ttl ms, stream id. Returns -1 for an
-/// unknown stream. Finishing clears the producer lease. The first
+/// KEYS: index, meta, list, numbering. ARGV: ttl ms, stream id, session base. Returns
+/// -1 for an unknown stream. Finishing clears the producer lease. The first
 /// finish records when (`fat`, microseconds), the order in which finished streams go;
 /// written as a string, since Lua formats numbers with 14 significant digits.
 const FINISH: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if redis.call('HGET', KEYS[2], 'fin') ~= '1' then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', t[1] .. string.rep('0', 6 - #t[2]) .. t[2])
+  local fat = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  redis.call('HSET', KEYS[2], 'fin', 1, 'fat', fat)
+  redis.call('ZADD', ARGV[3] .. ':evf', fat, ARGV[2])
+  redis.call('PEXPIRE', ARGV[3] .. ':evf', ARGV[1])
 end
 redis.call('HDEL', KEYS[2], 'lex', 'lnt')
 redis.call('HDEL', KEYS[4], ARGV[2])
@@ -193,7 +236,7 @@ local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, sid in ipairs(sids) do
   redis.call('DEL', ARGV[1] .. ':ev:' .. sid .. ':m', ARGV[1] .. ':ev:' .. sid)
 end
-redis.call('DEL', KEYS[1], ARGV[1] .. ':evl')
+redis.call('DEL', KEYS[1], ARGV[1] .. ':evl', ARGV[1] .. ':evf')
 return #sids
 ";
 
