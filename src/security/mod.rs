@@ -75,16 +75,6 @@ impl Guard {
     }
 }
 
-/// The host part of a `Host` value, lowercased; `None` unless the whole value is a
-/// well-formed `host[:port]`.
-///
-/// Validating the whole value, not only finding a host in it, is what keeps the
-/// `.localhost` suffix rule honest: `evil.com/.localhost` or `evil.com#.localhost` end in
-/// `.localhost` but are not host names at all.
-fn host_part(authority: &str) -> Option<String> {
-    split_authority(authority.trim()).map(|(host, _)| host.to_ascii_lowercase())
-}
-
 /// Split `host[:port]` into its host (a `[v6]` literal with its brackets, or
 /// dot-separated labels of letters, digits, `-` and `_`) and its port (1 to 5 digits).
 /// Anything else (an empty label, userinfo, a path, a query, a fragment, a second
@@ -103,13 +93,22 @@ fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
         };
         (host, port)
     } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        // Byte loops, not `split_once`/`split`: this runs twice on every request, and the
+        // generic pattern searches cost several times the check itself.
+        let (host, port) = match authority.bytes().position(|b| b == b':') {
+            Some(colon) => (&authority[..colon], Some(&authority[colon + 1..])),
             None => (authority, None),
         };
-        let label_ok =
-            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !host.split('.').all(label_ok) {
+        let mut label = 0usize;
+        for b in host.bytes() {
+            match b {
+                b'.' if label == 0 => return None,
+                b'.' => label = 0,
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+                _ => return None,
+            }
+        }
+        if label == 0 {
             return None;
         }
         (host, port)
@@ -124,21 +123,34 @@ fn port_ok(port: &str) -> bool {
     !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Host names compare without regard to ASCII case; comparing in place spares every
+/// request a lowercased copy of its host.
 fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.ends_with(".localhost")
+    const SUFFIX: &[u8] = b".localhost";
+    let bytes = host.as_bytes();
+    host.eq_ignore_ascii_case("localhost")
+        || host == "127.0.0.1"
+        || host == "[::1]"
+        || (bytes.len() >= SUFFIX.len() && bytes[bytes.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
 }
 
+/// Whether a `Host` value (or URI authority) is served. The whole value must be a
+/// well-formed `host[:port]`, not merely contain a host: that is what keeps the
+/// `.localhost` suffix rule honest, since `evil.com/.localhost` or `evil.com#.localhost`
+/// end in `.localhost` but are not host names at all.
 fn host_allowed(authority: &str, list: &[String]) -> bool {
-    let Some(host) = host_part(authority) else {
+    // Both sources (a `Host` value read with `to_str`, a URI authority) are visible ASCII,
+    // where `trim_ascii` and `trim` agree; the ASCII one skips the Unicode tables.
+    let authority = authority.trim_ascii();
+    let Some((host, _)) = split_authority(authority) else {
         return false;
     };
-    if is_loopback_host(&host) {
+    if is_loopback_host(host) {
         return true;
     }
-    let authority = authority.trim().to_ascii_lowercase();
     // An entry without a port allows the name on any port; with a port, only that one.
     list.iter()
-        .any(|entry| entry.eq_ignore_ascii_case(&host) || entry.eq_ignore_ascii_case(&authority))
+        .any(|entry| entry.eq_ignore_ascii_case(host) || entry.eq_ignore_ascii_case(authority))
 }
 
 fn origin_allowed(origin: &str, list: &[String]) -> bool {
@@ -151,7 +163,7 @@ fn origin_allowed(origin: &str, list: &[String]) -> bool {
     let Some(origin) = Origin::parse(origin) else {
         return false;
     };
-    is_loopback_host(&origin.host.to_ascii_lowercase())
+    is_loopback_host(origin.host)
         || list
             .iter()
             .filter_map(|entry| Origin::parse(entry.trim()))
