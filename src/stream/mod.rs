@@ -245,6 +245,9 @@ impl Streams {
         while local.pumps.try_join_next().is_some() {}
         // Counted until the pump ends or is aborted: a drain waits for it.
         let work = self.drain.track(Kind::Pump);
+        // Boxed: tokio moves a task's whole stage (future or output) when it spawns,
+        // completes and is reaped, so a pointer is far cheaper to carry than the pump.
+        let pump = Box::pin(pump);
         local.pumps.spawn(async move {
             pump.await;
             drop(work);
