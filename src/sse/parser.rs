@@ -338,6 +338,8 @@ impl SseParser {
                 let text = lossy(value);
                 self.size += text.len() + 1;
                 if self.size <= self.max {
+                    // The line and its newline in one allocation, not two.
+                    self.data.reserve(text.len() + 1);
                     self.data.extend_from_slice(text.as_bytes());
                     self.data.extend_from_slice(b"\n");
                 }
