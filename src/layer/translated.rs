@@ -357,12 +357,15 @@ where
         // A session's pumps end with it; a drain waits for them. A cancellation drops
         // the rounds, and with them the inner stream: the client's stream ends without
         // an answer, as a cancelled request has none.
-        engine.streams().spawn_pump(record.id(), async move {
-            tokio::select! {
-                () = rounds => {}
-                () = running.cancelled() => {}
-            }
-        });
+        engine.streams().spawn_pump(
+            record.id(),
+            Box::pin(async move {
+                tokio::select! {
+                    () = rounds => {}
+                    () = running.cancelled() => {}
+                }
+            }),
+        );
         let mut head = Response::new(()).into_parts().0;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -62,12 +62,16 @@ impl Guard {
             // HTTP/1.1 target in both. A Host header that cannot be read, or a second
             // one, is refused rather than skipped for the other source.
             let mut hosts = headers.get_all(HOST).iter();
-            let header_ok = match (hosts.next(), hosts.next()) {
-                (None, _) => uri_authority.is_some(),
-                (Some(h), None) => h.to_str().is_ok_and(|h| host_allowed(h, list)),
-                (Some(_), Some(_)) => false,
+            let (header_ok, header) = match (hosts.next(), hosts.next()) {
+                (None, _) => (uri_authority.is_some(), None),
+                (Some(h), None) => match h.to_str() {
+                    Ok(h) => (host_allowed(h, list), Some(h)),
+                    Err(_) => (false, None),
+                },
+                (Some(_), Some(_)) => (false, None),
             };
-            if !header_ok || uri_authority.is_some_and(|a| !host_allowed(a, list)) {
+            // An authority spelled exactly as the header already passed the same check.
+            if !header_ok || uri_authority.is_some_and(|a| Some(a) != header && !host_allowed(a, list)) {
                 return Err(RejectionKind::ForbiddenHost);
             }
         }

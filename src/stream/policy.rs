@@ -103,9 +103,9 @@ where
     let pumping = pump(body, decoder, key.clone(), setup.log.clone(), busy.clone());
     if lease.is_some() {
         let renewing = lease::renewing(pumping, setup.log.clone(), key.clone(), lease_for);
-        setup.streams.spawn_pump(record.id(), renewing);
+        setup.streams.spawn_pump(record.id(), Box::pin(renewing));
     } else {
-        setup.streams.spawn_pump(record.id(), pumping);
+        setup.streams.spawn_pump(record.id(), Box::pin(pumping));
     }
     if live.close_epoch() == 0 {
         // Let a quick answer catch up with the headers: one write instead of several,
