@@ -20,11 +20,11 @@ pub(crate) fn accepts_all(headers: &HeaderMap, needed: &[&str]) -> bool {
                 return found == all;
             }
             left -= 1;
-            let (range, next) = match rest.iter().position(|&b| b == b',') {
+            let (range, next) = match memchr::memchr(b',', rest) {
                 Some(comma) => (&rest[..comma], Some(&rest[comma + 1..])),
                 None => (rest, None),
             };
-            let (media, params) = match range.iter().position(|&b| b == b';') {
+            let (media, params) = match memchr::memchr(b';', range) {
                 Some(semicolon) => (&range[..semicolon], Some(&range[semicolon + 1..])),
                 None => (range, None),
             };
@@ -62,7 +62,8 @@ fn is_zero_quality(param: &[u8]) -> bool {
 }
 
 fn media_matches(range: &[u8], want: &[u8]) -> bool {
-    if range == b"*/*" || range.eq_ignore_ascii_case(want) {
+    // An exact match first: most clients send lowercase types, and it is cheaper.
+    if range == want || range == b"*/*" || range.eq_ignore_ascii_case(want) {
         return true;
     }
     // `type/*`
