@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::ProtocolVersion;
 
+mod scan;
 mod trace;
 
 pub use trace::TraceContext;
@@ -297,7 +298,20 @@ fn peek_message(raw: &str) -> Result<Peeked, PeekError> {
     if raw.trim_start().starts_with('[') {
         return Err(PeekError::InvalidRequest);
     }
-    let env: Envelope<'_> = serde_json::from_str(raw).map_err(classify_error)?;
+    let env = match scan::envelope(raw) {
+        Some(env) => env,
+        None => serde_envelope(raw)?,
+    };
+    from_envelope(env)
+}
+
+/// The envelope as serde_json reads it: the reference the scan agrees with, and the
+/// judge of every body the scan leaves to it.
+fn serde_envelope(raw: &str) -> Result<Envelope<'_>, PeekError> {
+    serde_json::from_str(raw).map_err(classify_error)
+}
+
+fn from_envelope(env: Envelope<'_>) -> Result<Peeked, PeekError> {
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(PeekError::InvalidRequest);
     }
@@ -349,10 +363,18 @@ fn valid_id(id: &RawValue) -> bool {
     let text = id.get();
     match text.as_bytes().first() {
         Some(b'"') => !text.contains('\\') || serde_json::from_str::<String>(text).is_ok(),
+        // Most ids are short integers, which every float holds: no need to parse them.
+        Some(b'-' | b'0'..=b'9') if is_short_integer(text) => true,
         // A number no float can hold (`1E999`) is one no answer could echo.
         Some(b'-' | b'0'..=b'9') => text.parse::<f64>().is_ok_and(f64::is_finite),
         _ => false,
     }
+}
+
+/// `-?[0-9]{1,15}`.
+fn is_short_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What the layer learns from the inner service's answer to `initialize`.

@@ -23,6 +23,7 @@ mod frame;
 mod parser;
 
 pub use event_id::EventId;
+pub(crate) use event_id::MAX_EVENT_ID_LEN;
 pub use frame::encode_event;
 pub(crate) use frame::{encode_comment, encode_priming, encode_retry, put_data_line, put_id};
 pub use parser::{SseError, SseEvent, SseParser};

@@ -180,19 +180,30 @@ where
                 } else {
                     *stall = None;
                 }
-                if pending.is_none() {
-                    match reader.take() {
-                        Some(r) => *pending = Some(Box::pin(r.next_chunk())),
-                        None => return Poll::Ready(None),
+                'chunk: {
+                    if pending.is_none() {
+                        let Some(r) = reader.as_mut() else {
+                            return Poll::Ready(None);
+                        };
+                        // What needs no waiting is taken here: a boxed `next_chunk` moves
+                        // the whole reader in and out for every frame.
+                        if let Some(chunk) = r.buffered() {
+                            if chunk.is_none() {
+                                reader.take();
+                            }
+                            break 'chunk chunk.map(|c| Ok(Frame::data(flight.track(c))));
+                        }
+                        let r = reader.take().expect("looked at above");
+                        *pending = Some(Box::pin(r.next_chunk()));
                     }
+                    let fut = pending.as_mut().expect("set above");
+                    let (r, chunk) = ready!(fut.as_mut().poll(cx));
+                    *pending = None;
+                    if chunk.is_some() {
+                        *reader = Some(r);
+                    }
+                    chunk.map(|c| Ok(Frame::data(flight.track(c))))
                 }
-                let fut = pending.as_mut().expect("set above");
-                let (r, chunk) = ready!(fut.as_mut().poll(cx));
-                *pending = None;
-                if chunk.is_some() {
-                    *reader = Some(r);
-                }
-                chunk.map(|c| Ok(Frame::data(flight.track(c))))
             }
             KindProj::Framed { decoder, body, ended } => loop {
                 let mut out = BytesMut::new();

@@ -30,6 +30,7 @@ use crate::drain::{Drain, Kind};
 pub(crate) use crate::event_log::standalone_stream;
 use crate::event_log::{StreamId, StreamKey};
 use crate::session::SessionId;
+use crate::store::BoxFuture;
 
 /// SSE behaviour, shared by all readers of one layer.
 #[derive(Debug, Clone)]
@@ -238,7 +239,11 @@ impl Streams {
     }
 
     /// Run a pump for `session`; it is aborted if the session ends first.
-    pub(crate) fn spawn_pump(&self, session: &SessionId, pump: impl Future<Output = ()> + Send + 'static) {
+    ///
+    /// The pump comes boxed, where it is made: tokio moves a task's whole stage (future
+    /// or output) when it spawns, completes and is reaped, and every move of the pump's
+    /// large state on the way here would be one more copy.
+    pub(crate) fn spawn_pump(&self, session: &SessionId, pump: BoxFuture<'static, ()>) {
         let entry = self.sessions.entry(session.clone()).or_default();
         let mut local = entry.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished pumps so the set only holds running ones.

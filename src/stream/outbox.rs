@@ -20,7 +20,7 @@ use std::task::Waker;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::event_log::{StoredEvent, StreamId};
-use crate::sse::{EventId, put_data_line, put_id};
+use crate::sse::{EventId, MAX_EVENT_ID_LEN, put_data_line, put_id};
 
 /// The most copied bytes one frame carries, and the size of the pieces long payload
 /// lines are sliced into.
@@ -28,6 +28,10 @@ pub(crate) const FRAME: usize = 16 << 10;
 
 /// Payload lines at least this long are shared with the log rather than copied.
 const SHARE_MIN: usize = 1 << 10;
+
+/// The framing around a one-line event: `id: <id>\n`, `data: `, and the two newlines
+/// that end the line and the event, with some room for a few more lines.
+const EVENT_FRAMING: usize = 4 + MAX_EVENT_ID_LEN + 1 + 6 + 2 + 32;
 
 /// Frames handed to the server and not yet written past which the body waits. Kept
 /// under hyper's own queue limit (16 buffers, about 400 KiB), so that the server keeps
@@ -96,6 +100,12 @@ impl Outbox {
                 let Some(event) = self.events.pop_front() else {
                     break;
                 };
+                // A short event is copied whole: room for it at once, since the buffer
+                // starts empty after every `split` and grew by doubling, reallocating
+                // about five times per event. Long payloads go out shared, not copied.
+                if event.data.len() < SHARE_MIN {
+                    self.buf.reserve(EVENT_FRAMING + event.data.len());
+                }
                 put_id(&mut self.buf, EventId::new(self.stream, event.seq));
                 self.current = Some((event.data, 0));
                 continue;

@@ -49,7 +49,7 @@ pub(crate) struct StreamOf {
 }
 
 /// Work that feeds a stream's body, run beside its pump.
-pub(crate) type Producer = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+pub(crate) type Producer = crate::store::BoxFuture<'static, ()>;
 
 /// `pump` and, when there is one, the `producer` feeding it, together.
 async fn with_producer(pump: impl Future<Output = ()>, producer: Option<Producer>) {
@@ -121,9 +121,13 @@ where
     let pumping = pump(body, decoder, key.clone(), setup.log.clone(), busy.clone());
     if lease.is_some() {
         let renewing = lease::renewing(pumping, setup.log.clone(), key.clone(), lease_for);
-        setup.streams.spawn_pump(record.id(), with_producer(renewing, producer));
+        setup
+            .streams
+            .spawn_pump(record.id(), Box::pin(with_producer(renewing, producer)));
     } else {
-        setup.streams.spawn_pump(record.id(), with_producer(pumping, producer));
+        setup
+            .streams
+            .spawn_pump(record.id(), Box::pin(with_producer(pumping, producer)));
     }
     if live.close_epoch() == 0 {
         // Let a quick answer catch up with the headers: one write instead of several,

@@ -138,6 +138,18 @@ impl Reader {
         (self, chunk)
     }
 
+    /// What [`next_chunk`](Self::next_chunk) would produce without waiting, when that
+    /// is known: the rest of a read batch, or the end of a finished stream.
+    pub(crate) fn buffered(&mut self) -> Option<Option<Bytes>> {
+        if !self.started {
+            return None;
+        }
+        if !self.outbox.is_empty() {
+            return Some(self.outbox.next_frame());
+        }
+        self.done.then_some(None)
+    }
+
     /// How long this connection may hold unwritten frames without progress.
     pub(crate) fn write_timeout(&self) -> std::time::Duration {
         self.cfg.write_timeout
