@@ -87,6 +87,9 @@ impl RedisSessionStoreBuilder {
     /// - When the subscription is not confirmed, breaks, or falls silent (each
     ///   instance publishes a heartbeat every 2 s and expects to hear one within 6 s),
     ///   the cache is emptied and every request goes to Redis until it is back.
+    /// - Memory: at most 100,000 sessions are cached (the records the layer already
+    ///   holds while serving them, ≈ 500 bytes each in the load harness), and entries
+    ///   past their trust are swept once a second.
     /// - Sessions Redis drops by itself other than by expiry (a `maxmemory` eviction
     ///   policy that evicts keys, `FLUSHALL`) are not published: their cached entries
     ///   live out their trust.

@@ -33,6 +33,8 @@ use tower_mcp_session::{SessionId, SessionRecord};
 const MAX_TRUST: Duration = Duration::from_secs(30);
 /// How many sessions one process keeps (past it, new ones are not cached).
 const MAX_ENTRIES: usize = 100_000;
+/// How often the entries are swept of those past their trust.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How many recently ended ids are remembered; past it, the cache is emptied instead.
 const MAX_ENDED: usize = 65_536;
 /// How often each instance publishes a heartbeat on the channel; three missed in a
@@ -72,6 +74,9 @@ pub(super) enum Cached {
 /// The cache and the state of its subscription.
 pub(super) struct LocalCache {
     entries: Mutex<HashMap<SessionId, Entry>>,
+    /// When the entries were last swept of those past their trust (sessions nobody
+    /// asks for again would otherwise stay until the bound).
+    swept: Mutex<Instant>,
     ended: Mutex<HashMap<SessionId, Instant>>,
     /// The subscription is confirmed and alive.
     live: AtomicBool,
@@ -89,6 +94,7 @@ impl LocalCache {
     pub(super) fn new(client: redis::Client, channel: String, op_timeout: Duration) -> Self {
         Self {
             entries: Mutex::default(),
+            swept: Mutex::new(Instant::now()),
             ended: Mutex::default(),
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -173,6 +179,7 @@ impl LocalCache {
             return;
         }
         let mut entries = lock(&self.entries);
+        self.sweep(&mut entries);
         let room = entries.len() < MAX_ENTRIES;
         match (entries.get_mut(id), record) {
             (Some(entry), record) => {
@@ -198,6 +205,17 @@ impl LocalCache {
             }
             (None, _) => {}
         }
+    }
+
+    /// Drop the entries past their trust, at most once per [`SWEEP_EVERY`].
+    fn sweep(&self, entries: &mut HashMap<SessionId, Entry>) {
+        let mut swept = lock(&self.swept);
+        if swept.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        *swept = Instant::now();
+        let now = now_ms();
+        entries.retain(|_, e| e.refreshed.elapsed() < trust_for(e.idle) && now < e.deadline_ms);
     }
 
     /// A background refresh of `id` failed: let the next lookup try again.
@@ -388,6 +406,29 @@ mod tests {
             cache.epoch(),
         );
         assert!(matches!(cache.get(&over_age), Cached::Miss), "past its lifetime");
+    }
+
+    #[test]
+    fn entries_past_their_trust_are_swept() {
+        let cache = cache();
+        let trust = trust_for(IDLE);
+        for n in 0..10 {
+            let id = SessionId::parse(&format!("old{n}")).unwrap();
+            let long_ago = Instant::now() - trust - Duration::from_millis(10);
+            cache.fill(&id, Some(record(&id)), IDLE, u64::MAX, long_ago, cache.epoch());
+        }
+        assert_eq!(cache.len(), 10, "nobody asked for them again");
+        *lock(&cache.swept) = Instant::now() - SWEEP_EVERY;
+        let fresh = SessionId::parse("fresh").unwrap();
+        cache.fill(
+            &fresh,
+            Some(record(&fresh)),
+            IDLE,
+            u64::MAX,
+            Instant::now(),
+            cache.epoch(),
+        );
+        assert_eq!(cache.len(), 1, "the next fill swept the old ones");
     }
 
     #[test]
