@@ -1055,11 +1055,17 @@ async fn single_answer_scripts(server: &RedisServer, a: &Instance, b: &Instance,
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let calls = server.command_calls();
+    // A reader that looks before the answer is stored reads the log once more (one
+    // read script: its `LLEN`), and a script's first run on this server is tried
+    // twice (`SCRIPT LOAD` in between); neither is the call's own cost.
+    let count = |name: &str| calls.get(name).copied().unwrap_or(0);
+    let early_reads = count("llen") + count("script|load");
     assert_eq!(
-        calls.get("evalsha"),
-        Some(&(20 * per_call)),
+        count("evalsha") - early_reads,
+        20 * per_call,
         "{per_call} scripts per call: {calls:?}"
     );
+    assert!(early_reads <= 10, "most readers found the answer stored: {calls:?}");
     for last in &last_ids {
         let (status, _, body) = read_body(send(b, Method::GET, Some(&sid), Some(last), None).await).await;
         assert_eq!(status, StatusCode::OK);

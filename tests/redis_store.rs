@@ -1226,3 +1226,46 @@ async fn redis_event_log_conforms() {
     };
     tower_mcp_session::conformance::event_log_with(fresh, second).await;
 }
+
+/// An append within the session's byte bound, and an open at the session's stream bound,
+/// look at no other stream of the session: counted by the server, with 16 streams held
+/// (the bound) before each of 8 more single-answer streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_and_opens_at_the_bound_read_no_other_stream() {
+    let server = RedisServer::start();
+    let log = RedisEventLog::builder(single(&server).await).max_streams(16).build();
+    let session = random_sid();
+    for n in 0..16 {
+        let k = key(&session, n);
+        log.open(&k).await.unwrap();
+        log.append_last(&k, Bytes::from_static(b"{\"jsonrpc\":\"2.0\"}"))
+            .await
+            .unwrap();
+    }
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for n in 16..24 {
+        let k = key(&session, n);
+        log.open(&k).await.unwrap();
+        log.append_last(&k, Bytes::from_static(b"{\"jsonrpc\":\"2.0\"}"))
+            .await
+            .unwrap();
+    }
+    let calls = server.command_calls();
+    // Per stream: the append's read of its own stream, and the open's look at the
+    // newest index member and at the longest-finished stream; nothing per other stream.
+    assert_eq!(calls.get("hmget").copied().unwrap_or(0), 8, "{calls:?}");
+    assert!(calls.get("zrange").copied().unwrap_or(0) <= 16, "{calls:?}");
+    // The bound held: 16 streams, the 8 longest-finished ones dropped.
+    for n in 0..8 {
+        assert_eq!(
+            log.read_after(&key(&session, n), 0, 1).await.unwrap(),
+            ReadOutcome::UnknownStream
+        );
+    }
+    for n in 8..24 {
+        let ReadOutcome::Events { events, .. } = log.read_after(&key(&session, n), 0, 1).await.unwrap() else {
+            panic!("stream {n} is held");
+        };
+        assert_eq!(events.len(), 1);
+    }
+}

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use tower_mcp_session::SessionId;
 use tower_mcp_session::event_log::{
-    EventLog, EventLogError, ProducerLease, ProducerState, ReadOutcome, StoredEvent, StreamKey,
+    EventLog, EventLogError, ProducerLease, ProducerState, ReadOutcome, StoredEvent, StreamId, StreamKey,
 };
 use tower_mcp_session::store::BoxFuture;
 
@@ -86,9 +86,12 @@ use crate::event_log_scripts::{
 /// opened, whose every event it appended (numbered 1, 2, … by Redis with no gap, so no
 /// other instance appended) and which its own last append finished, is remembered for
 /// a second (up to 4,096 streams and 16 MiB, and only within the stream's retention
-/// bounds), and `read_after` / `wait_after` on it are answered from memory. That is
-/// exactly what Redis holds, since a finished stream takes no more events. So a
-/// single-answer SSE call costs two scripts here: open, and append-and-finish.
+/// bounds), and its first read to the end (its live reader's) and `wait_after` on it
+/// are answered from memory; every later read asks Redis. A finished stream takes no
+/// more events, and streams this process drops to make room are forgotten at once, so
+/// the one read gets what Redis holds; only a drop made by another instance within that
+/// second goes unseen by it, as if the read had come just before. So a single-answer
+/// SSE call costs two scripts here: open, and append-and-finish.
 ///
 /// # Retention
 ///
@@ -260,14 +263,28 @@ impl Inner {
             .arg(millis(self.cfg.numbering_ttl()))
             .arg(lease_ms)
             .arg(note);
-        match self.run::<i64>(&inv).await? {
-            -3 => Err(EventLogError::TooManyStreams {
+        let reply: Vec<Value> = self.run(&inv).await?;
+        match reply.first().and_then(int) {
+            Some(-3) => Err(EventLogError::TooManyStreams {
                 limit: usize::try_from(self.cfg.max_streams).unwrap_or(usize::MAX),
             }),
-            _ => {
+            Some(1) => {
+                // The streams dropped to make room are gone for this process's readers
+                // too.
+                for dropped in &reply[1..] {
+                    if let Value::BulkString(id) = dropped
+                        && let Some(raw) = std::str::from_utf8(id)
+                            .ok()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    {
+                        self.local
+                            .forget(&StreamKey::new(key.session().clone(), StreamId::from_raw(raw)));
+                    }
+                }
                 self.local.opened(key);
                 Ok(())
             }
+            _ => Err(bad("open")),
         }
     }
 
@@ -506,7 +523,7 @@ impl EventLog for RedisEventLog {
 
     fn wait_after<'a>(&'a self, key: &'a StreamKey, after: u64) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if self.inner.local.read_after(key, after, 1).is_some() {
+            if self.inner.local.has_after(key, after) {
                 // Known here, and finished: nothing to wait for.
                 return;
             }

@@ -5,10 +5,10 @@
 //! A stream is served from here only when this process saw its whole life: it opened
 //! it, every event of it was appended here and Redis numbered them 1, 2, … with no gap
 //! (an event appended by another instance would have taken a number in between), and
-//! its last append here also finished it (so nothing can follow). What is served is
-//! then exactly what Redis holds, provided retention dropped nothing: only streams
-//! within the per-stream bounds are kept, and only for [`KEEP`], far less than any
-//! retention time. Everything else reads from Redis as before.
+//! its last append here also finished it (so nothing can follow). Only streams within
+//! the per-stream bounds are kept, only for [`KEEP`], and only for one read to the
+//! end (the live reader's); streams this process drops to make room are forgotten at
+//! once. Everything else reads from Redis as before.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -108,8 +108,23 @@ impl LocalStreams {
         });
     }
 
-    /// `read_after` answered from here, for a complete stream; `None`: ask Redis.
+    /// `read_after` answered from here, for a complete stream; `None`: ask Redis. A
+    /// read that reaches the end is the stream's reader done with it: the stream is
+    /// forgotten here, and any later read (a resume) asks Redis.
     pub(crate) fn read_after(&self, key: &StreamKey, after: u64, max: usize) -> Option<ReadOutcome> {
+        let outcome = self.peek(key, after, max)?;
+        if matches!(outcome, ReadOutcome::Events { finished: true, .. }) {
+            self.forget(key);
+        }
+        Some(outcome)
+    }
+
+    /// Whether `key` is known here, finished, with events after `after`, or ends there.
+    pub(crate) fn has_after(&self, key: &StreamKey, after: u64) -> bool {
+        self.peek(key, after, 1).is_some()
+    }
+
+    fn peek(&self, key: &StreamKey, after: u64, max: usize) -> Option<ReadOutcome> {
         let streams = self.lock();
         let seen = streams.get(key).filter(|s| s.finished && s.at.elapsed() < KEEP)?;
         let last_seq = seen.events.len() as u64;
@@ -176,31 +191,33 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_seen_whole_is_read_from_here() {
+    fn a_stream_seen_whole_is_read_from_here_once() {
         let local = LocalStreams::default();
         let key = key();
         local.opened(&key);
         local.appended(&key, &Bytes::from_static(b"a"), Some(1), false, LIMITS);
         assert!(local.read_after(&key, 0, 10).is_none(), "unfinished: ask Redis");
         local.appended(&key, &Bytes::from_static(b"b"), Some(2), true, LIMITS);
+        assert!(local.has_after(&key, 0) && local.has_after(&key, 2));
+        assert!(local.read_after(&key, 3, 10).is_none(), "beyond the end: Redis answers");
         let Some(ReadOutcome::Events {
             events,
             last_seq,
             finished,
-        }) = local.read_after(&key, 0, 10)
+        }) = local.read_after(&key, 0, 1)
         else {
             panic!("known");
         };
-        assert_eq!((events.len(), last_seq, finished), (2, 2, true));
+        assert_eq!((events.len(), last_seq, finished), (1, 2, false), "max is honoured");
         let Some(ReadOutcome::Events { events, finished, .. }) = local.read_after(&key, 1, 10) else {
             panic!("known");
         };
         assert_eq!((events[0].seq, finished), (2, true));
-        let Some(ReadOutcome::Events { events, finished, .. }) = local.read_after(&key, 0, 1) else {
-            panic!("known");
-        };
-        assert_eq!((events.len(), finished), (1, false), "max is honoured");
-        assert!(local.read_after(&key, 3, 10).is_none(), "beyond the end: Redis answers");
+        assert!(
+            local.read_after(&key, 0, 10).is_none(),
+            "read to its end: later reads ask Redis"
+        );
+        assert_eq!(*local.bytes.lock().unwrap(), 0);
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// KEYS: index, meta, list, numbering. ARGV: stream id, ttl ms, max streams, session
-/// base, numbering ttl ms, producer lease ms ('0' for none), lease note. Returns 1, or
-/// -3 when the session holds `max streams` and none of them may go.
+/// base, numbering ttl ms, producer lease ms ('0' for none), lease note. Returns {1,
+/// the ids of the streams dropped to make room...}, or {-3} when the session holds
+/// `max streams` and none of them may go.
 ///
 /// A stream made with a lease gets `lex` (when the lease runs out, milliseconds on the
 /// server's clock) and `lnt` (the note) in its hash; an existing stream is left as it is.
@@ -24,6 +25,7 @@ use redis::Script;
 /// gets a score above every other. Keys of other streams are built from the session
 /// base: they share the session's hash tag, so they are in this script's slot.
 const OPEN: &str = r"
+local dropped = {1}
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local max = tonumber(ARGV[3])
   local n = redis.call('ZCARD', KEYS[1])
@@ -35,6 +37,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
     if not f[1] then break end
     redis.call('ZREM', evf, f[1])
     if redis.call('ZREM', KEYS[1], f[1]) == 1 then
+      dropped[#dropped + 1] = f[1]
       local b = redis.call('HGET', ARGV[4] .. ':ev:' .. f[1] .. ':m', 'bytes')
       redis.call('DEL', ARGV[4] .. ':ev:' .. f[1] .. ':m', ARGV[4] .. ':ev:' .. f[1])
       if b and redis.call('HEXISTS', KEYS[4], 'b') == 1 then redis.call('HINCRBY', KEYS[4], 'b', -tonumber(b)) end
@@ -48,6 +51,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
       if not h[1] then
         redis.call('DEL', ARGV[4] .. ':ev:' .. sid)
         redis.call('ZREM', KEYS[1], sid)
+        dropped[#dropped + 1] = sid
         n = n - 1
       elseif h[1] == '1' then
         finished[#finished + 1] = {tonumber(h[2] or '0'), sid}
@@ -59,9 +63,10 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
       redis.call('DEL', ARGV[4] .. ':ev:' .. f[2] .. ':m', ARGV[4] .. ':ev:' .. f[2])
       redis.call('ZREM', KEYS[1], f[2])
       redis.call('ZREM', evf, f[2])
+      dropped[#dropped + 1] = f[2]
       n = n - 1
     end
-    if n >= max then return -3 end
+    if n >= max then return {-3} end
   end
   local t = redis.call('TIME')
   local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -80,7 +85,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
-return 1
+return dropped
 ";
 
 /// KEYS: index, meta, list, numbering. ARGV: payload, max events, max bytes, ttl ms,
