@@ -113,16 +113,32 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
+/// A `tools/call` of `hang_json` under `id`, sent on `app` in the background: its
+/// POST is held until the call is cancelled.
+fn held_call(app: &App, sid: &str, id: u64) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, Bytes)> {
+    let call = request(id, "tools/call", json!({"name": "hang_json", "arguments": {}}));
+    let (app, sid) = (app.clone(), sid.to_owned());
+    tokio::spawn(async move { send(&app, Some(&sid), &call).await })
+}
+
+/// The held POST of `pending` is answered with the cancellation error under `id`.
+async fn answered_cancelled(pending: tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, Bytes)>, id: u64) {
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the held POST is answered")
+        .unwrap();
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["id"], id, "{answer}");
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+}
+
 #[tokio::test]
 async fn a_cancelled_call_awaiting_a_json_answer_is_dropped_inside() {
     let dropped = Arc::new(Dropped::default());
     let app = app(dropped.clone());
     let sid = session(&app).await;
-    let call = request(7, "tools/call", json!({"name": "hang_json", "arguments": {}}));
-    let pending = {
-        let (app, sid) = (app.clone(), sid.clone());
-        tokio::spawn(async move { send(&app, Some(&sid), &call).await })
-    };
+    let pending = held_call(&app, &sid, 7);
     // Another session's cancellation of the same id, and one of another id, reach
     // nothing.
     let other = session(&app).await;
@@ -133,14 +149,7 @@ async fn a_cancelled_call_awaiting_a_json_answer_is_dropped_inside() {
     assert_eq!(dropped.0.load(Ordering::SeqCst), 0);
 
     cancel(&app, &sid, json!(7)).await;
-    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
-        .await
-        .expect("the held POST is answered")
-        .unwrap();
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(answer["id"], 7);
-    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+    answered_cancelled(pending, 7).await;
     assert_eq!(dropped.0.load(Ordering::SeqCst), 1, "the inner call was dropped");
 
     // The session goes on.
@@ -193,11 +202,7 @@ async fn a_cancellation_landing_on_another_instance_ends_a_held_call() {
     let dropped = Arc::new(Dropped::default());
     let (a, b) = two_instances(&dropped);
     let sid = session(&a).await;
-    let call = request(21, "tools/call", json!({"name": "hang_json", "arguments": {}}));
-    let pending = {
-        let (a, sid) = (a.clone(), sid.clone());
-        tokio::spawn(async move { send(&a, Some(&sid), &call).await })
-    };
+    let pending = held_call(&a, &sid, 21);
     // A cancellation of another id, on the other instance, reaches nothing.
     cancel(&b, &sid, json!(22)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -205,17 +210,7 @@ async fn a_cancellation_landing_on_another_instance_ends_a_held_call() {
     assert_eq!(dropped.0.load(Ordering::SeqCst), 0);
 
     cancel(&b, &sid, json!(21)).await;
-    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
-        .await
-        .expect("the held POST is answered")
-        .unwrap();
-    assert_eq!(status, 200);
-    let answer: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        (answer["id"].clone(), answer["error"]["code"].clone()),
-        (json!(21), json!(-32800)),
-        "{answer}"
-    );
+    answered_cancelled(pending, 21).await;
     assert_eq!(
         dropped.0.load(Ordering::SeqCst),
         1,
@@ -281,18 +276,9 @@ async fn over_redis_a_cancellation_reaches_the_instance_running_the_request() {
     }
     let (a, b) = (instances[0].clone(), instances[1].clone());
     let sid = session(&a).await;
-    let call = request(41, "tools/call", json!({"name": "hang_json", "arguments": {}}));
-    let pending = {
-        let (a, sid) = (a.clone(), sid.clone());
-        tokio::spawn(async move { send(&a, Some(&sid), &call).await })
-    };
+    let pending = held_call(&a, &sid, 41);
     tokio::time::sleep(Duration::from_millis(200)).await;
     cancel(&b, &sid, json!(41)).await;
-    let (_, _, body) = tokio::time::timeout(Duration::from_secs(10), pending)
-        .await
-        .expect("the held POST is answered")
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+    answered_cancelled(pending, 41).await;
     assert_eq!(dropped.0.load(Ordering::SeqCst), 1);
 }

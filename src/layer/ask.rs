@@ -19,7 +19,6 @@ use serde_json::value::RawValue;
 use tower_service::Service;
 
 use super::initialize::Answered;
-use super::post::InSession;
 use super::service::Handler;
 use super::translated::modern_parts;
 use crate::SessionRecord;
@@ -173,6 +172,15 @@ where
     ) -> Result<(), S::Error> {
         let engine = self.engine.clone();
         let id = RawValue::from_string(format!("\"{TOOLS_ID}\"")).expect("a JSON string");
+        // A handle of the session for the inner service, as every request gets; these
+        // answers are read whole, so no stream is related to it.
+        let handle = Session::live(
+            Arc::clone(record),
+            engine.sessions().clone(),
+            engine.outbound().clone(),
+            None,
+        );
+        let limit = engine.config().sse.max_event_bytes;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_TOOL_PAGES {
             let mut extra = RawObject::new();
@@ -182,11 +190,7 @@ where
             let Ok(modern) = layer_request(&id, "tools/list", extra, ctx) else {
                 return Ok(());
             };
-            // A handle of the session for the inner service, as every request gets.
-            let mut probe = Request::new(Full::new(Bytes::new()));
-            let handle = InSession::prepare(&engine, &mut probe, record, false).session;
-            let limit = engine.config().sse.max_event_bytes;
-            let Ok(result) = self.ask(parts.clone(), modern, TOOLS_ID, handle, limit).await? else {
+            let Ok(result) = self.ask(parts.clone(), modern, TOOLS_ID, handle.clone(), limit).await? else {
                 return Ok(());
             };
             engine.tool_headers().learn(&result);

@@ -32,7 +32,6 @@ pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Running {
     local: Registration,
     log: Arc<dyn EventLog>,
-    marker: Option<StreamKey>,
 }
 
 impl Running {
@@ -41,23 +40,24 @@ impl Running {
         Self {
             local: engine.in_flight().register(session, id),
             log: Arc::clone(engine.log()),
-            marker: InFlight::marker(session, id),
         }
     }
 
     /// Completes when the client cancels the request.
     pub(super) async fn cancelled(&self) {
         let elsewhere = async {
-            let Some(marker) = &self.marker else {
-                return std::future::pending().await;
-            };
             let mut every = tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            // Made only now: the requests over within a second never need it.
+            let Some(marker) = self.local.marker() else {
+                return std::future::pending().await;
+            };
             loop {
-                every.tick().await;
-                if is_marked(&*self.log, marker).await {
+                if is_marked(&*self.log, &marker).await {
                     return;
                 }
+                every.tick().await;
             }
         };
         tokio::select! {

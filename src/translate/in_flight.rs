@@ -45,6 +45,11 @@ fn canonical(id: &str) -> Option<String> {
 
 type Key = (SessionId, String);
 
+/// The marker stream of the request `canonical` (a [`canonical`] id) of `session`.
+fn marker_of(session: &SessionId, canonical: &str) -> StreamKey {
+    StreamKey::new(session.clone(), derived_stream(b"cancelled\0", canonical))
+}
+
 /// The translated requests running on this instance, by session and client id.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
@@ -157,8 +162,7 @@ impl InFlight {
     /// every instance derives alike from the id (see `layer/running.rs`). `None` for
     /// an id that cannot be cancelled.
     pub(crate) fn marker(session: &SessionId, id: &str) -> Option<StreamKey> {
-        let id = canonical(id)?;
-        Some(StreamKey::new(session.clone(), derived_stream(b"cancelled\0", &id)))
+        Some(marker_of(session, &canonical(id)?))
     }
 
     /// Cancel the request `id` (raw JSON) of `session`, if it runs here: whether it did.
@@ -226,6 +230,12 @@ impl Registration {
     /// Completes when the client cancels the request.
     pub(crate) async fn cancelled(&self) {
         self.notify.notified().await;
+    }
+
+    /// Where another instance leaves a cancellation of this request (see
+    /// [`InFlight::marker`]); `None` for an id that cannot be cancelled.
+    pub(crate) fn marker(&self) -> Option<StreamKey> {
+        self.key.as_ref().map(|(session, id)| marker_of(session, id))
     }
 }
 

@@ -119,19 +119,16 @@ impl RedisSessionStoreBuilder {
     /// # }
     /// ```
     pub fn build(self) -> RedisSessionStore {
+        let channel = format!("{}invalidate", self.prefix);
         RedisSessionStore {
             inner: Arc::new(Inner {
                 sessions_key: format!("{}{{%index}}:sessions", self.prefix),
                 slots_key: format!("{}{{%index}}:slots", self.prefix),
                 ids_key: format!("{}{{%index}}:ids", self.prefix),
-                channel: format!("{}invalidate", self.prefix),
-                cache: self.cache_client.map(|client| {
-                    Arc::new(LocalCache::new(
-                        client,
-                        format!("{}invalidate", self.prefix),
-                        self.op_timeout,
-                    ))
-                }),
+                cache: self
+                    .cache_client
+                    .map(|client| Arc::new(LocalCache::new(client, channel.clone(), self.op_timeout))),
+                channel,
                 conn: self.conn,
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,

@@ -85,7 +85,7 @@ pub(super) struct LocalCache {
     epoch: AtomicU64,
     /// How long an ended id is remembered: longer than any reply can be in flight.
     remember_ended: Duration,
-    pub(super) channel: String,
+    channel: String,
     client: redis::Client,
     started: std::sync::Once,
 }
